@@ -1,0 +1,6 @@
+"""``radllama generate``."""
+
+
+def generate_command() -> None:
+    """Generate (placeholder until implemented)."""
+    raise NotImplementedError

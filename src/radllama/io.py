@@ -1,0 +1,144 @@
+"""Plain-file I/O shared by every stage: atomic writes and resumable JSONL.
+
+Every output is written to a temporary file in the same folder and renamed into place,
+so a crash or a full disk never leaves a half-written file behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from radllama.errors import RadLlamaError
+
+
+def ensure_writable_dir(path: Path) -> Path:
+    """Create ``path`` (and parents) and check that files can be written there."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RadLlamaError(f"cannot create output folder {path}: {exc.strerror}") from exc
+    if not os.access(path, os.W_OK):
+        raise RadLlamaError(f"output folder {path} is not writable")
+    return path
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via temp file + rename (all or nothing)."""
+    path = Path(path)
+    if not path.parent.exists():
+        raise RadLlamaError(f"output folder {path.parent} does not exist")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise RadLlamaError(f"cannot write {path}: {exc.strerror}") from exc
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write UTF-8 text atomically."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    """Write indented JSON atomically."""
+    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_jsonl(path: Path, records: Iterable[dict]) -> int:
+    """Write records as JSONL atomically; returns the number written."""
+    lines = [json.dumps(r, ensure_ascii=False) for r in records]
+    atomic_write_text(path, "".join(line + "\n" for line in lines))
+    return len(lines)
+
+
+def iter_jsonl(path: Path) -> Iterator[dict]:
+    """Yield JSON objects from a JSONL file; a bad line raises a clear error naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise RadLlamaError(f"{path}: no such file")
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                raise RadLlamaError(f"{path}:{lineno}: not valid UTF-8") from exc
+            except json.JSONDecodeError as exc:
+                raise RadLlamaError(f"{path}:{lineno}: malformed JSON ({exc.msg})") from exc
+            if not isinstance(obj, dict):
+                raise RadLlamaError(f"{path}:{lineno}: expected a JSON object per line")
+            yield obj
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Read a whole JSONL file (see :func:`iter_jsonl`)."""
+    return list(iter_jsonl(path))
+
+
+class JsonlAppender:
+    """Append-and-flush JSONL writer that resumes an interrupted run.
+
+    On open, complete lines already in the file are kept and their ``key`` values are
+    reported by :attr:`done`; a truncated last line (a crash mid-write) is cut off so the
+    case is simply redone.
+    """
+
+    def __init__(self, path: Path, key: str = "id") -> None:
+        self.path = Path(path)
+        self.key = key
+        self.done: dict[str, dict] = {}
+        if not self.path.parent.exists():
+            raise RadLlamaError(f"output folder {self.path.parent} does not exist")
+        if self.path.exists():
+            self._recover()
+        try:
+            self._fh = self.path.open("a", encoding="utf-8")
+        except OSError as exc:
+            raise RadLlamaError(f"cannot write {self.path}: {exc.strerror}") from exc
+
+    def _recover(self) -> None:
+        data = self.path.read_bytes()
+        good_end = 0
+        for line in data.splitlines(keepends=True):
+            if not line.endswith(b"\n"):
+                break  # truncated tail from a crash
+            try:
+                obj = json.loads(line)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                break
+            if isinstance(obj, dict) and self.key in obj:
+                self.done[str(obj[self.key])] = obj
+            good_end += len(line)
+        if good_end < len(data):
+            with self.path.open("r+b") as fh:
+                fh.truncate(good_end)
+
+    def write(self, record: dict) -> None:
+        """Append one record and flush it to disk."""
+        self._fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._fh.flush()
+        self.done[str(record[self.key])] = record
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> JsonlAppender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

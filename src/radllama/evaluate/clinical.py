@@ -1,0 +1,329 @@
+"""Clinical correctness, fully offline: a rule-based CheXpert-style labeller and its F1.
+
+The labeller follows the spirit of the CheXpert/NegBio labeller (Irvin et al. 2019) with
+plain regular expressions, so it needs no model download and runs in milliseconds:
+
+1. **Split** the text into sentences (``.``, ``;``, ``!``, ``?``, newlines; decimals kept)
+   and each sentence into clauses at scope terminators (``but``, ``however``, ``although``,
+   ``which``, ``except``, ``whereas``, ``, there is/are`` ...). A cue never reaches past its clause.
+2. **Explicit normals** (``heart size is normal``, ``normal cardiomediastinal silhouette`` ...)
+   label an observation *absent* and are blanked so their words cannot fire a mention.
+3. **Pseudo-cues** that look like negation but are not (``no change``, ``no significant
+   interval change``, ``unchanged``, ``without change``) are blanked before cue search.
+4. **Mentions**: synonym phrases per observation (:data:`MENTIONS`).
+5. **Cues** in the clause decide each mention: the *nearest preceding* negation or
+   uncertainty cue wins, so ``no effusion or pneumothorax`` negates both (coordination) while
+   ``no pneumothorax, possible effusion`` leaves the effusion uncertain. Cues that follow the
+   mention (``... cannot be excluded``, ``... has resolved``, ``... versus``) apply when no
+   comma separates them from it. A following uncertainty cue outranks everything else.
+6. **Aggregate** mentions per report: present > uncertain > absent > not mentioned.
+7. **No Finding** is present when no observation other than Support Devices is present or
+   uncertain, absent otherwise.
+
+The clinical score is the F1 of the *present* labels of a prediction against those of its
+reference: micro (pooled over cases and observations) and macro (mean over observations
+that are present in at least one reference or prediction).
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+
+OBSERVATIONS: tuple[str, ...] = (
+    "No Finding",
+    "Enlarged Cardiomediastinum",
+    "Cardiomegaly",
+    "Lung Lesion",
+    "Lung Opacity",
+    "Edema",
+    "Consolidation",
+    "Pneumonia",
+    "Atelectasis",
+    "Pneumothorax",
+    "Pleural Effusion",
+    "Pleural Other",
+    "Fracture",
+    "Support Devices",
+)
+PRESENT, UNCERTAIN, ABSENT, NOT_MENTIONED = "present", "uncertain", "absent", "not mentioned"
+_RANK = {PRESENT: 3, UNCERTAIN: 2, ABSENT: 1, NOT_MENTIONED: 0}
+
+# Mention phrases per observation (regex fragments, matched on lower-cased text).
+MENTIONS: dict[str, list[str]] = {
+    "Enlarged Cardiomediastinum": [
+        r"(enlarged|widened|prominent) (cardio)?mediastin\w*",
+        r"(cardio)?mediastin\w* (silhouette |contours? )?(is |are )?(enlarged|widened|widening|enlargement)",
+        r"widening of the mediastinum",
+    ],
+    "Cardiomegaly": [
+        r"cardiomegaly",
+        r"enlarged (heart|cardiac silhouette|cardiac size)",
+        r"(heart|cardiac silhouette|cardiac) (size )?(is |appears )?(mildly |moderately |severely )?enlarged",
+        r"enlargement of the (heart|cardiac silhouette)",
+        r"cardiac enlargement",
+    ],
+    "Lung Lesion": [
+        r"nodul\w*",
+        r"mass(es)?",
+        r"(lung|pulmonary) lesions?",
+        r"neoplasm\w*",
+        r"tumou?rs?",
+        r"carcinoma",
+    ],
+    "Lung Opacity": [
+        r"opaci\w+",
+        r"infiltrat\w*",
+        r"air-?space (disease|process)",
+        r"haz(e|iness|y)",
+        r"densit(y|ies)",
+        r"interstitial (marking|prominence|disease|thickening)s?",
+    ],
+    "Edema": [
+        r"edema",
+        r"oedema",
+        r"(vascular|pulmonary) congestion",
+        r"(congestive )?heart failure",
+        r"chf",
+    ],
+    "Consolidation": [r"consolidat\w*"],
+    "Pneumonia": [r"pneumoni\w*", r"infecti\w+", r"bronchopneumoni\w*"],
+    "Atelectasis": [r"atelecta\w*", r"collapse"],
+    "Pneumothorax": [r"pneumothora\w*"],
+    "Pleural Effusion": [
+        r"(?<!pericardial )effusions?",
+        r"pleural fluid",
+        r"hydrothorax",
+        r"blunting of the (left |right )?(costophrenic|cp) angles?",
+        r"(costophrenic|cp) angle blunting",
+    ],
+    "Pleural Other": [
+        r"pleural (thickening|plaques?|scarring|fibrosis)",
+        r"fibrothorax",
+        r"pleural-parenchymal scarring",
+    ],
+    "Fracture": [r"fractur\w*", r"fx"],
+    "Support Devices": [
+        r"picc( line)?",
+        r"central (venous )?(line|catheter)",
+        r"catheters?",
+        r"(endotracheal|et|ng|og|nasogastric|orogastric|feeding|chest|tracheostomy) tubes?",
+        r"tracheostomy",
+        r"pace(maker|r)s?",
+        r"defibrillator",
+        r"aicd",
+        r"port-?a-?cath",
+        r"stents?",
+        r"sternotomy wires?",
+        r"sternal wires?",
+        r"(surgical )?clips",
+        r"hardware",
+        r"valve replacement",
+    ],
+}
+
+# Explicit statements of normality that label an observation absent.
+NORMALS: dict[str, list[str]] = {
+    "Cardiomegaly": [
+        r"(normal|upper normal) (heart|cardiac) size",
+        r"(heart|cardiac) (size|silhouette)( is| are)? (normal|within normal limits|upper limits of normal"
+        r"|stable|unremarkable|not enlarged)",
+        r"heart (is )?(normal in size|not enlarged|of normal size)",
+        r"normal (size of the )?(heart|cardiac silhouette)",
+        r"normal-sized heart",
+    ],
+    "Enlarged Cardiomediastinum": [
+        r"(normal|unremarkable|stable) (cardio)?mediastinal (silhouette|contours?)",
+        r"(cardio)?mediastinal (silhouette|contours?)( is| are)? (normal|within normal limits|unremarkable"
+        r"|stable|not (enlarged|widened))",
+        r"mediastinum (is )?(normal|unremarkable|not widened)",
+    ],
+}
+
+PSEUDO = [
+    r"no (significant |appreciable |substantial )?(interval )?change",
+    r"without (significant |interval )?change",
+    r"unchanged",
+    r"not (significantly )?changed",
+]
+
+NEG_PRE = [
+    r"no evidence of",
+    r"no signs? of",
+    r"negative for",
+    r"free of",
+    r"clear of",
+    r"absence of",
+    r"resolution of",
+    r"resolved",
+    r"interval removal of",
+    r"no longer",
+    r"without",
+    r"no",
+    r"not",
+]
+UNC_PRE = [
+    r"cannot be excluded",
+    r"can ?not exclude",
+    r"cannot rule out",
+    r"possib(le|ly)",
+    r"probabl[ey]",
+    r"likely",
+    r"may",
+    r"might",
+    r"could",
+    r"questionabl[ey]",
+    r"question of",
+    r"suggestive of",
+    r"suggest(s|ing|ed)?",
+    r"concern(ing)? for",
+    r"suspicious for",
+    r"suspect(ed)?",
+    r"worrisome for",
+    r"versus",
+    r"vs",
+    r"differential",
+    r"consider(ed)?",
+    r"equivocal",
+    r"indeterminate",
+]
+NEG_POST = [
+    r"(has|have) (since |now |completely )?resolved",
+    r"resolved",
+    r"(is|are|has been|have been) removed",
+    r"(is|are) (now )?absent",
+    r"(is|are)? ?not (seen|identified|present|visualized|appreciated|evident|demonstrated)",
+]
+UNC_POST = [
+    r"(cannot|can not|could not) be (excluded|ruled out)",
+    r"(is|are)? ?not (entirely |completely )?(excluded|ruled out)",
+    r"(is|are) (possible|suspected|likely|questioned|not excluded)",
+    r"versus",
+    r"vs",
+]
+TERMINATORS = (
+    r"\b(but|however|although|though|which|except|aside from|apart from|whereas|otherwise)\b"
+    r"|, there (is|are)\b"
+)
+
+
+def _alternation(patterns: Sequence[str]) -> re.Pattern[str]:
+    return re.compile(r"\b(?:" + "|".join(patterns) + r")\b")
+
+
+_MENTION_RE = {obs: _alternation(p) for obs, p in MENTIONS.items()}
+_NORMAL_RE = {obs: _alternation(p) for obs, p in NORMALS.items()}
+_PSEUDO_RE = _alternation(PSEUDO)
+_NEG_PRE_RE = _alternation(NEG_PRE)
+_UNC_PRE_RE = _alternation(UNC_PRE)
+_NEG_POST_RE = _alternation(NEG_POST)
+_UNC_POST_RE = _alternation(UNC_POST)
+_TERM_RE = re.compile(TERMINATORS)
+# Sentence ends: . ; ! ? (not inside a decimal such as 2.5) and newlines.
+_SENT_RE = re.compile(r"(?<!\d)[.;!?](?!\d)|\n")
+
+
+def _blank(text: str, match: re.Match[str]) -> str:
+    # Keep offsets stable: replace the matched span with spaces.
+    return text[: match.start()] + " " * (match.end() - match.start()) + text[match.end() :]
+
+
+def _clauses(text: str) -> list[str]:
+    out: list[str] = []
+    for sentence in _SENT_RE.split(text.lower()):
+        out.extend(part for part in _TERM_RE.split(sentence) if part and part.strip())
+    return out
+
+
+def _mention_label(clause: str, start: int, end: int) -> str:
+    after = clause[end:]
+    # A following cue counts only up to the next comma (no comma between mention and cue).
+    after_near = after.split(",", 1)[0]
+    if _UNC_POST_RE.search(after_near):
+        return UNCERTAIN
+    cues = [(m.end(), ABSENT) for m in _NEG_PRE_RE.finditer(clause[:start])]
+    cues += [(m.end(), UNCERTAIN) for m in _UNC_PRE_RE.finditer(clause[:start])]
+    if cues:
+        return max(cues)[1]  # nearest preceding cue wins
+    if _NEG_POST_RE.search(after_near):
+        return ABSENT
+    return PRESENT
+
+
+def label_report(text: str) -> dict[str, str]:
+    """Label one impression: each CheXpert observation → present/absent/uncertain/not mentioned."""
+    labels = dict.fromkeys(OBSERVATIONS, NOT_MENTIONED)
+
+    def put(obs: str, value: str) -> None:
+        if _RANK[value] > _RANK[labels[obs]]:
+            labels[obs] = value
+
+    for clause in _clauses(text or ""):
+        for obs, pattern in _NORMAL_RE.items():
+            for m in list(pattern.finditer(clause)):
+                put(obs, ABSENT)
+                clause = _blank(clause, m)
+        for m in list(_PSEUDO_RE.finditer(clause)):
+            clause = _blank(clause, m)
+        for obs, pattern in _MENTION_RE.items():
+            for m in pattern.finditer(clause):
+                put(obs, _mention_label(clause, m.start(), m.end()))
+
+    pathologies = [o for o in OBSERVATIONS if o not in ("No Finding", "Support Devices")]
+    abnormal = any(labels[o] in (PRESENT, UNCERTAIN) for o in pathologies)
+    labels["No Finding"] = ABSENT if abnormal else PRESENT
+    return labels
+
+
+def present_matrix(texts: Sequence[str]) -> np.ndarray:
+    """Boolean matrix (cases × observations): observation labelled *present*."""
+    rows = [[label_report(t)[o] == PRESENT for o in OBSERVATIONS] for t in texts]
+    return np.asarray(rows, dtype=bool).reshape(len(texts), len(OBSERVATIONS))
+
+
+def _f1(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
+    denom = 2 * tp + fp + fn
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, 2 * tp / np.maximum(denom, 1), np.nan)
+
+
+def f1_from_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Micro and macro F1 from per-observation counts of shape (..., observations).
+
+    Macro averages only observations with a defined F1 (present somewhere in reference or
+    prediction); a set with none at all scores nan.
+    """
+    micro = _f1(tp.sum(-1), fp.sum(-1), fn.sum(-1))
+    per_obs = _f1(tp, fp, fn)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-nan rows: mean of nothing is nan
+        macro = np.nanmean(per_obs, axis=-1)
+    return micro, macro
+
+
+def case_counts(pred: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-case TP/FP/FN indicators (cases × observations) of present labels."""
+    return pred & ref, pred & ~ref, ~pred & ref
+
+
+def clinical_f1(predictions: Sequence[str], references: Sequence[str]) -> dict[str, float]:
+    """Micro and macro F1 of the present labels of predictions vs references."""
+    tp, fp, fn = case_counts(present_matrix(predictions), present_matrix(references))
+    micro, macro = f1_from_counts(tp.sum(0), fp.sum(0), fn.sum(0))
+    return {"micro_f1": float(micro), "macro_f1": float(macro)}
+
+
+def case_agreement(prediction: str, reference: str) -> float:
+    """Per-case F1 of present labels (1.0 when both sets agree exactly)."""
+    p = present_matrix([prediction])[0]
+    r = present_matrix([reference])[0]
+    tp, fp, fn = int((p & r).sum()), int((p & ~r).sum()), int((~p & r).sum())
+    return 1.0 if tp + fp + fn == 0 else 2 * tp / (2 * tp + fp + fn)
+
+
+def word_count(text: str) -> int:
+    """Words in an impression (whitespace tokens)."""
+    return len((text or "").split())

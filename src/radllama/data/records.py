@@ -1,0 +1,52 @@
+"""The split record shared by every data source, and the text normalisation it relies on."""
+
+from __future__ import annotations
+
+import re
+
+_WS = re.compile(r"\s+")
+
+
+def normalize_whitespace(text: str | None) -> str:
+    """Collapse runs of whitespace to one space and strip; ``None`` becomes ``""``.
+
+    De-identification tokens such as ``XXXX`` are ordinary text and are kept exactly.
+    """
+    return _WS.sub(" ", text or "").strip()
+
+
+def text_key(text: str) -> str:
+    """The key used to decide whether two texts are "the same" (lowercased, whitespace-collapsed)."""
+    return normalize_whitespace(text).lower()
+
+
+def make_record(
+    rid: str,
+    findings: str,
+    impression: str,
+    source: str,
+    indication: str = "",
+    comparison: str = "",
+    mesh: list[str] | None = None,
+) -> dict:
+    """Build one split record in the shared format (see docs/DESIGN.md, "File formats")."""
+    return {
+        "id": rid,
+        "findings": normalize_whitespace(findings),
+        "impression": normalize_whitespace(impression),
+        "indication": normalize_whitespace(indication),
+        "comparison": normalize_whitespace(comparison),
+        "mesh": list(mesh or []),
+        "source": source,
+    }
+
+
+def missing_reason(findings: str, impression: str) -> str | None:
+    """Why a report cannot be used (``None`` when it has both sections)."""
+    if not findings and not impression:
+        return "missing_findings_and_impression"
+    if not findings:
+        return "missing_findings"
+    if not impression:
+        return "missing_impression"
+    return None

@@ -1,0 +1,105 @@
+"""Non-neural baselines every model must beat: constant, extractive and retrieval impressions.
+
+Each baseline is a small class with ``name``, ``fit(train_records)`` and
+``predict(findings) -> impressions``; :data:`BASELINES` maps names to classes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+from typing import Protocol
+
+from radllama.data.records import normalize_whitespace
+from radllama.errors import RadLlamaError
+
+# A sentence ends at . ! or ? followed by whitespace; decimals such as "2.5 cm" stay whole.
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+class Baseline(Protocol):
+    """What every baseline offers."""
+
+    name: str
+
+    def fit(self, train_records: Sequence[dict]) -> Baseline: ...
+
+    def predict(self, findings: list[str]) -> list[str]: ...
+
+
+class MostFrequentImpression:
+    """Always answer the most frequent training impression (OpenI: a "normal" sentence)."""
+
+    name = "most-frequent"
+
+    def __init__(self) -> None:
+        self.impression: str | None = None
+
+    def fit(self, train_records: Sequence[dict]) -> MostFrequentImpression:
+        """Count normalised training impressions; ties go to the alphabetically first text."""
+        counts = Counter(normalize_whitespace(r["impression"]) for r in train_records if r.get("impression"))
+        if not counts:
+            raise RadLlamaError("most-frequent baseline needs at least one training impression")
+        self.impression = min(counts, key=lambda text: (-counts[text], text))
+        return self
+
+    def predict(self, findings: list[str]) -> list[str]:
+        """The same impression for every input."""
+        if self.impression is None:
+            raise RadLlamaError("call fit() before predict()")
+        return [self.impression for _ in findings]
+
+
+class LastSentence:
+    """Answer the last sentence of the findings (radiologists often end on the summary)."""
+
+    name = "last-sentence"
+
+    def fit(self, train_records: Sequence[dict]) -> LastSentence:
+        """Nothing to learn; kept for a uniform interface."""
+        return self
+
+    def predict(self, findings: list[str]) -> list[str]:
+        """The last non-empty sentence of each findings text ("" for empty findings)."""
+        out = []
+        for text in findings:
+            sentences = [s for s in _SENTENCE_END.split(normalize_whitespace(text)) if s]
+            out.append(sentences[-1] if sentences else "")
+        return out
+
+
+class TfidfRetrievalImpression:
+    """Answer the impression of the training report whose findings are nearest by TF-IDF."""
+
+    name = "tfidf-retrieval"
+
+    def __init__(self) -> None:
+        self.retriever = None
+
+    def fit(self, train_records: Sequence[dict]) -> TfidfRetrievalImpression:
+        """Index the training findings."""
+        from radllama.retrieval import TfidfRetriever
+
+        self.retriever = TfidfRetriever(train_records)
+        return self
+
+    def predict(self, findings: list[str]) -> list[str]:
+        """The nearest training report's impression for each findings text."""
+        if self.retriever is None:
+            raise RadLlamaError("call fit() before predict()")
+        return [hits[0]["impression"] for hits in self.retriever.query(findings, k=1)]
+
+
+BASELINES: dict[str, type] = {
+    cls.name: cls for cls in (MostFrequentImpression, LastSentence, TfidfRetrievalImpression)
+}
+
+
+def make_baseline(name: str) -> Baseline:
+    """A new, unfitted baseline by name (see :data:`BASELINES`)."""
+    try:
+        return BASELINES[name]()
+    except KeyError:
+        known = ", ".join(sorted(BASELINES))
+        raise RadLlamaError(f"unknown baseline {name!r}; choose one of: {known}") from None

@@ -29,3 +29,18 @@ def openi_command(
         out, source=source, seed=seed, test_size=test_size, validation_size=validation_size
     )
     print_summary(manifest, out)
+
+
+@app.command("mimic-cxr")
+def mimic_cxr_command(
+    reports: Path = typer.Option(
+        ..., "--reports", help="Folder with files/pXX/... or mimic-cxr-reports.zip."
+    ),
+    split_csv: Path = typer.Option(..., "--split-csv", help="mimic-cxr-2.0.0-split.csv or .csv.gz."),
+    out: Path = typer.Option(..., "--out", help="Folder for the split files and manifest.json."),
+) -> None:
+    """MIMIC-CXR reports → train/validation/test by the official split (findings → impression)."""
+    from radllama.data.mimic_cxr import build_mimic_cxr_splits
+    from radllama.data.splits import print_summary
+
+    print_summary(build_mimic_cxr_splits(reports, split_csv, out), out)

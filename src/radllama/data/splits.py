@@ -120,9 +120,9 @@ def print_summary(manifest: dict, out_dir: Path) -> None:
     table.add_row("kept", str(manifest.get("kept", "")))
     for reason, info in manifest.get("dropped", {}).items():
         table.add_row(f"dropped: {reason}", str(info["count"]))
-    unreadable = manifest.get("malformed_files") or manifest.get("unsectioned_files")
-    if unreadable:
-        table.add_row("unreadable files", str(unreadable["count"]))
+    for key in ("malformed_files", "unsectioned_files"):
+        if key in manifest:
+            table.add_row(key.replace("_", " "), str(manifest[key]["count"]))
     seen = manifest["seen_in_train"]
     table.add_row("test findings seen in train", f"{seen['test_findings']:.1%}")
     table.add_row("test impressions seen in train", f"{seen['test_impression']:.1%}")

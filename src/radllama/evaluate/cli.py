@@ -1,11 +1,79 @@
-"""``radllama eval`` and ``radllama compare``."""
+"""``radllama eval`` and ``radllama compare``: parse options, call the library, print."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from radllama.errors import RadLlamaError
 
 
-def eval_command() -> None:
-    """Score prediction files (placeholder until implemented)."""
-    raise NotImplementedError
+def eval_command(
+    predictions: list[Path] = typer.Option(..., "--predictions", "-p", help="Prediction JSONL file(s)."),
+    more: list[Path] = typer.Argument(None, help="More prediction files (after --predictions)."),
+    split: Path | None = typer.Option(None, "--split", help="Test split JSONL (references, ids)."),
+    reference_system: str | None = typer.Option(
+        None, "--reference-system", help="Paired bootstrap of every other system against this one."
+    ),
+    out: Path | None = typer.Option(None, "--out", help="Folder for metrics.json and reports."),
+    resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples."),
+    seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
+) -> None:
+    """Score prediction files: ROUGE-1/2/L, clinical F1, conciseness, 95% bootstrap CIs."""
+    from radllama.evaluate.metrics import metrics_from_cases, score_systems
+    from radllama.evaluate.report import rich_table, write_reports
+    from radllama.io import ensure_writable_dir, read_jsonl
+    from radllama.progress import console
+
+    files = list(predictions) + list(more or [])
+    split_records = read_jsonl(split) if split is not None else None
+    if resamples < 1:
+        raise RadLlamaError("--resamples must be at least 1")
+    systems = score_systems(files, split_records)
+    metrics = metrics_from_cases(systems, reference_system, resamples, seed)
+    _print_summary(metrics)
+    if out is not None:
+        ensure_writable_dir(out)
+        paths = write_reports(metrics, out, systems)
+        console.print(f"wrote {paths['metrics']} and reports in {out}")
+    for subset in ("all", "unseen"):
+        console.print(rich_table(metrics, subset))
 
 
-def compare_command() -> None:
-    """Compare systems (placeholder until implemented)."""
-    raise NotImplementedError
+def _print_summary(metrics: dict) -> None:
+    """One line per system with input problems, and the paired tests if any."""
+    from radllama.progress import console
+
+    for name, issues in metrics.get("issues", {}).items():
+        problems = {
+            k: issues.get(k, 0)
+            for k in ("failed", "empty_predictions", "duplicate_ids", "missing_ids", "unknown_ids")
+            if issues.get(k, 0)
+        }
+        if problems:
+            text = ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in problems.items())
+            console.print(f"[yellow]{name}[/]: {text} (scored {issues.get('scored', 0)})")
+    for name, subsets in metrics.get("paired_vs_reference", {}).items():
+        test = subsets["all"]["rougeL"]
+        console.print(
+            f"{name} vs {metrics['reference_system']}: ΔR-L {test['mean_diff']:+.4f} "
+            f"[{test['ci95'][0]:+.4f}, {test['ci95'][1]:+.4f}] p={test['p_value']:.3f} (n={test['n']})"
+        )
+
+
+def compare_command(
+    config: Path = typer.Option(..., "--config", help="YAML comparison config (configs/compare/*.yaml)."),
+    out: Path | None = typer.Option(None, "--out", help="Output folder (default: the config's `out`)."),
+    limit: int | None = typer.Option(None, "--limit", help="Only the first N test cases (a quick look)."),
+) -> None:
+    """Run many systems on one split → leaderboard, charts, per-case HTML (resumable)."""
+    from radllama.evaluate.compare import run_comparison
+    from radllama.evaluate.report import rich_table
+    from radllama.progress import console
+
+    result = run_comparison(config, out_dir=out, limit=limit)
+    _print_summary(result["metrics"])
+    for subset in ("all", "unseen"):
+        console.print(rich_table(result["metrics"], subset))
+    console.print(f"reports in {result['out']}: leaderboard.md, leaderboard.csv, charts/, cases.html")

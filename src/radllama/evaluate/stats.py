@@ -14,7 +14,8 @@ DEFAULT_RESAMPLES = 1000
 DEFAULT_SEED = 0
 
 
-def _resample_indices(n: int, resamples: int, seed: int) -> np.ndarray:
+def resample_indices(n: int, resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED) -> np.ndarray:
+    """Seeded bootstrap index matrix of shape (resamples, n)."""
     rng = np.random.default_rng(seed)
     return rng.integers(0, n, size=(resamples, n))
 
@@ -32,7 +33,7 @@ def bootstrap_ci(
     arr = np.asarray(values, dtype=float)
     if arr.size == 0:
         return (float("nan"), float("nan"))
-    means = arr[_resample_indices(arr.size, resamples, seed)].mean(axis=1)
+    means = arr[resample_indices(arr.size, resamples, seed)].mean(axis=1)
     alpha = (1.0 - level) / 2.0
     low, high = np.quantile(means, [alpha, 1.0 - alpha])
     return (float(low), float(high))
@@ -54,7 +55,7 @@ def bootstrap_statistic_ci(
     """
     if n == 0:
         return (float("nan"), float("nan"))
-    stats = np.asarray(statistic(_resample_indices(n, resamples, seed)), dtype=float)
+    stats = np.asarray(statistic(resample_indices(n, resamples, seed)), dtype=float)
     alpha = (1.0 - level) / 2.0
     low, high = np.nanquantile(stats, [alpha, 1.0 - alpha])
     return (float(low), float(high))
@@ -81,7 +82,7 @@ def paired_bootstrap(
     if n == 0:
         return {"mean_diff": float("nan"), "ci95": [float("nan"), float("nan")], "p_value": 1.0, "n": 0}
     diff = xa - xb
-    boot = diff[_resample_indices(n, resamples, seed)].mean(axis=1)
+    boot = diff[resample_indices(n, resamples, seed)].mean(axis=1)
     alpha = (1.0 - level) / 2.0
     low, high = np.quantile(boot, [alpha, 1.0 - alpha])
     if np.all(diff == 0):

@@ -1,0 +1,329 @@
+"""Leaderboards (rich, markdown, CSV, JSON), bar charts with CIs, and the per-case HTML browser.
+
+Everything here reads the metrics document of :mod:`radllama.evaluate.metrics` (plus the
+per-case scores for the HTML page) and writes files atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from radllama.evaluate.metrics import SUBSETS, SystemCases
+from radllama.evaluate.paper_reported import PAPER, reported_rows
+from radllama.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+
+# (metrics key, short column label) of the leaderboard, in display order.
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("rouge1", "R-1"),
+    ("rouge2", "R-2"),
+    ("rougeL", "R-L"),
+    ("clinical_micro_f1", "Clin µF1"),
+    ("clinical_macro_f1", "Clin MF1"),
+    ("words", "Words"),
+    ("length_ratio", "Len ratio"),
+)
+CHART_METRICS: tuple[str, ...] = ("rouge1", "rouge2", "rougeL", "clinical_micro_f1")
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _fmt_ci(entry: dict | None, digits: int = 4) -> str:
+    if not entry or entry.get("mean") is None:
+        return "–"
+    low, high = entry.get("ci95", [None, None])
+    return f"{_fmt(entry['mean'], digits)} [{_fmt(low, digits)}, {_fmt(high, digits)}]"
+
+
+def not_run_reason(entry: dict) -> str | None:
+    """The reason a system was not run, or ``None`` for a scored system."""
+    return entry.get("not_run") if isinstance(entry, dict) else None
+
+
+def leaderboard_rows(metrics: dict, subset: str = "all") -> list[dict[str, Any]]:
+    """Flat rows, one per system: numbers with CIs, or a ``not run: <reason>`` note.
+
+    Scored systems come first, sorted by ROUGE-L (best first); not-run systems follow.
+    """
+    scored, not_run = [], []
+    for name, entry in metrics.get("systems", {}).items():
+        reason = not_run_reason(entry)
+        if reason is not None:
+            not_run.append({"system": name, "n": None, "status": f"not run: {reason}"})
+            continue
+        sub = entry.get(subset, {})
+        row: dict[str, Any] = {"system": name, "n": sub.get("n", 0), "status": "ok"}
+        for key, _ in COLUMNS:
+            metric = sub.get(key) or {}
+            row[key] = metric.get("mean")
+            row[f"{key}_ci95"] = metric.get("ci95", [None, None])
+        issues = metrics.get("issues", {}).get(name, {})
+        row["failed"] = issues.get("failed", 0)
+        row["empty"] = sub.get("empty_predictions", 0)
+        scored.append(row)
+    scored.sort(key=lambda r: -1.0 if r["rougeL"] is None else r["rougeL"], reverse=True)
+    return scored + not_run
+
+
+def rich_table(metrics: dict, subset: str = "all") -> Table:
+    """The leaderboard of one subset as a rich table (mean [95% CI], n per row)."""
+    table = Table(title=f"RadLlama leaderboard — subset '{subset}' ({metrics.get('scorer', '')})")
+    table.add_column("System", style="bold", no_wrap=True)
+    table.add_column("n", justify="right")
+    for _, label in COLUMNS:
+        table.add_column(label, justify="right")
+    table.add_column("fail/empty", justify="right")
+    for row in leaderboard_rows(metrics, subset):
+        if row["status"] != "ok":
+            table.add_row(row["system"], "–", f"[yellow]{row['status']}[/]", *[""] * (len(COLUMNS) - 1), "")
+            continue
+        cells = []
+        for key, _ in COLUMNS:
+            digits = 1 if key == "words" else 2 if key == "length_ratio" else 4
+            low, high = row[f"{key}_ci95"]
+            # Mean on the first line, the CI (2 decimals) under it: keeps the table narrow.
+            ci = "" if low is None else f"\n[dim][{low:.2f}, {high:.2f}][/]"
+            cells.append(_fmt(row[key], digits) + ci)
+        table.add_row(row["system"], str(row["n"]), *cells, f"{row['failed']}/{row['empty']}")
+    return table
+
+
+def leaderboard_markdown(metrics: dict) -> str:
+    """Markdown leaderboard, one table per subset, mean [95% CI]."""
+    lines = [f"Scorer: {metrics.get('scorer', '')}. Clinical: {metrics.get('clinical_labeller', '')}.", ""]
+    for subset in SUBSETS:
+        lines += [f"### Subset `{subset}`", ""]
+        header = ["System", "n", *[label for _, label in COLUMNS]]
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "---|" * len(header))
+        for row in leaderboard_rows(metrics, subset):
+            if row["status"] != "ok":
+                lines.append(f"| {row['system']} | – | {row['status']} |" + " |" * (len(COLUMNS) - 1))
+                continue
+            cells = [_fmt_ci({"mean": row[k], "ci95": row[f"{k}_ci95"]}) for k, _ in COLUMNS]
+            lines.append(f"| {row['system']} | {row['n']} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def leaderboard_csv(metrics: dict) -> str:
+    """CSV leaderboard: one line per (system, subset), CI bounds in their own columns."""
+    buf = io.StringIO()
+    fields = ["system", "subset", "status", "n"]
+    for key, _ in COLUMNS:
+        fields += [key, f"{key}_ci_low", f"{key}_ci_high"]
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for subset in SUBSETS:
+        for row in leaderboard_rows(metrics, subset):
+            out = {"system": row["system"], "subset": subset, "status": row["status"], "n": row["n"]}
+            if row["status"] == "ok":
+                for key, _ in COLUMNS:
+                    out[key] = row[key]
+                    out[f"{key}_ci_low"], out[f"{key}_ci_high"] = row[f"{key}_ci95"]
+            writer.writerow(out)
+    return buf.getvalue()
+
+
+def paper_table_markdown(metrics: dict, dataset: str = "OpenI") -> str:
+    """Table-2-style markdown (System | R-1 | R-2 | R-L on all and unseen) plus the paper's rows.
+
+    The paper's rows sit in a separate, clearly labelled table: they were not measured here.
+    """
+    lines = [
+        f"#### Measured here ({dataset} test split, {metrics.get('scorer', '')})",
+        "",
+        "| System | n | R-1 | R-2 | R-L | n unseen | R-1 unseen | R-2 unseen | R-L unseen |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    all_rows = {r["system"]: r for r in leaderboard_rows(metrics, "all")}
+    unseen_rows = {r["system"]: r for r in leaderboard_rows(metrics, "unseen")}
+    for name, row in all_rows.items():
+        if row["status"] != "ok":
+            lines.append(f"| {name} | – | {row['status']} | | | | | | |")
+            continue
+        u = unseen_rows[name]
+        lines.append(
+            f"| {name} | {row['n']} | {_fmt(row['rouge1'])} | {_fmt(row['rouge2'])} | {_fmt(row['rougeL'])} "
+            f"| {u['n']} | {_fmt(u['rouge1'])} | {_fmt(u['rouge2'])} | {_fmt(u['rougeL'])} |"
+        )
+    lines += [
+        "",
+        f"#### Reported by the paper, not measured here ({dataset}; {PAPER})",
+        "",
+        "Different test split, prompts and scorer settings: not comparable number for number.",
+        "",
+        "| System | R-1 | R-2 | R-L | source |",
+        "|---|---|---|---|---|",
+    ]
+    for row in reported_rows(dataset):
+        cells = [_fmt(row[k]) if row[k] is not None else "not found" for k in ("rouge1", "rouge2", "rougeL")]
+        lines.append(f"| {row['system']} | " + " | ".join(cells) + f" | {row['source']} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_charts(metrics: dict, out_dir: Path) -> list[Path]:
+    """One PNG per metric: bars per system for `all` and `unseen`, 95% CI error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: no display on servers and CI
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for metric in CHART_METRICS:
+        rows = {s: [r for r in leaderboard_rows(metrics, s) if r["status"] == "ok"] for s in SUBSETS}
+        names = [r["system"] for r in rows["all"]]
+        if not names:
+            continue
+        fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(names) + 2), 4))
+        x = np.arange(len(names))
+        width = 0.4
+        for k, subset in enumerate(SUBSETS):
+            by_name = {r["system"]: r for r in rows[subset]}
+            means, lows, highs = [], [], []
+            for name in names:
+                r = by_name.get(name, {})
+                mean = r.get(metric)
+                low, high = r.get(f"{metric}_ci95", [None, None])
+                means.append(np.nan if mean is None else mean)
+                lows.append(0.0 if mean is None or low is None else mean - low)
+                highs.append(0.0 if mean is None or high is None else high - mean)
+            ax.bar(x + (k - 0.5) * width, means, width, yerr=[lows, highs], capsize=3, label=subset)
+        ax.set_xticks(x, names, rotation=30, ha="right")
+        ax.set_ylabel(dict(COLUMNS)[metric])
+        ax.set_title(f"{dict(COLUMNS)[metric]} (mean, 95% bootstrap CI)")
+        ax.legend()
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110)
+        plt.close(fig)
+        path = out_dir / f"{metric}.png"
+        atomic_write_bytes(path, buf.getvalue())
+        written.append(path)
+    return written
+
+
+def html_cases(systems: Sequence[SystemCases]) -> list[dict]:
+    """Merge systems' cases by id into rows for the HTML browser."""
+    rows: dict[str, dict] = {}
+    for system in systems:
+        for case in system.cases:
+            first = {"id": case["id"], "findings": case["findings"], "reference": case["reference"]}
+            row = rows.setdefault(case["id"], {**first, "outputs": {}})
+            row["outputs"][system.name] = {
+                "prediction": case["prediction"],
+                "rougeL": round(case["rougeL"], 4),
+                "clinical": round(case["clinical_agreement"], 4),
+                "labels": case["labels_prediction"],
+            }
+    for row in rows.values():
+        label_sets = {tuple(o["labels"]) for o in row["outputs"].values()}
+        row["disagree"] = len(label_sets) > 1
+    return list(rows.values())
+
+
+_HTML = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>RadLlama cases</title>
+<style>
+body{font-family:system-ui,sans-serif;margin:1rem;color:#222}
+table{border-collapse:collapse;width:100%;font-size:13px}
+th,td{border:1px solid #ccc;padding:4px;vertical-align:top}
+th{background:#f0f0f0;cursor:pointer;position:sticky;top:0}
+th.sorted-asc::after{content:" \\25B2"} th.sorted-desc::after{content:" \\25BC"}
+td.num{text-align:right;white-space:nowrap}
+.controls{margin-bottom:.5rem;display:flex;gap:1rem;align-items:center}
+.muted{color:#777}
+</style></head><body>
+<h1>RadLlama — per-case comparison</h1>
+<p class="muted">R-L: ROUGE-L F1 against the reference. Clin: agreement of clinical labels (F1 of present
+CheXpert observations). Click a column header to sort.</p>
+<div class="controls">
+<input id="search" type="search" placeholder="search text…" size="40">
+<label><input id="disagree" type="checkbox"> only cases where systems disagree (clinical labels)</label>
+<span id="count" class="muted"></span>
+</div>
+<table id="cases"><thead></thead><tbody></tbody></table>
+<script id="data" type="application/json">__DATA__</script>
+<script>
+const DATA = JSON.parse(document.getElementById('data').textContent);
+const systems = DATA.systems;
+const cols = [{key:'id',label:'ID'},{key:'findings',label:'Findings'},{key:'reference',label:'Reference'}];
+for (const s of systems) {
+  cols.push({key:'pred:'+s,label:s});
+  cols.push({key:'rl:'+s,label:'R-L '+s,num:true});
+  cols.push({key:'cl:'+s,label:'Clin '+s,num:true});
+}
+function value(row,key){
+  if(key.startsWith('pred:')){const o=row.outputs[key.slice(5)];return o?o.prediction:'';}
+  if(key.startsWith('rl:')){const o=row.outputs[key.slice(3)];return o?o.rougeL:-1;}
+  if(key.startsWith('cl:')){const o=row.outputs[key.slice(3)];return o?o.clinical:-1;}
+  return row[key]??'';
+}
+let sortKey=null, sortDir=1;
+const thead=document.querySelector('#cases thead'), tbody=document.querySelector('#cases tbody');
+const tr=document.createElement('tr');
+cols.forEach(c=>{const th=document.createElement('th');th.textContent=c.label;th.dataset.key=c.key;
+  th.onclick=()=>{sortDir=(sortKey===c.key)?-sortDir:1;sortKey=c.key;render();};tr.appendChild(th);});
+thead.appendChild(tr);
+function render(){
+  const q=document.getElementById('search').value.toLowerCase();
+  const only=document.getElementById('disagree').checked;
+  let rows=DATA.cases.filter(r=>(!only||r.disagree)&&(!q||JSON.stringify(r).toLowerCase().includes(q)));
+  if(sortKey){const c=cols.find(c=>c.key===sortKey);
+    rows=rows.slice().sort((a,b)=>{const x=value(a,sortKey),y=value(b,sortKey);
+      return (c.num?(x-y):String(x).localeCompare(String(y)))*sortDir;});}
+  thead.querySelectorAll('th').forEach(th=>{th.className=th.dataset.key===sortKey?(sortDir>0?'sorted-asc':'sorted-desc'):'';});
+  tbody.replaceChildren(...rows.map(r=>{const tr=document.createElement('tr');tr.dataset.id=r.id;
+    cols.forEach(c=>{const td=document.createElement('td');const v=value(r,c.key);
+      if(c.num){td.className='num';td.textContent=v<0?'–':v.toFixed(3);}else{td.textContent=v;}
+      tr.appendChild(td);});return tr;}));
+  document.getElementById('count').textContent=rows.length+' of '+DATA.cases.length+' cases';
+}
+document.getElementById('search').oninput=render;
+document.getElementById('disagree').onchange=render;
+render();
+</script></body></html>
+"""
+
+
+def cases_html(systems: Sequence[SystemCases]) -> str:
+    """A self-contained page (inline CSS/JS, no network) to browse cases across systems."""
+    data = {"systems": [s.name for s in systems], "cases": html_cases(systems)}
+    # "</" would end the <script> element early; the JSON escape keeps the text identical.
+    payload = json.dumps(data, ensure_ascii=False).replace("</", "<\\/")
+    return _HTML.replace("__DATA__", payload)
+
+
+def write_reports(
+    metrics: dict, out_dir: Path, systems: Sequence[SystemCases] = (), dataset: str = "OpenI"
+) -> dict[str, Path]:
+    """Write metrics.json, leaderboard.{md,csv,json}, charts/*.png and cases.html into ``out_dir``."""
+    out_dir = Path(out_dir)
+    paths = {
+        "metrics": out_dir / "metrics.json",
+        "leaderboard_md": out_dir / "leaderboard.md",
+        "leaderboard_csv": out_dir / "leaderboard.csv",
+        "leaderboard_json": out_dir / "leaderboard.json",
+        "paper_table": out_dir / "paper_table.md",
+    }
+    atomic_write_json(paths["metrics"], metrics)
+    atomic_write_text(paths["leaderboard_md"], "# Leaderboard\n\n" + leaderboard_markdown(metrics))
+    atomic_write_text(paths["leaderboard_csv"], leaderboard_csv(metrics))
+    atomic_write_json(paths["leaderboard_json"], {s: leaderboard_rows(metrics, s) for s in SUBSETS})
+    atomic_write_text(paths["paper_table"], paper_table_markdown(metrics, dataset))
+    for i, png in enumerate(write_charts(metrics, out_dir / "charts")):
+        paths[f"chart_{i}"] = png
+    if systems:
+        paths["cases_html"] = out_dir / "cases.html"
+        atomic_write_text(paths["cases_html"], cases_html(systems))
+    return paths

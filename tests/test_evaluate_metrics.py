@@ -1,0 +1,153 @@
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from radllama.cli import app
+from radllama.errors import RadLlamaError
+from radllama.evaluate.metrics import evaluate_predictions
+from radllama.evaluate.rouge import rouge_pair
+
+SPLIT = [
+    {"id": "a", "findings": "Heart is enlarged.", "impression": "Mild cardiomegaly.", "seen_findings": False},
+    {
+        "id": "b",
+        "findings": "Lungs clear.",
+        "impression": "No acute cardiopulmonary disease.",
+        "seen_findings": True,
+    },
+    {
+        "id": "c",
+        "findings": "Right effusion.",
+        "impression": "Right pleural effusion.",
+        "seen_findings": False,
+    },
+    {"id": "d", "findings": "Clear.", "impression": "Normal chest.", "seen_findings": True},
+]
+
+
+def _pred(rid: str, system: str, prediction: str, **extra: object) -> dict:
+    ref = {r["id"]: r for r in SPLIT}[rid]
+    return {
+        "id": rid,
+        "system": system,
+        "findings": ref["findings"],
+        "reference": ref["impression"],
+        "prediction": prediction,
+        **extra,
+    }
+
+
+def _write(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_scores_match_rouge_and_subsets() -> None:
+    preds = [_pred(r["id"], "copy", r["impression"]) for r in SPLIT]
+    const = [_pred(r["id"], "const", "No acute cardiopulmonary disease.") for r in SPLIT]
+    m = evaluate_predictions(preds + const, split_records=SPLIT, reference_system="const", resamples=200)
+    assert m["scorer"] == "rouge-score 0.1.2, stemmer on"
+    copy = m["systems"]["copy"]
+    assert copy["all"]["n"] == 4 and copy["unseen"]["n"] == 2
+    assert copy["all"]["rougeL"]["mean"] == 1.0
+    assert copy["all"]["clinical_micro_f1"]["mean"] == 1.0
+    assert copy["all"]["length_ratio"]["mean"] == 1.0
+    expected = (
+        sum(rouge_pair("No acute cardiopulmonary disease.", r["impression"])["rouge1"] for r in SPLIT) / 4
+    )
+    assert m["systems"]["const"]["all"]["rouge1"]["mean"] == pytest.approx(expected)
+    low, high = m["systems"]["const"]["all"]["rouge1"]["ci95"]
+    assert low <= expected <= high
+    paired = m["paired_vs_reference"]["copy"]["all"]["rougeL"]
+    assert paired["mean_diff"] > 0 and paired["n"] == 4
+
+
+def test_bad_input_is_counted_not_lost() -> None:
+    rows = [
+        _pred("a", "s", "Mild cardiomegaly."),
+        _pred("a", "s", "duplicate line, ignored"),
+        _pred("b", "s", ""),  # empty: scores 0, counted
+        {"id": "c", "system": "s", "status": "failed", "error": "timeout"},
+        {"id": "zzz", "system": "s", "reference": "x", "prediction": "y"},  # not in the split
+        # "d" is missing
+    ]
+    m = evaluate_predictions(rows, split_records=SPLIT, resamples=100)
+    issues = m["issues"]["s"]
+    assert issues["duplicate_ids"] == 1
+    assert issues["empty_predictions"] == 1
+    assert issues["failed"] == 1
+    assert issues["unknown_ids"] == 1
+    assert issues["missing_ids"] == 1 and issues["examples"]["missing"] == ["d"]
+    assert m["systems"]["s"]["all"]["n"] == 2
+    assert m["systems"]["s"]["all"]["rougeL"]["mean"] == pytest.approx(0.5)  # 1.0 and 0.0
+
+
+def test_seen_findings_from_split_when_absent() -> None:
+    rows = [{k: v for k, v in _pred(r["id"], "s", r["impression"]).items()} for r in SPLIT]
+    m = evaluate_predictions(rows, split_records=SPLIT, resamples=50)
+    assert m["systems"]["s"]["unseen"]["n"] == 2
+    m = evaluate_predictions(rows, resamples=50)  # no split: seen unknown -> unseen empty, counted
+    assert m["systems"]["s"]["unseen"]["n"] == 0
+    assert m["issues"]["s"]["seen_findings_unknown"] == 4
+
+
+def test_missing_reference_without_split_is_a_clear_error() -> None:
+    with pytest.raises(RadLlamaError, match="no 'reference'"):
+        evaluate_predictions([{"id": "a", "system": "s", "prediction": "x"}])
+    with pytest.raises(RadLlamaError, match="not among the systems"):
+        evaluate_predictions([_pred("a", "s", "x")], reference_system="other")
+
+
+def test_eval_cli_writes_metrics_and_reports(tmp_path: Path) -> None:
+    split = _write(tmp_path / "test.jsonl", SPLIT)
+    a = _write(
+        tmp_path / "copy.jsonl",
+        [
+            {k: v for k, v in _pred(r["id"], "copy", r["impression"]).items() if k != "reference"}
+            for r in SPLIT
+        ],
+    )
+    b = _write(tmp_path / "const.jsonl", [_pred(r["id"], "const", "Normal chest.") for r in SPLIT[:3]])
+    out = tmp_path / "eval"
+    result = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "--predictions",
+            str(a),
+            str(b),
+            "--split",
+            str(split),
+            "--reference-system",
+            "const",
+            "--out",
+            str(out),
+            "--resamples",
+            "100",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["systems"]) == {"copy", "const"}
+    assert metrics["issues"]["const"]["missing_ids"] == 1
+    assert metrics["systems"]["copy"]["all"]["rouge1"]["mean"] == 1.0
+    for name in (
+        "leaderboard.md",
+        "leaderboard.csv",
+        "leaderboard.json",
+        "paper_table.md",
+        "cases.html",
+        "charts/rougeL.png",
+    ):
+        assert (out / name).is_file(), name
+    assert "missing ids: 1" in result.output
+
+
+def test_eval_cli_malformed_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "a"\n')
+    result = CliRunner().invoke(app, ["eval", "--predictions", str(bad)])
+    assert isinstance(result.exception, RadLlamaError)
+    assert "malformed JSON" in str(result.exception)

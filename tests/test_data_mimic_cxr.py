@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,8 @@ from radllama.errors import RadLlamaError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "mimic"
 CSV = FIXTURES / "mimic-cxr-2.0.0-split.csv"
+# A wide console: rich would otherwise wrap the one-line error at 80 columns in a pipe.
+WIDE = {**os.environ, "COLUMNS": "1000"}
 
 
 def report(rel: str) -> str:
@@ -130,7 +133,7 @@ def test_cli_from_zip_and_gzipped_csv(tmp_path: Path) -> None:
     out = tmp_path / "split"
     cmd = [sys.executable, "-m", "radllama.cli", "data", "mimic-cxr"]
     args = ["--reports", str(archive), "--split-csv", str(csv_gz), "--out", str(out)]
-    proc = subprocess.run([*cmd, *args], capture_output=True, text=True, check=False)
+    proc = subprocess.run([*cmd, *args], capture_output=True, text=True, check=False, env=WIDE)
     assert proc.returncode == 0, proc.stderr
     check_outputs(out, json.loads((out / "manifest.json").read_text()))
 
@@ -141,7 +144,7 @@ def test_cli_bad_zip_exits_1(tmp_path: Path) -> None:
     out = tmp_path / "split"
     cmd = [sys.executable, "-m", "radllama.cli", "data", "mimic-cxr"]
     args = ["--reports", str(archive), "--split-csv", str(CSV), "--out", str(out)]
-    proc = subprocess.run([*cmd, *args], capture_output=True, text=True, check=False)
+    proc = subprocess.run([*cmd, *args], capture_output=True, text=True, check=False, env=WIDE)
     assert proc.returncode == 1 and "not a readable zip" in proc.stderr and "Traceback" not in proc.stderr
     assert not out.exists()
 

@@ -59,13 +59,10 @@ def report_collection(tmp_path: Path, n: int = 40) -> Path:
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "radllama.cli", *args],
-        capture_output=True,
-        text=True,
-        env=os.environ,
-        check=False,
-    )
+    # A wide console: rich would otherwise wrap the one-line error at 80 columns in a pipe.
+    env = {**os.environ, "COLUMNS": "1000"}
+    cmd = [sys.executable, "-m", "radllama.cli", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
 
 
 def test_split_sizes_disjoint_and_complete() -> None:

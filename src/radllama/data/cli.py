@@ -44,3 +44,29 @@ def mimic_cxr_command(
     from radllama.data.splits import print_summary
 
     print_summary(build_mimic_cxr_splits(reports, split_csv, out), out)
+
+
+@app.command("table")
+def table_command(
+    input_path: Path = typer.Option(..., "--input", help="A .csv (with header) or .jsonl file of reports."),
+    findings_col: str = typer.Option(..., "--findings-col", help="Column holding the findings."),
+    impression_col: str = typer.Option(..., "--impression-col", help="Column holding the impression."),
+    out: Path = typer.Option(..., "--out", help="Folder for the split files and manifest.json."),
+    id_col: str | None = typer.Option(None, "--id-col", help="Column with a unique report id."),
+    group_col: str | None = typer.Option(
+        None, "--group-col", help="Column with the patient: one patient never spans two splits."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the group shuffle."),
+    test_frac: float = typer.Option(0.15, "--test-frac", help="Fraction of reports for test."),
+    validation_frac: float = typer.Option(
+        0.1, "--validation-frac", help="Fraction of reports for validation."
+    ),
+) -> None:
+    """A CSV/JSONL table of reports → group-disjoint train/validation/test splits."""
+    from radllama.data.splits import print_summary
+    from radllama.data.tabular import build_table_splits
+
+    manifest = build_table_splits(
+        input_path, out, findings_col, impression_col, id_col, group_col, seed, test_frac, validation_frac
+    )
+    print_summary(manifest, out)

@@ -1,0 +1,134 @@
+"""Any CSV or JSONL table of reports → splits, keeping each group (patient) in one split."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+
+from radllama.data import splits as sp
+from radllama.data.openi import sha256_file
+from radllama.data.records import make_record, missing_reason
+from radllama.errors import RadLlamaError
+from radllama.io import read_jsonl
+
+SOURCE_NAME = "table"
+
+
+def read_table(path: Path) -> tuple[list[dict], list[str]]:
+    """Rows (as dicts) and column names of a ``.csv`` or ``.jsonl`` file."""
+    path = Path(path)
+    if not path.is_file():
+        raise RadLlamaError(f"--input {path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        rows = read_jsonl(path)  # raises clear errors for bad UTF-8 / JSON, naming the line
+        columns = sorted({key for row in rows for key in row})
+        return rows, columns
+    if suffix != ".csv":
+        raise RadLlamaError(f"--input {path}: expected a .csv or .jsonl file")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")  # tolerate the BOM Excel writes
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise RadLlamaError(f"{path}:{line}: not valid UTF-8 (byte {exc.start})") from exc
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        rows = list(reader)
+    except csv.Error as exc:
+        raise RadLlamaError(f"{path}: malformed CSV ({exc})") from exc
+    return rows, list(reader.fieldnames or [])
+
+
+def group_split(
+    records: list[dict], seed: int, test_frac: float, validation_frac: float
+) -> dict[str, list[dict]]:
+    """Split so that every group lies in one split, with about the requested fractions of records.
+
+    Groups are sorted, shuffled with ``numpy.random.default_rng(seed)``, and handed out in that
+    order to test until it holds ``test_frac`` of the records, then to validation, then train.
+    """
+    if test_frac < 0 or validation_frac < 0 or test_frac + validation_frac >= 1:
+        raise RadLlamaError("--test-frac and --validation-frac must be >= 0 and sum to less than 1")
+    by_group: dict[str, list[dict]] = {}
+    for rec in records:
+        by_group.setdefault(rec["group"], []).append(rec)
+    groups = sorted(by_group)
+    order = [groups[i] for i in np.random.default_rng(seed).permutation(len(groups))]
+    targets = {"test": round(test_frac * len(records)), "validation": round(validation_frac * len(records))}
+    splits: dict[str, list[dict]] = {name: [] for name in sp.SPLIT_NAMES}
+    current = iter(("test", "validation", "train"))
+    name = next(current)
+    for group in order:
+        while name != "train" and len(splits[name]) >= targets[name]:
+            name = next(current)
+        splits[name].extend(by_group[group])
+    if not splits["train"]:
+        raise RadLlamaError(f"{len(groups)} groups are too few to leave any for training")
+    return {name: sorted(recs, key=lambda r: r["id"]) for name, recs in splits.items()}
+
+
+def build_table_splits(
+    input_path: Path,
+    out_dir: Path,
+    findings_col: str,
+    impression_col: str,
+    id_col: str | None = None,
+    group_col: str | None = None,
+    seed: int = 0,
+    test_frac: float = 0.15,
+    validation_frac: float = 0.1,
+) -> dict:
+    """Write group-disjoint splits from a CSV/JSONL table; returns the manifest.
+
+    Args:
+        input_path: ``.csv`` (header row) or ``.jsonl`` file.
+        out_dir: output folder.
+        findings_col: column with the findings text.
+        impression_col: column with the impression text.
+        id_col: column with a unique report id (default: ``row-<line>``).
+        group_col: column with the patient/group (default: every report is its own group).
+        seed: seed of the group shuffle.
+        test_frac: fraction of reports for test.
+        validation_frac: fraction of reports for validation.
+    """
+    input_path = Path(input_path)
+    rows, columns = read_table(input_path)
+    for col in (findings_col, impression_col, id_col, group_col):
+        if col is not None and col not in columns:
+            raise RadLlamaError(f"{input_path}: no column {col!r} (columns: {', '.join(columns) or 'none'})")
+    records: dict[str, dict] = {}
+    dropped: dict[str, list[str]] = {}
+    for n, row in enumerate(rows, 1):
+        rid = str(row.get(id_col) or "").strip() if id_col else f"row-{n}"
+        rid = rid or f"row-{n}"
+        rec = make_record(
+            rid, str(row.get(findings_col) or ""), str(row.get(impression_col) or ""), SOURCE_NAME
+        )
+        rec["group"] = str(row.get(group_col) or "").strip() if group_col else rid
+        reason = missing_reason(rec["findings"], rec["impression"])
+        if reason is None and rid in records:
+            reason = "duplicate_id"
+        if reason:
+            dropped.setdefault(reason, []).append(rid)
+        else:
+            records[rid] = rec
+    if not records:
+        raise RadLlamaError(f"{input_path}: no row has both {findings_col!r} and {impression_col!r}")
+    splits = group_split(list(records.values()), seed, test_frac, validation_frac)
+    manifest = {
+        "source": SOURCE_NAME,
+        "source_location": str(input_path),
+        "source_sha256": sha256_file(input_path),
+        "columns": {"findings": findings_col, "impression": impression_col, "id": id_col, "group": group_col},
+        "seed": seed,
+        "requested_fractions": {"test": test_frac, "validation": validation_frac},
+        "total": len(rows),
+        "kept": len(records),
+        "dropped": sp.dropped_summary(dropped),
+        "groups": {name: len({r["group"] for r in recs}) for name, recs in splits.items()},
+    }
+    return sp.write_splits(out_dir, splits, manifest)

@@ -1,0 +1,328 @@
+"""``radllama compare``: run many systems on one test split, resumably, then score and report.
+
+A YAML config names the split and the systems (see ``configs/compare/*.yaml``). Kinds:
+
+- ``baseline``: a non-neural baseline from :mod:`radllama.baselines`, fitted on train.
+- ``local``: a local Hugging Face model folder (+ optional LoRA adapter).
+- ``openai``: any OpenAI-compatible endpoint; the key is read from the environment
+  variable named by ``api_key_env`` (never from the file). ``prompt: zero-shot`` sends the
+  paper's instruction; ``prompt: few-shot`` adds ``k`` similar *training* cases as turns.
+- ``not_run``: a system that cannot run here; its leaderboard row says why, never a number.
+
+A ``local`` system whose ``model.path`` does not exist, or an ``openai`` system whose key
+variable is unset, becomes ``not_run`` with that reason. Predictions are cached per system
+in ``OUT/predictions/<system>.jsonl``: a rerun skips finished ids, redoes a truncated last
+line and retries cases recorded as failed.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from radllama.errors import RadLlamaError
+from radllama.io import JsonlAppender, atomic_write_text, ensure_writable_dir, read_jsonl, write_jsonl
+from radllama.progress import console, progress_bar
+
+KINDS = ("baseline", "local", "openai", "not_run")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+# ----------------------------------------------------------------------------- config
+
+
+def load_config(path: Path) -> dict[str, Any]:
+    """Read and validate a comparison config; every mistake is one clear RadLlamaError."""
+    path = Path(path)
+    if not path.is_file():
+        raise RadLlamaError(f"{path}: no such config file")
+    try:
+        cfg = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise RadLlamaError(f"{path}: not valid YAML ({exc})") from exc
+    if not isinstance(cfg, dict):
+        raise RadLlamaError(f"{path}: expected a mapping at the top level")
+    split = cfg.get("split")
+    if not isinstance(split, dict) or "test" not in split:
+        raise RadLlamaError(f"{path}: 'split' must give at least 'test' (and 'train' for baselines/few-shot)")
+    systems = cfg.get("systems")
+    if not isinstance(systems, list) or not systems:
+        raise RadLlamaError(f"{path}: 'systems' must be a non-empty list")
+    names: set[str] = set()
+    for i, sys_cfg in enumerate(systems, 1):
+        if not isinstance(sys_cfg, dict) or "name" not in sys_cfg or "kind" not in sys_cfg:
+            raise RadLlamaError(f"{path}: system #{i} needs 'name' and 'kind'")
+        name, kind = str(sys_cfg["name"]), sys_cfg["kind"]
+        if not _SAFE_NAME.match(name):
+            raise RadLlamaError(f"{path}: system name {name!r}: use letters, digits, '.', '_', '-'")
+        if name in names:
+            raise RadLlamaError(f"{path}: system name {name!r} appears twice")
+        names.add(name)
+        if kind not in KINDS:
+            raise RadLlamaError(f"{path}: system {name!r}: kind {kind!r} is not one of {', '.join(KINDS)}")
+        if kind == "openai" and sys_cfg.get("prompt", "zero-shot") not in ("zero-shot", "few-shot"):
+            raise RadLlamaError(f"{path}: system {name!r}: prompt must be 'zero-shot' or 'few-shot'")
+        if kind == "openai" and ("api_key" in sys_cfg):
+            raise RadLlamaError(
+                f"{path}: system {name!r}: no API key in the file; name its env var in 'api_key_env'"
+            )
+    return cfg
+
+
+def not_run_reason(sys_cfg: dict[str, Any]) -> str | None:
+    """Why a system cannot run here (None when it can)."""
+    kind = sys_cfg["kind"]
+    if kind == "not_run":
+        return str(sys_cfg.get("reason") or "marked not_run in the config")
+    if kind == "local":
+        model = sys_cfg.get("model") or {}
+        path = model.get("path") if isinstance(model, dict) else model
+        if not path or not Path(path).exists():
+            return f"weights not found at {path}"
+        adapter = model.get("adapter") if isinstance(model, dict) else None
+        if adapter and not Path(adapter).exists():
+            return f"adapter not found at {adapter}"
+    if kind == "openai":
+        env = sys_cfg.get("api_key_env")
+        if not env or not os.environ.get(env):
+            return f"API key variable {env or '(api_key_env unset)'} is not set"
+        if not sys_cfg.get("model"):
+            return "no model name given"
+    return None
+
+
+# ----------------------------------------------------------------------------- runners
+
+
+def _prediction(rec: dict, system: str, prediction: str = "", error: str | None = None) -> dict:
+    line = {
+        "id": str(rec["id"]),
+        "system": system,
+        "findings": rec.get("findings", ""),
+        "reference": rec.get("impression", ""),
+        "prediction": prediction,
+        "seen_findings": rec.get("seen_findings"),
+        "status": "failed" if error else "ok",
+    }
+    if error:
+        line["error"] = error
+    return line
+
+
+def _drop_failed(path: Path) -> None:
+    """Rewrite a cache without its failed lines so a rerun retries them (keeps the first ok line)."""
+    if not path.exists():
+        return
+    with JsonlAppender(path) as probe:  # also cuts a truncated tail
+        kept = list(probe.done.values())
+    if any(r.get("status") == "failed" for r in kept):
+        write_jsonl(path, [r for r in kept if r.get("status") != "failed"])
+
+
+def run_baseline(sys_cfg: dict, train: Sequence[dict], todo: Sequence[dict], out: JsonlAppender) -> None:
+    """Fit a baseline on train and write its predictions."""
+    from radllama.baselines import make_baseline
+
+    if not train:
+        raise RadLlamaError(f"system {sys_cfg['name']!r}: baselines need 'split.train'")
+    baseline = make_baseline(str(sys_cfg.get("baseline", sys_cfg["name"]))).fit(train)
+    for rec, pred in zip(todo, baseline.predict([r["findings"] for r in todo]), strict=True):
+        out.write(_prediction(rec, sys_cfg["name"], pred))
+
+
+def run_local(sys_cfg: dict, test_path: Path, pred_path: Path) -> None:
+    """Generate with a local model (+ adapter); the generator resumes from the same cache."""
+    from radllama.generate.impressions import generate_file
+    from radllama.models.loading import load_for_inference
+
+    model = sys_cfg["model"] if isinstance(sys_cfg["model"], dict) else {"path": sys_cfg["model"]}
+    loaded = load_for_inference(
+        model["path"], model.get("adapter"), trust_remote_code=bool(model.get("trust_remote_code", False))
+    )
+    generate_file(
+        loaded,
+        test_path,
+        pred_path,
+        sys_cfg["name"],
+        batch_size=int(sys_cfg.get("batch_size", 32)),
+        max_new_tokens=int(sys_cfg.get("max_new_tokens", 128)),
+    )
+
+
+def openai_messages(
+    findings: str, examples: Sequence[dict] = (), system_prompt: str | None = None
+) -> list[dict[str, str]]:
+    """Chat messages: the paper's instruction, optional worked examples as earlier turns."""
+    from radllama.prompts import PromptStyle
+
+    style = PromptStyle() if system_prompt is None else PromptStyle(system=system_prompt or None)
+    msgs = [{"role": "system", "content": style.system}] if style.system else []
+    for ex in examples:
+        msgs.append({"role": "user", "content": style.user_message(ex["findings"])})
+        msgs.append({"role": "assistant", "content": ex["impression"]})
+    msgs.append({"role": "user", "content": style.user_message(findings)})
+    return msgs
+
+
+def _is_retryable(exc: Exception) -> bool:
+    import openai
+
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code == 429 or exc.status_code >= 500
+    # Timeouts, dropped connections and unparseable bodies are worth another try.
+    return isinstance(exc, openai.APIConnectionError | openai.APIResponseValidationError | ValueError)
+
+
+def call_with_retries(
+    fn: Callable[[], str], retries: int, backoff_s: float, sleep: Callable[[float], None] = time.sleep
+) -> str:
+    """Call ``fn``; on a retryable error wait ``backoff_s * 2**attempt`` (+ jitter) and retry."""
+    for attempt in range(retries + 1):
+        try:
+            return fn()
+        except Exception as exc:
+            if attempt == retries or not _is_retryable(exc):
+                raise
+            sleep(backoff_s * (2**attempt) * (1 + 0.1 * random.random()))
+    raise AssertionError("unreachable")
+
+
+def run_openai(sys_cfg: dict, train: Sequence[dict], todo: Sequence[dict], out: JsonlAppender) -> None:
+    """Query an OpenAI-compatible endpoint for each case; a case that still fails is recorded failed."""
+    import openai
+
+    name = sys_cfg["name"]
+    # max_retries=0: we retry ourselves so that the backoff and the failure record are ours.
+    client = openai.OpenAI(
+        base_url=sys_cfg.get("base_url"),
+        api_key=os.environ[sys_cfg["api_key_env"]],
+        timeout=float(sys_cfg.get("timeout_s", 60)),
+        max_retries=0,
+    )
+    examples: list[list[dict]] = [[] for _ in todo]
+    if sys_cfg.get("prompt", "zero-shot") == "few-shot":
+        from radllama.retrieval import TfidfRetriever
+
+        if not train:
+            raise RadLlamaError(f"system {name!r}: few-shot prompting needs 'split.train'")
+        # The index holds train only, so no test case can be shown its own answer.
+        examples = TfidfRetriever(train).query([r["findings"] for r in todo], k=int(sys_cfg.get("k", 3)))
+
+    def one(i: int) -> dict:
+        rec = todo[i]
+        messages = openai_messages(rec["findings"], examples[i], sys_cfg.get("system_prompt"))
+
+        def request() -> str:
+            resp = client.chat.completions.create(
+                model=sys_cfg["model"],
+                messages=messages,
+                temperature=float(sys_cfg.get("temperature", 0.0)),
+                max_tokens=int(sys_cfg.get("max_tokens", 128)),
+            )
+            text = resp.choices[0].message.content if resp.choices else None
+            if text is None:
+                raise ValueError("response has no message content")
+            return text.strip()
+
+        try:
+            text = call_with_retries(
+                request, int(sys_cfg.get("retries", 4)), float(sys_cfg.get("backoff_s", 1.0))
+            )
+            return _prediction(rec, name, text)
+        except Exception as exc:  # recorded, never silently empty
+            return _prediction(rec, name, error=f"{type(exc).__name__}: {str(exc)[:300]}")
+
+    with progress_bar() as bar, ThreadPoolExecutor(max_workers=int(sys_cfg.get("concurrency", 4))) as pool:
+        task = bar.add_task(f"{name}", total=len(todo))
+        for line in pool.map(one, range(len(todo))):
+            out.write(line)  # main thread only: one writer per file
+            bar.advance(task)
+
+
+# ----------------------------------------------------------------------------- driver
+
+
+def run_comparison(
+    config_path: Path, out_dir: Path | None = None, limit: int | None = None
+) -> dict[str, Any]:
+    """Run every runnable system of a config, then write metrics, leaderboards, charts, HTML.
+
+    Returns ``{"out": Path, "metrics": dict, "paths": dict}``.
+    """
+    from radllama.evaluate.metrics import metrics_from_cases, score_systems
+    from radllama.evaluate.report import write_reports
+
+    cfg = load_config(Path(config_path))
+    out = Path(out_dir or cfg.get("out") or "runs/compare")
+    ensure_writable_dir(out / "predictions")
+    test = read_jsonl(Path(cfg["split"]["test"]))
+    if limit is not None:
+        if limit < 1:
+            raise RadLlamaError("--limit must be at least 1")
+        test = test[:limit]
+    if not test:
+        raise RadLlamaError(f"{cfg['split']['test']}: the test split is empty")
+    train_path = cfg["split"].get("train")
+    train = read_jsonl(Path(train_path)) if train_path else []
+    test_path = out / "test_cases.jsonl"  # the (possibly limited) cases every system sees
+    write_jsonl(test_path, test)
+    atomic_write_text(out / "config.resolved.yaml", yaml.safe_dump({**cfg, "out": str(out), "limit": limit}))
+
+    ran: dict[str, list[dict]] = {}
+    skipped: dict[str, dict] = {}
+    test_ids = {str(r["id"]) for r in test}
+    for sys_cfg in cfg["systems"]:
+        name = sys_cfg["name"]
+        reason = not_run_reason(sys_cfg)
+        if reason is not None:
+            console.print(f"[yellow]{name}[/]: not run ({reason})")
+            skipped[name] = {"not_run": reason, **_describe(sys_cfg)}
+            continue
+        pred_path = out / "predictions" / f"{name}.jsonl"
+        _drop_failed(pred_path)
+        if sys_cfg["kind"] == "local":
+            run_local(sys_cfg, test_path, pred_path)
+        else:
+            with JsonlAppender(pred_path) as appender:
+                todo = [r for r in test if str(r["id"]) not in appender.done]
+                if todo:
+                    console.print(f"{name}: {len(todo)} case(s) to run, {len(test) - len(todo)} cached")
+                    runner = run_baseline if sys_cfg["kind"] == "baseline" else run_openai
+                    runner(sys_cfg, train, todo, appender)
+        # Score only this run's cases (a --limit run may sit on a larger cache).
+        ran[name] = [r for r in read_jsonl(pred_path) if str(r.get("id")) in test_ids]
+
+    reference = cfg.get("reference_system")
+    if reference is not None and reference not in ran:
+        console.print(f"[yellow]reference system {reference!r} did not run; no paired tests[/]")
+        reference = None
+    boot = cfg.get("bootstrap") or {}
+    metrics: dict[str, Any]
+    systems = score_systems(ran, test) if ran else []
+    if systems:
+        metrics = metrics_from_cases(
+            systems, reference, int(boot.get("resamples", 1000)), int(boot.get("seed", 0))
+        )
+    else:
+        metrics = {"scorer": "rouge-score 0.1.2, stemmer on", "systems": {}, "issues": {}}
+    metrics["systems"].update(skipped)
+    metrics["config"] = str(config_path)
+    paths = write_reports(metrics, out, systems, dataset=str(cfg.get("dataset", "OpenI")))
+    return {"out": out, "metrics": metrics, "paths": paths}
+
+
+def _describe(sys_cfg: dict) -> dict[str, Any]:
+    """Public identity of a system for the leaderboard (checkpoint/API name, prompt format)."""
+    keys = ("kind", "checkpoint", "model", "base_url", "prompt", "prompt_format", "note")
+    out = {k: sys_cfg[k] for k in keys if k in sys_cfg}
+    if isinstance(out.get("model"), dict):
+        out["model"] = {k: str(v) for k, v in out["model"].items()}
+    return out

@@ -1,0 +1,67 @@
+import csv
+import io
+import json
+import re
+
+from radllama.evaluate.metrics import metrics_from_cases, score_systems
+from radllama.evaluate.paper_reported import reported_rows
+from radllama.evaluate.report import cases_html, leaderboard_csv, leaderboard_rows, paper_table_markdown
+
+SPLIT = [
+    {"id": "a", "findings": "Heart enlarged.", "impression": "Mild cardiomegaly.", "seen_findings": False},
+    {"id": "b", "findings": "Lungs clear.", "impression": "Normal chest.", "seen_findings": True},
+]
+
+
+def _scored():
+    preds = {
+        "good": [{"id": r["id"], "prediction": r["impression"]} for r in SPLIT],
+        "bad": [
+            {"id": "a", "prediction": "Normal chest </script><b>x</b>"},
+            {"id": "b", "prediction": "Normal."},
+        ],
+    }
+    systems = score_systems(preds, SPLIT)
+    metrics = metrics_from_cases(systems, resamples=50)
+    metrics["systems"]["GPT-4"] = {"not_run": "no key"}
+    return systems, metrics
+
+
+def test_rows_sorted_and_not_run_last() -> None:
+    _, metrics = _scored()
+    rows = leaderboard_rows(metrics)
+    assert [r["system"] for r in rows] == ["good", "bad", "GPT-4"]
+    assert rows[-1]["status"] == "not run: no key" and rows[-1]["n"] is None
+
+
+def test_csv_has_ci_columns() -> None:
+    _, metrics = _scored()
+    rows = list(csv.DictReader(io.StringIO(leaderboard_csv(metrics))))
+    good = next(r for r in rows if r["system"] == "good" and r["subset"] == "all")
+    assert float(good["rougeL"]) == 1.0 and good["rougeL_ci_low"] and good["n"] == "2"
+    assert next(r for r in rows if r["system"] == "GPT-4")["rougeL"] == ""
+
+
+def test_html_is_self_contained_and_escapes_script() -> None:
+    systems, _ = _scored()
+    page = cases_html(systems)
+    assert not re.search(r"(src|href)=\"https?://", page)  # no CDN
+    assert "</script><b>" not in page  # user text cannot close our script element
+    data = page.split('<script id="data" type="application/json">', 1)[1].split("</script>", 1)[0]
+    parsed = json.loads(data)
+    assert parsed["systems"] == ["good", "bad"]
+    case_a = next(c for c in parsed["cases"] if c["id"] == "a")
+    assert case_a["disagree"] is True and case_a["outputs"]["good"]["clinical"] == 1.0
+    assert 'id="search"' in page and 'id="disagree"' in page
+
+
+def test_paper_rows_only_found_numbers() -> None:
+    rows = {r["system"]: r for r in reported_rows("MIMIC-CXR")}
+    assert rows["Radiology-Llama2"]["rouge1"] == 0.4834
+    assert rows["Radiology-Llama2"]["rouge2"] is None
+    assert all(r["rouge1"] is None for name, r in rows.items() if name != "Radiology-Llama2")
+    _, metrics = _scored()
+    md = paper_table_markdown(metrics, "MIMIC-CXR")
+    measured, reported = md.split("Reported by the paper, not measured here")
+    assert "| good | 2 |" in measured and "Radiology-Llama2" not in measured
+    assert "| Radiology-Llama2 | 0.4834 | not found | not found |" in reported

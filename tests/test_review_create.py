@@ -101,6 +101,12 @@ def test_create_bad_inputs_are_clear_errors(tmp_path: Path, setup: str, message:
     assert not (tmp_path / "s.db").exists()  # nothing half-written
 
 
+def test_stratify_accepts_only_unseen(tmp_path: Path, preds: list[Path]) -> None:
+    args = ["--predictions", *preds, "--stratify", "mesh", "--out", tmp_path / "s"]
+    code, _, err = run("review", "create", *args)
+    assert code == 1 and "--stratify" in err
+
+
 def test_not_a_study_is_a_clear_error(tmp_path: Path) -> None:
     junk = tmp_path / "junk.db"
     junk.write_text("hello, not sqlite at all " * 50)
@@ -156,5 +162,6 @@ def test_export_and_report_on_direct_ratings(tmp_path: Path, preds: list[Path]) 
     assert set(summary["scores"]) == {*SYSTEMS, "reference"}
     assert (tmp_path / "rep" / "scores.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = (tmp_path / "rep" / "report.md").read_text()
-    assert "Krippendorff" in md and SYSTEMS[0] in md
+    assert "Krippendorff" in md and SYSTEMS[0] in md and "reference (radiologist)" in md
+    assert "not comparable" not in md  # every rater scored every case
     assert summary["rougeL_mean"]["reference"] is None and summary["rougeL_mean"][SYSTEMS[0]] > 0

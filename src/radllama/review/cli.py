@@ -18,7 +18,7 @@ def create_command(
         ..., "--predictions", help="Prediction JSONL files, one system each."
     ),
     more: list[Path] | None = typer.Argument(
-        None, hidden=True, help="More files after --predictions A.jsonl."
+        None, hidden=True, metavar="MORE.jsonl", help="More --predictions files."
     ),
     cases: int = typer.Option(10, "--cases", help="Number of cases to sample (the paper used 10)."),
     seed: int = typer.Option(0, "--seed", help="Seed for sampling and candidate order."),
@@ -119,7 +119,7 @@ def report_command(
         None, "--predictions", help="Prediction files to take ROUGE-L texts from (default: the study's)."
     ),
     more: list[Path] | None = typer.Argument(
-        None, hidden=True, help="More files after --predictions A.jsonl."
+        None, hidden=True, metavar="MORE.jsonl", help="More --predictions files."
     ),
 ) -> None:
     """Unblind: scores per system and criterion, agreement (α, κ), ROUGE-L correlation, chart."""

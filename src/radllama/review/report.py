@@ -84,6 +84,16 @@ def rouge_by_candidate(conn: sqlite3.Connection, predictions: list[Path] | None 
     return out
 
 
+def _display(system: str) -> str:
+    # The paper's Figure 4 shows the reference impressions as the radiologist's row.
+    return "reference (radiologist)" if system == store.REFERENCE_SYSTEM else system
+
+
+def _ordered(systems: list[str]) -> list[str]:
+    """Systems in study order with the reference last, as in the paper's figure."""
+    return sorted(systems, key=lambda s: s == store.REFERENCE_SYSTEM)
+
+
 def _fmt(x: float | None, digits: int = 3) -> str:
     return "n/a" if x is None else f"{x:.{digits}f}"
 
@@ -96,13 +106,13 @@ def bar_chart_png(scores: dict[str, dict[str, dict]], n_cases: int) -> bytes:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    systems = sorted(scores)
+    systems = _ordered(list(scores))
     x = np.arange(len(store.CRITERIA))
     width = 0.8 / max(len(systems), 1)
     fig, ax = plt.subplots(figsize=(9, 4.8), dpi=120)
     for i, system in enumerate(systems):
         vals = [scores[system].get(c, {}).get("paper_scale", 0.0) for c in store.CRITERIA]
-        bars = ax.bar(x + (i - (len(systems) - 1) / 2) * width, vals, width, label=system)
+        bars = ax.bar(x + (i - (len(systems) - 1) / 2) * width, vals, width, label=_display(system))
         ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=2)
     ax.set_xticks(x, [store.CRITERION_LABELS[c] for c in store.CRITERIA])
     ax.set_ylim(0, store.MAX_SCORE * n_cases * 1.08)
@@ -132,7 +142,8 @@ def build_report(study: Path, out_dir: Path, predictions: list[Path] | None = No
     if not ratings:
         raise RadLlamaError(f"{study}: no ratings yet (raters open their links from `radllama review serve`)")
     out_dir = ensure_writable_dir(Path(out_dir))
-    scores = stats.system_scores(ratings, n_cases)
+    raw = stats.system_scores(ratings, n_cases)
+    scores = {s: raw[s] for s in _ordered([*systems, *(s for s in raw if s not in systems)]) if s in raw}
     rouge_mean = {}
     for s in systems:
         vals = [v for c, v in rouge.items() if cand_system[c] == s]
@@ -178,13 +189,15 @@ def render_markdown(s: dict) -> str:
             e = per.get(c)
             cells.append("–" if e is None else f"{e['paper_scale']:.1f}" + ("" if e["complete"] else "*"))
         rl = s["rougeL_mean"].get(system)
-        lines.append(f"| {system} | " + " | ".join(cells) + f" | {_fmt(rl)} |")
-    lines += ["", "\\* not every rater scored every case: sums are not comparable.", ""]
+        lines.append(f"| {_display(system)} | " + " | ".join(cells) + f" | {_fmt(rl)} |")
+    if any(not e["complete"] for per in s["scores"].values() for e in per.values()):
+        lines += ["", "\\* not every rater scored every case: these sums are not comparable."]
+    lines.append("")
     lines += ["## Mean score (1–5)", "", "| system | " + " | ".join(labels) + " |"]
     lines.append("|---|" + "---:|" * len(crit))
     for system, per in s["scores"].items():
         means = " | ".join(_fmt(per[c]["mean"], 2) if c in per else "–" for c in crit)
-        lines.append(f"| {system} | {means} |")
+        lines.append(f"| {_display(system)} | {means} |")
     alpha = s["krippendorff_alpha_ordinal"]
     lines += [
         "",

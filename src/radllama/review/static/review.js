@@ -253,7 +253,8 @@ async function start() {
   $("rater-name").textContent = s.rater;
   renderProgress(s.progress);
   const m = location.hash.match(/^#case-(\d+)$/);
-  if (m) return openCase(Number(m[1]));
+  const fromHash = m ? Number(m[1]) : 0;
+  if (fromHash >= 1 && fromHash <= s.progress.total) return openCase(fromHash);
   if (s.finished) return showView("done-view");
   // Resume at the first unfinished case (or the last one when all are scored but not yet finished).
   openCase(s.progress.first_unfinished || s.progress.total);

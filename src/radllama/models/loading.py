@@ -1,0 +1,167 @@
+"""Loading any Hugging Face-format causal LM from a local folder, with an optional LoRA
+adapter, its saved prompt style and (for retrieval-augmented prompts) its training index."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from radllama.errors import RadLlamaError
+from radllama.io import read_jsonl
+from radllama.prompts import PROMPT_STYLE_FILE, PromptStyle
+from radllama.retrieval import TfidfRetriever
+
+RETRIEVAL_INDEX_FILE = "retrieval_index.jsonl"
+WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pt", "*.gguf")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for generation, with everything needed to prompt it identically."""
+
+    model: Any
+    tokenizer: Any
+    style: PromptStyle
+    retriever: TfidfRetriever | None
+    name: str
+
+
+def pick_dtype(name: str, device: str) -> Any:
+    """``auto``: bf16 on a GPU that supports it, fp32 otherwise (CPU bf16 is slow to train)."""
+    import torch
+
+    if name == "auto":
+        if device.startswith("cuda") and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    try:
+        return {
+            "fp32": torch.float32,
+            "float32": torch.float32,
+            "bf16": torch.bfloat16,
+            "bfloat16": torch.bfloat16,
+            "fp16": torch.float16,
+            "float16": torch.float16,
+        }[name]
+    except KeyError as exc:
+        raise RadLlamaError(f"unknown dtype '{name}' (auto, fp32, bf16, fp16)") from exc
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def check_model_folder(path: Path) -> None:
+    """Fail with one clear line when a folder is not a loadable HF causal LM."""
+    path = Path(path)
+    if not path.is_dir():
+        raise RadLlamaError(f"model folder {path} does not exist")
+    if not (path / "config.json").is_file():
+        raise RadLlamaError(f"{path}: no config.json — not a Hugging Face model folder")
+    if not any(any(path.glob(p)) for p in WEIGHT_PATTERNS):
+        raise RadLlamaError(f"{path}: no weights (*.safetensors or *.bin) found")
+    if not any((path / f).is_file() for f in TOKENIZER_FILES):
+        raise RadLlamaError(f"{path}: no tokenizer files (tokenizer.json / tokenizer.model) found")
+
+
+def load_tokenizer(path: str | Path, trust_remote_code: bool = False) -> Any:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+    if tok.pad_token is None:
+        # Llama-2 ships no pad token; reuse eos (masked out of the loss anyway).
+        tok.pad_token = tok.eos_token or tok.unk_token
+    tok.padding_side = "left"  # batched generation appends on the right
+    return tok
+
+
+def load_causal_lm(
+    path: str | Path,
+    *,
+    dtype: str = "auto",
+    device: str | None = None,
+    trust_remote_code: bool = False,
+    load_in_4bit: bool = False,
+) -> Any:
+    """Load the base model's weights (clear errors for missing files or unsupported options)."""
+    from transformers import AutoModelForCausalLM
+
+    device = device or default_device()
+    local = Path(path).exists()
+    if local:
+        check_model_folder(Path(path))
+    kwargs: dict[str, Any] = {"dtype": pick_dtype(dtype, device), "trust_remote_code": trust_remote_code}
+    if load_in_4bit:
+        kwargs["quantization_config"] = _bnb_4bit_config(device)
+        kwargs["device_map"] = {"": 0}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
+    except ValueError as exc:
+        if "trust_remote_code" in str(exc):
+            raise RadLlamaError(
+                f"{path} needs its own modelling code; rerun with model.trust_remote_code=true "
+                "only if you trust its source"
+            ) from exc
+        raise RadLlamaError(f"cannot load {path}: {exc}") from exc
+    except OSError as exc:
+        raise RadLlamaError(f"cannot load {path}: {exc}") from exc
+    return model if load_in_4bit else model.to(device)
+
+
+def _bnb_4bit_config(device: str) -> Any:
+    if not device.startswith("cuda"):
+        raise RadLlamaError("4-bit QLoRA needs a CUDA GPU; set model.load_in_4bit=false on this machine")
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError as exc:
+        raise RadLlamaError("4-bit QLoRA needs bitsandbytes: pip install 'radllama[qlora]'") from exc
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16
+    )
+
+
+def load_for_inference(
+    model_dir: str | Path,
+    adapter_dir: str | Path | None = None,
+    *,
+    device: str | None = None,
+    dtype: str = "auto",
+    merge: bool = True,
+    trust_remote_code: bool = False,
+) -> LoadedModel:
+    """Base (+ adapter, merged for speed) with the prompt style saved beside it."""
+    device = device or default_device()
+    model = load_causal_lm(model_dir, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
+    source = Path(model_dir)
+    if adapter_dir is not None:
+        from peft import PeftModel
+
+        adapter_dir = Path(adapter_dir)
+        if not (adapter_dir / "adapter_config.json").is_file():
+            raise RadLlamaError(f"{adapter_dir}: no adapter_config.json — not a LoRA adapter folder")
+        model = PeftModel.from_pretrained(model, str(adapter_dir))
+        if merge:
+            model = model.merge_and_unload()  # plain weights: no adapter cost per token
+        source = adapter_dir
+    model.eval()
+    tok_dir = source if any((source / f).is_file() for f in TOKENIZER_FILES) else Path(model_dir)
+    tokenizer = load_tokenizer(tok_dir, trust_remote_code)
+    style = (
+        PromptStyle.load(source) if (source / PROMPT_STYLE_FILE).is_file() else PromptStyle.load(model_dir)
+    )
+    retriever = None
+    if style.retrieval_k > 0:
+        index = source / RETRIEVAL_INDEX_FILE
+        if not index.is_file():
+            raise RadLlamaError(
+                f"{source}: prompt style uses retrieval but {RETRIEVAL_INDEX_FILE} is missing"
+            )
+        retriever = TfidfRetriever(read_jsonl(index))
+    return LoadedModel(model, tokenizer, style, retriever, source.name)

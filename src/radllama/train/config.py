@@ -1,0 +1,166 @@
+"""Typed training configs: YAML files with ``key=value`` overrides, validated on load.
+
+Defaults are the Radiology-Llama2 paper's LoRA recipe (r=8, alpha=16, dropout 0.05 on
+q_proj/v_proj, lr 3e-4, weight decay 0.01, batch 128). The resolved config is saved beside
+every output so a run can always be reproduced.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+from radllama.errors import RadLlamaError
+from radllama.models.mini import MiniModelArgs
+
+
+@dataclass
+class DataArgs:
+    """Where the examples come from."""
+
+    train: str = "runs/data/openi/train.jsonl"  # split JSONL (records with findings/impression)
+    validation: str | None = None  # optional split JSONL for validation loss
+    max_seq_len: int = 512  # longer examples are cut in the findings, never in the target
+    tasks: dict[str, float] = field(default_factory=lambda: {"impression": 1.0})  # task -> mix weight
+
+
+@dataclass
+class ModelArgs:
+    """The base model."""
+
+    path: str = "runs/mini/base"  # local Hugging Face folder (or hub id when online)
+    dtype: str = "auto"  # auto = bf16 on a GPU that supports it, fp32 on CPU
+    trust_remote_code: bool = False  # only for models whose code ships with the weights
+    gradient_checkpointing: bool = False
+    load_in_4bit: bool = False  # QLoRA via bitsandbytes (CUDA only)
+
+
+@dataclass
+class LoraArgs:
+    """LoRA adapter (peft). Paper defaults."""
+
+    enabled: bool = True
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+
+
+@dataclass
+class OptimArgs:
+    """Optimiser and schedule (AdamW, warmup then cosine decay)."""
+
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    batch_size: int = 128  # effective (global) batch, reached by gradient accumulation
+    micro_batch_size: int = 16  # per process and step
+    epochs: float = 3.0
+    max_steps: int | None = None  # overrides epochs when set
+    warmup_ratio: float = 0.03
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0
+
+
+@dataclass
+class CheckpointArgs:
+    """When to save ``step-NNNNNN/`` folders, and how many to keep."""
+
+    every_steps: int = 0  # 0 = only at the end
+    keep_last: int = 2
+
+
+@dataclass
+class PromptArgs:
+    """Prompt style saved beside the model (see radllama.prompts.PromptStyle)."""
+
+    instruction: str = "Derive the impression from findings in the radiology report"
+    system: str | None = (
+        "You are a radiology assistant. Answer with a concise impression, as a radiologist writes it."
+    )
+    retrieval_k: int = 0
+
+
+@dataclass
+class TrainConfig:
+    """One training run: ``radllama train --config FILE [key=value ...]``."""
+
+    recipe: str = "lora_sft"  # lora_sft | pretrain_mini
+    output_dir: str = "runs/lora"
+    seed: int = 0
+    log_every: int = 5
+    data: DataArgs = field(default_factory=DataArgs)
+    model: ModelArgs = field(default_factory=ModelArgs)
+    lora: LoraArgs = field(default_factory=LoraArgs)
+    optim: OptimArgs = field(default_factory=OptimArgs)
+    checkpoint: CheckpointArgs = field(default_factory=CheckpointArgs)
+    prompt: PromptArgs = field(default_factory=PromptArgs)
+    mini: MiniModelArgs = field(default_factory=MiniModelArgs)  # pretrain_mini only
+
+
+RECIPES = ("lora_sft", "pretrain_mini")
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    """Instantiate a dataclass from a dict, rejecting unknown keys with their dotted path."""
+    if not isinstance(data, dict):
+        raise RadLlamaError(f"config section '{where or 'top'}' must be a mapping")
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        dotted = ", ".join(f"{where}.{k}" if where else k for k in unknown)
+        raise RadLlamaError(f"unknown config key(s): {dotted}")
+    kwargs = {}
+    for key, value in data.items():
+        sub = hints[key]
+        path = f"{where}.{key}" if where else key
+        kwargs[key] = _build(sub, value, path) if dataclasses.is_dataclass(sub) else value
+    return cls(**kwargs)
+
+
+def _set_dotted(tree: dict, dotted: str, raw: str) -> None:
+    *parents, leaf = dotted.split(".")
+    node = tree
+    for p in parents:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise RadLlamaError(f"override {dotted}: '{p}' is not a section")
+    node[leaf] = yaml.safe_load(raw)  # "3e-4" -> float, "[q_proj,v_proj]" -> list, "null" -> None
+
+
+def load_config(path: Path | None, overrides: list[str] | None = None) -> TrainConfig:
+    """Load a YAML config and apply ``key=value`` overrides (dotted keys for sections)."""
+    tree: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise RadLlamaError(f"config file {path} not found")
+        try:
+            tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise RadLlamaError(f"{path}: invalid YAML ({exc})") from exc
+    for item in overrides or []:
+        if "=" not in item:
+            raise RadLlamaError(f"override '{item}' must look like key=value")
+        key, raw = item.split("=", 1)
+        _set_dotted(tree, key.strip(), raw)
+    cfg = _build(TrainConfig, tree, "")
+    if cfg.recipe not in RECIPES:
+        raise RadLlamaError(f"unknown recipe '{cfg.recipe}' (choose from {', '.join(RECIPES)})")
+    if cfg.optim.batch_size % cfg.optim.micro_batch_size:
+        raise RadLlamaError("optim.batch_size must be a multiple of optim.micro_batch_size")
+    return cfg
+
+
+def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
+    """Plain dict of a config (for saving the resolved config)."""
+    return dataclasses.asdict(cfg)
+
+
+def dump_config(cfg: TrainConfig) -> str:
+    """The resolved config as YAML text."""
+    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False)

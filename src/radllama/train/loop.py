@@ -1,0 +1,206 @@
+"""The training loop shared by both recipes: AdamW, warmup + cosine, gradient accumulation
+to the global batch, loss normalised by the number of target tokens, checkpoint/resume.
+
+Distributed training is the same loop under ``accelerate launch`` or ``torchrun``: each
+process takes its share of every global batch and gradients are averaged by DDP.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from transformers import get_cosine_with_min_lr_schedule_with_warmup
+
+from radllama.progress import progress_bar
+from radllama.train.checkpoint import latest_checkpoint, load_state, save_checkpoint, set_rng_state
+from radllama.train.config import OptimArgs
+from radllama.train.examples import IGNORE_INDEX, Example
+
+
+@dataclass
+class LoopResult:
+    """What a finished run reports."""
+
+    steps: int
+    final_loss: float
+    tokens_seen: int  # tokens processed (incl. prompt and padding) in this process
+    target_tokens: int  # tokens that carried loss, all processes
+    padded_tokens: int  # padding positions processed, this process
+    seconds: float
+    losses: list[float]
+
+
+def collate(batch: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad a micro-batch; padding never carries loss."""
+    width = max(len(e.input_ids) for e in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for i, e in enumerate(batch):
+        n = len(e.input_ids)
+        ids[i, :n] = torch.tensor(e.input_ids)
+        labels[i, :n] = torch.tensor(e.labels)
+        mask[i, :n] = 1
+    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+def step_indices(n_examples: int, batch_size: int, seed: int, step: int) -> list[int]:
+    """Example indices of global step ``step``: a fresh seeded permutation each epoch.
+
+    Being a pure function of (seed, step) is what makes resume exact: no sampler state.
+    """
+    per_epoch = max(1, n_examples // batch_size)
+    epoch, pos = divmod(step, per_epoch)
+    order = np.random.default_rng(seed + epoch).permutation(n_examples)
+    return order[pos * batch_size : (pos + 1) * batch_size].tolist()
+
+
+def total_steps(n_examples: int, args: OptimArgs) -> int:
+    if args.max_steps:
+        return args.max_steps
+    return max(1, math.ceil(args.epochs * max(1, n_examples // args.batch_size)))
+
+
+def token_loss_sum(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Summed next-token cross-entropy over target tokens (caller divides by the count)."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    shift_logits = logits[:, :-1].reshape(-1, logits.size(-1)).float()
+    shift_labels = batch["labels"][:, 1:].reshape(-1)
+    return F.cross_entropy(shift_logits, shift_labels, ignore_index=IGNORE_INDEX, reduction="sum")
+
+
+def train(
+    model: Any,
+    examples: list[Example],
+    args: OptimArgs,
+    *,
+    pad_id: int,
+    seed: int,
+    output_dir: Path,
+    save_weights: Callable[[Path], None],
+    config_yaml: str,
+    accelerator: Accelerator,
+    checkpoint_every: int = 0,
+    keep_last: int = 2,
+    resume: bool = False,
+    log_every: int = 5,
+) -> LoopResult:
+    """Train ``model`` on ``examples``; returns losses and throughput figures."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in trainable if p.ndim >= 2]
+    no_decay = [p for p in trainable if p.ndim < 2]  # norms and biases are not decayed
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=args.lr,
+        betas=(0.9, 0.95),
+    )
+    steps = total_steps(len(examples), args)
+    scheduler = get_cosine_with_min_lr_schedule_with_warmup(
+        optimizer,
+        num_warmup_steps=int(args.warmup_ratio * steps),
+        num_training_steps=steps,
+        min_lr_rate=args.min_lr_ratio,
+    )
+    model, optimizer = accelerator.prepare(model, optimizer)
+    start, losses = 0, []
+    ckpt = latest_checkpoint(output_dir) if resume else None
+    if ckpt is not None:
+        state = load_state(ckpt)
+        accelerator.unwrap_model(model).load_state_dict(
+            torch.load(ckpt / "weights.pt", weights_only=True), strict=False
+        )
+        optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=False))
+        scheduler.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=False))
+        set_rng_state(torch.load(ckpt / "rng.pt", weights_only=False))
+        start, losses = state["step"], state.get("losses", [])
+        accelerator.print(f"resumed from {ckpt.name} (step {start}/{steps})")
+
+    rank, world = accelerator.process_index, accelerator.num_processes
+    lengths = np.array([len(e.input_ids) for e in examples])
+    tokens_seen = padded = target_total = 0
+    model.train()
+    t0 = time.perf_counter()
+    with progress_bar() as bar:
+        task = bar.add_task("train", total=steps, completed=start)
+        for step in range(start, steps):
+            idx = step_indices(len(examples), args.batch_size, seed, step)
+            mine = idx[rank::world]
+            # Length bucketing inside the step: similar lengths share a micro-batch.
+            mine.sort(key=lambda i: lengths[i])
+            micro = [mine[i : i + args.micro_batch_size] for i in range(0, len(mine), args.micro_batch_size)]
+            n_target = sum(sum(1 for t in examples[i].labels[1:] if t != IGNORE_INDEX) for i in idx)
+            target_total += n_target
+            step_loss = 0.0
+            for j, chunk in enumerate(micro):
+                batch = collate([examples[i] for i in chunk], pad_id)
+                tokens_seen += batch["input_ids"].numel()
+                padded += int((batch["attention_mask"] == 0).sum())
+                sync = j == len(micro) - 1
+                ctx = accelerator.no_sync(model) if not sync and world > 1 else nullcontext()
+                with ctx:
+                    loss_sum = token_loss_sum(model, batch)
+                    # DDP averages gradients over processes, so scale by world size to get
+                    # the global sum divided by the global number of target tokens.
+                    accelerator.backward(loss_sum * world / max(1, n_target))
+                step_loss += loss_sum.item()
+            if args.grad_clip:
+                accelerator.clip_grad_norm_(model.parameters(), args.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            loss_t = torch.tensor([step_loss], device=accelerator.device)
+            step_mean = accelerator.reduce(loss_t, reduction="sum").item() / max(1, n_target)
+            losses.append(step_mean)
+            bar.update(task, advance=1, description=f"train loss {step_mean:.3f}")
+            done = step + 1
+            if log_every and done % log_every == 0:
+                _log(
+                    output_dir,
+                    accelerator,
+                    {"step": done, "loss": step_mean, "lr": scheduler.get_last_lr()[0]},
+                )
+            if checkpoint_every and done % checkpoint_every == 0 and done < steps:
+                if accelerator.is_main_process:
+                    save_checkpoint(
+                        output_dir,
+                        done,
+                        lambda d: torch.save(
+                            _trainable_state(accelerator.unwrap_model(model)), d / "weights.pt"
+                        ),
+                        optimizer,
+                        scheduler,
+                        {"losses": losses, "seed": seed},
+                        config_yaml,
+                        keep_last,
+                    )
+                accelerator.wait_for_everyone()
+    seconds = time.perf_counter() - t0
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        save_weights(Path(output_dir))
+    return LoopResult(
+        steps, losses[-1] if losses else float("nan"), tokens_seen, target_total, padded, seconds, losses
+    )
+
+
+def _trainable_state(model: Any) -> dict[str, torch.Tensor]:
+    """Only what training changes (the LoRA weights, or everything when fully trained)."""
+    names = {n for n, p in model.named_parameters() if p.requires_grad}
+    return {k: v.detach().cpu() for k, v in model.state_dict().items() if k in names}
+
+
+def _log(output_dir: Path, accelerator: Accelerator, row: dict) -> None:
+    if accelerator.is_main_process:
+        with (Path(output_dir) / "train_log.jsonl").open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(row) + "\n")

@@ -1,0 +1,211 @@
+"""The two training recipes, each a short function over the shared loop.
+
+* ``pretrain_mini``: tokenizer + radllama-mini base from scratch on training report text.
+* ``lora_sft``: LoRA instruction tuning of any local causal LM (the paper's method).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from radllama.errors import RadLlamaError
+from radllama.io import atomic_write_json, atomic_write_text, ensure_writable_dir, read_jsonl, write_jsonl
+from radllama.models.loading import RETRIEVAL_INDEX_FILE, load_causal_lm, load_tokenizer
+from radllama.models.mini import build_model, save_pretrained, train_tokenizer
+from radllama.progress import console
+from radllama.prompts import PromptStyle
+from radllama.retrieval import TfidfRetriever
+from radllama.train import loop
+from radllama.train.config import TrainConfig, dump_config
+from radllama.train.examples import build_sft_examples, pack_blocks, report_text
+
+COMPLETE_FILE = "train_summary.json"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def read_training_records(path: str) -> list[dict]:
+    """Training records, checked for the two fields every recipe needs."""
+    records = read_jsonl(Path(path))
+    if not records:
+        raise RadLlamaError(f"{path}: no training records")
+    for i, r in enumerate(records, 1):
+        if not str(r.get("findings", "")).strip() or not str(r.get("impression", "")).strip():
+            raise RadLlamaError(f"{path}: record {i} lacks findings or impression")
+    return records
+
+
+def prompt_style(cfg: TrainConfig) -> PromptStyle:
+    return PromptStyle(
+        instruction=cfg.prompt.instruction, system=cfg.prompt.system, retrieval_k=cfg.prompt.retrieval_k
+    )
+
+
+def _accelerator() -> Any:
+    from accelerate import Accelerator
+
+    return Accelerator(cpu=not torch.cuda.is_available())
+
+
+def _finish(cfg: TrainConfig, out: Path, result: loop.LoopResult, extra: dict) -> dict:
+    """Write the run summary last: its presence marks a finished run."""
+    summary = {
+        "recipe": cfg.recipe,
+        "steps": result.steps,
+        "final_loss": result.final_loss,
+        "seconds": round(result.seconds, 2),
+        "tokens_per_second": round(result.tokens_seen / max(result.seconds, 1e-9), 1),
+        "target_tokens": result.target_tokens,
+        "padding_fraction": round(result.padded_tokens / max(1, result.tokens_seen), 4),
+        **extra,
+    }
+    atomic_write_text(out / "config.yaml", dump_config(cfg))
+    atomic_write_json(out / COMPLETE_FILE, summary)
+    return summary
+
+
+def pretrain_mini(cfg: TrainConfig, resume: bool = False) -> dict:
+    """Train radllama-mini's tokenizer and base model from scratch on training report text."""
+    seed_everything(cfg.seed)
+    out = ensure_writable_dir(Path(cfg.output_dir))
+    records = read_training_records(cfg.data.train)
+    texts = [report_text(r) for r in records]
+    style = prompt_style(cfg)
+    # The fixed prompt strings go into the tokenizer corpus so they cost few tokens.
+    fixed = [
+        style.instruction + ".",
+        style.system or "",
+        "Impressions of similar earlier reports:",
+        "Findings:",
+    ]
+    tokenizer = train_tokenizer(texts + fixed * 50, cfg.mini.vocab_size)
+    model = build_model(cfg.mini, tokenizer, seed=cfg.seed)
+    n_params = sum(p.numel() for p in model.parameters())
+    console.print(f"radllama-mini: {n_params / 1e6:.2f}M parameters, vocab {len(tokenizer)}")
+    blocks = pack_blocks(tokenizer, texts, cfg.data.max_seq_len)
+    if not blocks:
+        raise RadLlamaError("training text is shorter than one block; lower data.max_seq_len")
+
+    def save(folder: Path) -> None:
+        save_pretrained(model, tokenizer, folder)
+        style.save(folder)
+
+    result = loop.train(
+        model,
+        blocks,
+        cfg.optim,
+        pad_id=tokenizer.pad_token_id,
+        seed=cfg.seed,
+        output_dir=out,
+        save_weights=save,
+        config_yaml=dump_config(cfg),
+        accelerator=_accelerator(),
+        checkpoint_every=cfg.checkpoint.every_steps,
+        keep_last=cfg.checkpoint.keep_last,
+        resume=resume,
+        log_every=cfg.log_every,
+    )
+    return _finish(cfg, out, result, {"parameters": n_params, "blocks": len(blocks)})
+
+
+def lora_sft(cfg: TrainConfig, resume: bool = False) -> dict:
+    """LoRA (or full, with lora.enabled=false) instruction tuning on the impression task."""
+    from peft import LoraConfig, get_peft_model
+
+    seed_everything(cfg.seed)
+    out = ensure_writable_dir(Path(cfg.output_dir))
+    records = read_training_records(cfg.data.train)
+    tokenizer = load_tokenizer(cfg.model.path, cfg.model.trust_remote_code)
+    model = load_causal_lm(
+        cfg.model.path,
+        dtype=cfg.model.dtype,
+        trust_remote_code=cfg.model.trust_remote_code,
+        load_in_4bit=cfg.model.load_in_4bit,
+        device="cuda" if torch.cuda.is_available() else "cpu",
+    )
+    if cfg.model.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        model.config.use_cache = False
+    if cfg.lora.enabled:
+        lora = LoraConfig(
+            r=cfg.lora.r,
+            lora_alpha=cfg.lora.alpha,
+            lora_dropout=cfg.lora.dropout,
+            target_modules=list(cfg.lora.target_modules),
+            task_type="CAUSAL_LM",
+        )
+        try:
+            model = get_peft_model(model, lora)
+        except ValueError as exc:
+            raise RadLlamaError(
+                f"LoRA targets {cfg.lora.target_modules} not found in the model: {exc}"
+            ) from exc
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    if trainable == 0:
+        raise RadLlamaError("no trainable parameters: check lora.target_modules")
+    console.print(f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.3f}%)")
+    style = prompt_style(cfg)
+    retriever = TfidfRetriever(records) if style.retrieval_k > 0 else None
+    examples, n_cut = build_sft_examples(records, tokenizer, style, cfg.data.max_seq_len, retriever)
+    if n_cut:
+        console.print(
+            f"{n_cut} of {len(examples)} examples had their findings cut to fit {cfg.data.max_seq_len} tokens"
+        )
+
+    def save(folder: Path) -> None:
+        model.save_pretrained(folder)  # adapter only when LoRA; full weights otherwise
+        tokenizer.save_pretrained(folder)
+        style.save(folder)
+        if retriever is not None:
+            # Train split only: the index that generation and serving retrieve from.
+            write_jsonl(
+                folder / RETRIEVAL_INDEX_FILE,
+                ({"id": r["id"], "findings": r["findings"], "impression": r["impression"]} for r in records),
+            )
+
+    result = loop.train(
+        model,
+        examples,
+        cfg.optim,
+        pad_id=tokenizer.pad_token_id,
+        seed=cfg.seed,
+        output_dir=out,
+        save_weights=save,
+        config_yaml=dump_config(cfg),
+        accelerator=_accelerator(),
+        checkpoint_every=cfg.checkpoint.every_steps,
+        keep_last=cfg.checkpoint.keep_last,
+        resume=resume,
+        log_every=cfg.log_every,
+    )
+    return _finish(
+        cfg,
+        out,
+        result,
+        {
+            "trainable_parameters": trainable,
+            "total_parameters": total,
+            "examples": len(examples),
+            "examples_cut": n_cut,
+            "base": str(cfg.model.path),
+        },
+    )
+
+
+def run(cfg: TrainConfig, resume: bool = False) -> dict:
+    """Dispatch to the configured recipe."""
+    fn = {"pretrain_mini": pretrain_mini, "lora_sft": lora_sft}[cfg.recipe]
+    summary = fn(cfg, resume=resume)
+    console.print(json.dumps(summary, indent=2))
+    return summary

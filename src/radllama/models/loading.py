@@ -50,6 +50,7 @@ def pick_dtype(name: str, device: str) -> Any:
 
 
 def default_device() -> str:
+    """``cuda`` when a GPU is visible, else ``cpu``."""
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
@@ -68,9 +69,30 @@ def check_model_folder(path: Path) -> None:
         raise RadLlamaError(f"{path}: no tokenizer files (tokenizer.json / tokenizer.model) found")
 
 
+def check_remote_code(path: Path, trust_remote_code: bool) -> None:
+    """Refuse, in one line, a folder whose config asks for its own Python code (ChatGLM, Baichuan, MOSS)."""
+    import json
+
+    config = Path(path) / "config.json"
+    if trust_remote_code or not config.is_file():
+        return
+    try:
+        auto_map = json.loads(config.read_text(encoding="utf-8")).get("auto_map")
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RadLlamaError(f"{config} is not valid JSON ({exc})") from exc
+    if auto_map:
+        raise RadLlamaError(
+            f"{config} needs the model's own Python code (auto_map); set model.trust_remote_code=true "
+            "only if you trust its source"
+        )
+
+
 def load_tokenizer(path: str | Path, trust_remote_code: bool = False) -> Any:
+    """The folder's tokenizer, with a pad token (eos when it has none) and left padding."""
     from transformers import AutoTokenizer
 
+    if Path(path).is_dir() and not any((Path(path) / f).is_file() for f in TOKENIZER_FILES):
+        raise RadLlamaError(f"{path}: no tokenizer files (tokenizer.json / tokenizer.model) found")
     tok = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
     if tok.pad_token is None:
         # Llama-2 ships no pad token; reuse eos (masked out of the loss anyway).
@@ -88,16 +110,18 @@ def load_causal_lm(
     load_in_4bit: bool = False,
 ) -> Any:
     """Load the base model's weights (clear errors for missing files or unsupported options)."""
+    import torch
     from transformers import AutoModelForCausalLM
 
     device = device or default_device()
     local = Path(path).exists()
     if local:
         check_model_folder(Path(path))
+        check_remote_code(Path(path), trust_remote_code)
     kwargs: dict[str, Any] = {"dtype": pick_dtype(dtype, device), "trust_remote_code": trust_remote_code}
     if load_in_4bit:
         kwargs["quantization_config"] = _bnb_4bit_config(device)
-        kwargs["device_map"] = {"": 0}
+        kwargs["device_map"] = {"": torch.device(device).index or 0}  # this process's GPU
     try:
         model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
     except ValueError as exc:
@@ -122,9 +146,7 @@ def _bnb_4bit_config(device: str) -> Any:
     import torch
     from transformers import BitsAndBytesConfig
 
-    return BitsAndBytesConfig(
-        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16
-    )
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
 
 
 def load_for_inference(
@@ -153,15 +175,11 @@ def load_for_inference(
     model.eval()
     tok_dir = source if any((source / f).is_file() for f in TOKENIZER_FILES) else Path(model_dir)
     tokenizer = load_tokenizer(tok_dir, trust_remote_code)
-    style = (
-        PromptStyle.load(source) if (source / PROMPT_STYLE_FILE).is_file() else PromptStyle.load(model_dir)
-    )
+    style = PromptStyle.load(source) if (source / PROMPT_STYLE_FILE).is_file() else PromptStyle.load(model_dir)
     retriever = None
     if style.retrieval_k > 0:
         index = source / RETRIEVAL_INDEX_FILE
         if not index.is_file():
-            raise RadLlamaError(
-                f"{source}: prompt style uses retrieval but {RETRIEVAL_INDEX_FILE} is missing"
-            )
+            raise RadLlamaError(f"{source}: prompt style uses retrieval but {RETRIEVAL_INDEX_FILE} is missing")
         retriever = TfidfRetriever(read_jsonl(index))
     return LoadedModel(model, tokenizer, style, retriever, source.name)

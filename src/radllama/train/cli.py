@@ -19,6 +19,16 @@ def train_command(
     run(load_config(config, overrides or []), resume=resume)
 
 
-def export_command() -> None:
-    """Export an adapter or merged weights (placeholder until implemented)."""
-    raise NotImplementedError
+def export_command(
+    model: Path = typer.Option(..., "--model", help="Base model folder the adapter was trained on."),
+    adapter: Path = typer.Option(..., "--adapter", help="LoRA output folder (radllama train)."),
+    out: Path = typer.Option(..., "--out", help="New folder to write."),
+    merge: bool = typer.Option(False, "--merge", help="Fold the adapter into full weights (plain transformers)."),
+    dtype: str = typer.Option("auto", "--dtype", help="Merged weights dtype: auto, fp32, bf16, fp16."),
+) -> None:
+    """Export a trained adapter (for vLLM LoRA serving) or merged full weights."""
+    from radllama.export import export_adapter, export_merged
+    from radllama.progress import console
+
+    done = export_merged(model, adapter, out, dtype) if merge else export_adapter(model, adapter, out)
+    console.print(f"wrote {'merged model' if merge else 'adapter'} to {done}")

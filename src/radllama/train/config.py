@@ -25,7 +25,9 @@ class DataArgs:
     train: str = "runs/data/openi/train.jsonl"  # split JSONL (records with findings/impression)
     validation: str | None = None  # optional split JSONL for validation loss
     max_seq_len: int = 512  # longer examples are cut in the findings, never in the target
-    tasks: dict[str, float] = field(default_factory=lambda: {"impression": 1.0})  # task -> mix weight
+    # task -> examples per eligible record (see radllama.train.examples.TASKS): impression,
+    # indication_impression, abnormal_list, presence. Evaluation scores only "impression".
+    tasks: dict[str, float] = field(default_factory=lambda: {"impression": 1.0})
 
 
 @dataclass
@@ -47,7 +49,9 @@ class LoraArgs:
     r: int = 8
     alpha: int = 16
     dropout: float = 0.05
-    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+    # Attention projections to adapt, or "auto": peft's table per model type
+    # (q_proj,v_proj for Llama/Mistral/StableLM; query_key_value for GPT-NeoX/ChatGLM).
+    target_modules: list[str] | str = field(default_factory=lambda: ["q_proj", "v_proj"])
 
 
 @dataclass
@@ -78,9 +82,7 @@ class PromptArgs:
     """Prompt style saved beside the model (see radllama.prompts.PromptStyle)."""
 
     instruction: str = "Derive the impression from findings in the radiology report"
-    system: str | None = (
-        "You are a radiology assistant. Answer with a concise impression, as a radiologist writes it."
-    )
+    system: str | None = "You are a radiology assistant. Answer with a concise impression, as a radiologist writes it."
     retrieval_k: int = 0
 
 

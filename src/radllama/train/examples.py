@@ -3,10 +3,13 @@ and packed blocks of report text (for pretraining radllama-mini)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
+from radllama.errors import RadLlamaError
 from radllama.prompts import PromptStyle
 from radllama.retrieval import TfidfRetriever
 
@@ -35,13 +38,20 @@ def encode_sft(
     ones generation will see, and the labels mask every prompt token. When too long, the
     findings are shortened word by word from the end — the target is never cut.
     """
-    answer_ids = tokenizer(style.answer_text(impression), add_special_tokens=False).input_ids
-    answer_ids = answer_ids + [tokenizer.eos_token_id]
+    return encode_prompt_answer(
+        tokenizer, lambda f: style.render(tokenizer, f, examples), findings, style.answer_text(impression), max_seq_len
+    )
+
+
+def encode_prompt_answer(
+    tokenizer: Any, render: Callable[[str], str], findings: str, answer: str, max_seq_len: int
+) -> tuple[Example, bool]:
+    """Tokenise ``render(findings)`` + ``answer`` + eos, cutting the findings (never the answer) to fit."""
+    answer_ids = tokenizer(answer, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
     words = findings.split()
     cut = False
     while True:
-        prompt = style.render(tokenizer, " ".join(words), examples)
-        prompt_ids = tokenizer(prompt, add_special_tokens=False).input_ids
+        prompt_ids = tokenizer(render(" ".join(words)), add_special_tokens=False).input_ids
         overflow = len(prompt_ids) + len(answer_ids) - max_seq_len
         if overflow <= 0 or not words:
             break
@@ -111,3 +121,141 @@ def pack_blocks(tokenizer: Any, texts: Sequence[str], block_size: int) -> list[E
         ids = stream[start : start + block_size]
         blocks.append(Example(ids, list(ids)))
     return blocks
+
+
+# --- Diverse instructions (paper §5.2): extra tasks derived from the same records ----------
+#
+# The impression task above is the paper's and the only one evaluation scores. The others
+# reuse each record's findings with another question, mixed in by weight (``data.tasks``):
+#   indication_impression  indication + findings -> impression (records with an indication)
+#   abnormal_list          findings -> "- " list of the abnormal OpenI MeSH terms; records whose
+#                          terms are only "normal" (or unindexed) are skipped
+#   presence               findings -> "present" / "absent" for one finding X. X is a MeSH term's
+#                          heading with its first qualifier ("Cardiomegaly (mild)"). Present: a term
+#                          of this record. Absent: a term of another record whose heading this record
+#                          lacks (so "Cardiomegaly" is never asked as absent of a "Cardiomegaly/mild"
+#                          record). MeSH carries no uncertainty, so "uncertain" is offered in the
+#                          question but never the derived answer.
+TASKS = ("impression", "indication_impression", "abnormal_list", "presence")
+NOT_FINDINGS = {"normal", "no indexing", "technical quality of image unsatisfactory"}
+TASK_INSTRUCTIONS = {
+    "indication_impression": "Derive the impression from the indication and findings in the radiology report",
+    "abnormal_list": "List the abnormal observations in the findings of the radiology report, one per line",
+    "presence": "Based on the findings of the radiology report, is this present: {x}? "
+    "Answer present, absent or uncertain",
+}
+
+
+def abnormal_terms(record: dict) -> list[str]:
+    """The record's MeSH terms that name an observation (not "normal", not unindexed)."""
+    return [t for t in record.get("mesh") or [] if t.strip().lower() not in NOT_FINDINGS]
+
+
+def term_phrase(term: str) -> str:
+    """ "Calcified Granuloma/lung/upper lobe" -> "Calcified Granuloma (lung)"."""
+    head, *quals = [p.strip() for p in term.split("/")]
+    return f"{head} ({quals[0]})" if quals else head
+
+
+def _heading(term: str) -> str:
+    return term.split("/")[0].strip().lower()
+
+
+def _task_prompt(tokenizer: Any, style: PromptStyle, instruction: str, body: str) -> str:
+    msgs = [{"role": "system", "content": style.system}] if style.system else []
+    msgs.append({"role": "user", "content": f"{instruction}.\n\n{body}"})
+    return style.render_messages(tokenizer, msgs)
+
+
+def task_example(
+    task: str,
+    record: dict,
+    tokenizer: Any,
+    style: PromptStyle,
+    max_seq_len: int,
+    rng: np.random.Generator,
+    absent_pool: Sequence[str] = (),
+) -> tuple[Example, bool] | None:
+    """One example of an extra task for ``record`` (None when the record cannot supply it)."""
+    findings = record["findings"]
+    if task == "indication_impression":
+        indication = str(record.get("indication") or "").strip()
+        if not indication:
+            return None
+        instr = TASK_INSTRUCTIONS[task]
+        render = lambda f: _task_prompt(tokenizer, style, instr, f"Indication: {indication}\n\nFindings: {f}")  # noqa: E731
+        return encode_prompt_answer(tokenizer, render, findings, style.answer_text(record["impression"]), max_seq_len)
+    if task == "abnormal_list":
+        terms = abnormal_terms(record)
+        if not terms:
+            return None
+        answer = "\n".join(f"- {term_phrase(t)}" for t in dict.fromkeys(terms))
+        render = lambda f: _task_prompt(tokenizer, style, TASK_INSTRUCTIONS[task], f"Findings: {f}")  # noqa: E731
+        return encode_prompt_answer(tokenizer, render, findings, style.answer_text(answer), max_seq_len)
+    if task == "presence":
+        terms = abnormal_terms(record)
+        own = {_heading(t) for t in terms}
+        absent = [t for t in absent_pool if _heading(t) not in own]
+        if terms and (not absent or rng.random() < 0.5):
+            x, answer = terms[int(rng.integers(len(terms)))], "present"
+        elif absent:
+            x, answer = absent[int(rng.integers(len(absent)))], "absent"
+        else:
+            return None
+        instr = TASK_INSTRUCTIONS[task].format(x=term_phrase(x))
+        render = lambda f: _task_prompt(tokenizer, style, instr, f"Findings: {f}")  # noqa: E731
+        return encode_prompt_answer(tokenizer, render, findings, style.answer_text(answer), max_seq_len)
+    raise RadLlamaError(f"unknown task '{task}' in data.tasks (choose from {', '.join(TASKS)})")
+
+
+def build_task_examples(
+    records: Sequence[dict],
+    tokenizer: Any,
+    style: PromptStyle,
+    max_seq_len: int,
+    tasks: dict[str, float],
+    seed: int = 0,
+    retriever: TfidfRetriever | None = None,
+) -> tuple[list[Example], int, dict[str, int]]:
+    """Examples of every task in ``tasks``; returns (examples, number cut, count per task).
+
+    A task's weight is examples per eligible record: 1.0 = one each, 0.3 = a seeded 30% of
+    them, 2.0 = two each (a different draw for ``presence``). The impression task is
+    :func:`build_sft_examples`, unchanged.
+    """
+    for name, weight in tasks.items():
+        if name not in TASKS:
+            raise RadLlamaError(f"unknown task '{name}' in data.tasks (choose from {', '.join(TASKS)})")
+        if not isinstance(weight, int | float) or weight < 0:
+            raise RadLlamaError(f"data.tasks.{name} must be a non-negative number, not {weight!r}")
+    rng = np.random.default_rng(seed)
+    out: list[Example] = []
+    n_cut, counts = 0, {}
+    for name, weight in tasks.items():
+        if name == "impression":
+            base, cut = build_sft_examples(records, tokenizer, style, max_seq_len, retriever)
+            made = _take(base, weight, rng)
+            out += made
+            n_cut += cut
+            counts[name] = len(made)
+            continue
+        pool = sorted({t for r in records for t in abnormal_terms(r)})
+        made = []
+        for rec in records:
+            for _ in range(_repeats(weight, rng)):
+                got = task_example(name, rec, tokenizer, style, max_seq_len, rng, pool)
+                if got is not None:
+                    made.append(got[0])
+                    n_cut += got[1]
+        out += made
+        counts[name] = len(made)
+    return out, n_cut, counts
+
+
+def _repeats(weight: float, rng: np.random.Generator) -> int:
+    whole, frac = divmod(float(weight), 1.0)
+    return int(whole) + int(rng.random() < frac)
+
+
+def _take(examples: list[Example], weight: float, rng: np.random.Generator) -> list[Example]:
+    return [e for e in examples for _ in range(_repeats(weight, rng))]

@@ -22,8 +22,16 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
+from radllama.errors import RadLlamaError
 from radllama.progress import progress_bar
-from radllama.train.checkpoint import latest_checkpoint, load_state, save_checkpoint, set_rng_state
+from radllama.train.checkpoint import (
+    WEIGHTS_FILE,
+    incomplete_checkpoints,
+    latest_checkpoint,
+    load_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from radllama.train.config import OptimArgs
 from radllama.train.examples import IGNORE_INDEX, Example
 
@@ -114,21 +122,17 @@ def train(
     )
     model, optimizer = accelerator.prepare(model, optimizer)
     start, losses = 0, []
-    ckpt = latest_checkpoint(output_dir) if resume else None
-    if ckpt is not None:
-        state = load_state(ckpt)
-        accelerator.unwrap_model(model).load_state_dict(
-            torch.load(ckpt / "weights.pt", weights_only=True), strict=False
-        )
-        optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=False))
-        scheduler.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=False))
-        set_rng_state(torch.load(ckpt / "rng.pt", weights_only=False))
-        start, losses = state["step"], state.get("losses", [])
-        accelerator.print(f"resumed from {ckpt.name} (step {start}/{steps})")
+    counters = {"tokens_seen": 0, "padded_tokens": 0, "target_tokens": 0}
+    if resume:
+        state = _resume(output_dir, accelerator, model, optimizer, scheduler, len(examples), args.batch_size, seed)
+        if state is not None:
+            start, losses = state["step"], state["losses"]
+            counters = {k: state.get(k, 0) for k in counters}
+            accelerator.print(f"resumed at step {start}/{steps}")
 
     rank, world = accelerator.process_index, accelerator.num_processes
     lengths = np.array([len(e.input_ids) for e in examples])
-    tokens_seen = padded = target_total = 0
+    tokens_seen, padded, target_total = counters["tokens_seen"], counters["padded_tokens"], counters["target_tokens"]
     model.train()
     t0 = time.perf_counter()
     with progress_bar() as bar:
@@ -172,15 +176,23 @@ def train(
                 )
             if checkpoint_every and done % checkpoint_every == 0 and done < steps:
                 if accelerator.is_main_process:
+                    state = {
+                        "losses": losses,
+                        "seed": seed,
+                        "n_examples": len(examples),
+                        "batch_size": args.batch_size,
+                        # Data position is the step itself: step_indices is a pure function of it.
+                        "tokens_seen": tokens_seen,
+                        "padded_tokens": padded,
+                        "target_tokens": target_total,
+                    }
                     save_checkpoint(
                         output_dir,
                         done,
-                        lambda d: torch.save(
-                            _trainable_state(accelerator.unwrap_model(model)), d / "weights.pt"
-                        ),
+                        lambda d: torch.save(_trainable_state(accelerator.unwrap_model(model)), d / WEIGHTS_FILE),
                         optimizer,
                         scheduler,
-                        {"losses": losses, "seed": seed},
+                        state,
                         config_yaml,
                         keep_last,
                     )
@@ -189,9 +201,44 @@ def train(
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         save_weights(Path(output_dir))
-    return LoopResult(
-        steps, losses[-1] if losses else float("nan"), tokens_seen, target_total, padded, seconds, losses
-    )
+    return LoopResult(steps, losses[-1] if losses else float("nan"), tokens_seen, target_total, padded, seconds, losses)
+
+
+def _resume(
+    output_dir: Path,
+    accelerator: Accelerator,
+    model: Any,
+    optimizer: Any,
+    scheduler: Any,
+    n_examples: int,
+    batch_size: int,
+    seed: int,
+) -> dict | None:
+    """Load the newest complete checkpoint into model, optimiser, scheduler and RNG."""
+    for bad in incomplete_checkpoints(output_dir):
+        accelerator.print(f"ignoring incomplete checkpoint {bad} (no trainer_state.json: the save was cut off)")
+    ckpt = latest_checkpoint(output_dir)
+    if ckpt is None:
+        accelerator.print(f"no checkpoint in {output_dir}: starting from step 0")
+        return None
+    state = load_state(ckpt)
+    saved = (state.get("n_examples"), state.get("batch_size"), state.get("seed"))
+    if saved != (n_examples, batch_size, seed):
+        raise RadLlamaError(
+            f"{ckpt}: saved for {saved[0]} examples, batch {saved[1]}, seed {saved[2]} but this run has "
+            f"{n_examples}, {batch_size}, {seed}: the data order would differ; resume with the same data and config"
+        )
+    weights = torch.load(ckpt / WEIGHTS_FILE, weights_only=True)
+    inner = accelerator.unwrap_model(model)
+    missing, unexpected = inner.load_state_dict(weights, strict=False)
+    expected = {n for n, p in inner.named_parameters() if p.requires_grad}
+    if unexpected or expected - set(weights):
+        raise RadLlamaError(f"{ckpt / WEIGHTS_FILE} does not match this model (LoRA settings or base changed?)")
+    optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=False))
+    scheduler.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=False))
+    set_rng_state(torch.load(ckpt / "rng.pt", weights_only=False))
+    accelerator.print(f"resuming from {ckpt}")
+    return state
 
 
 def _trainable_state(model: Any) -> dict[str, torch.Tensor]:

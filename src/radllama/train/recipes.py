@@ -23,7 +23,7 @@ from radllama.prompts import PromptStyle
 from radllama.retrieval import TfidfRetriever
 from radllama.train import loop
 from radllama.train.config import TrainConfig, dump_config
-from radllama.train.examples import build_sft_examples, pack_blocks, report_text
+from radllama.train.examples import build_task_examples, pack_blocks, report_text
 
 COMPLETE_FILE = "train_summary.json"
 
@@ -46,9 +46,7 @@ def read_training_records(path: str) -> list[dict]:
 
 
 def prompt_style(cfg: TrainConfig) -> PromptStyle:
-    return PromptStyle(
-        instruction=cfg.prompt.instruction, system=cfg.prompt.system, retrieval_k=cfg.prompt.retrieval_k
-    )
+    return PromptStyle(instruction=cfg.prompt.instruction, system=cfg.prompt.system, retrieval_k=cfg.prompt.retrieval_k)
 
 
 def _accelerator() -> Any:
@@ -57,8 +55,8 @@ def _accelerator() -> Any:
     return Accelerator(cpu=not torch.cuda.is_available())
 
 
-def _finish(cfg: TrainConfig, out: Path, result: loop.LoopResult, extra: dict) -> dict:
-    """Write the run summary last: its presence marks a finished run."""
+def _finish(cfg: TrainConfig, out: Path, result: loop.LoopResult, extra: dict, main: bool = True) -> dict:
+    """Write the run summary last (main process only): its presence marks a finished run."""
     summary = {
         "recipe": cfg.recipe,
         "steps": result.steps,
@@ -69,8 +67,9 @@ def _finish(cfg: TrainConfig, out: Path, result: loop.LoopResult, extra: dict) -
         "padding_fraction": round(result.padded_tokens / max(1, result.tokens_seen), 4),
         **extra,
     }
-    atomic_write_text(out / "config.yaml", dump_config(cfg))
-    atomic_write_json(out / COMPLETE_FILE, summary)
+    if main:
+        atomic_write_text(out / "config.yaml", dump_config(cfg))
+        atomic_write_json(out / COMPLETE_FILE, summary)
     return summary
 
 
@@ -100,6 +99,7 @@ def pretrain_mini(cfg: TrainConfig, resume: bool = False) -> dict:
         save_pretrained(model, tokenizer, folder)
         style.save(folder)
 
+    accelerator = _accelerator()
     result = loop.train(
         model,
         blocks,
@@ -109,47 +109,30 @@ def pretrain_mini(cfg: TrainConfig, resume: bool = False) -> dict:
         output_dir=out,
         save_weights=save,
         config_yaml=dump_config(cfg),
-        accelerator=_accelerator(),
+        accelerator=accelerator,
         checkpoint_every=cfg.checkpoint.every_steps,
         keep_last=cfg.checkpoint.keep_last,
         resume=resume,
         log_every=cfg.log_every,
     )
-    return _finish(cfg, out, result, {"parameters": n_params, "blocks": len(blocks)})
+    return _finish(cfg, out, result, {"parameters": n_params, "blocks": len(blocks)}, accelerator.is_main_process)
 
 
 def lora_sft(cfg: TrainConfig, resume: bool = False) -> dict:
-    """LoRA (or full, with lora.enabled=false) instruction tuning on the impression task."""
-    from peft import LoraConfig, get_peft_model
-
+    """LoRA (or full, with lora.enabled=false) instruction tuning on the tasks of ``data.tasks``."""
     seed_everything(cfg.seed)
     out = ensure_writable_dir(Path(cfg.output_dir))
     records = read_training_records(cfg.data.train)
+    accelerator = _accelerator()
     tokenizer = load_tokenizer(cfg.model.path, cfg.model.trust_remote_code)
     model = load_causal_lm(
         cfg.model.path,
         dtype=cfg.model.dtype,
         trust_remote_code=cfg.model.trust_remote_code,
         load_in_4bit=cfg.model.load_in_4bit,
-        device="cuda" if torch.cuda.is_available() else "cpu",
+        device=str(accelerator.device),  # each process its own GPU under DDP
     )
-    if cfg.model.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
-        model.config.use_cache = False
-    if cfg.lora.enabled:
-        lora = LoraConfig(
-            r=cfg.lora.r,
-            lora_alpha=cfg.lora.alpha,
-            lora_dropout=cfg.lora.dropout,
-            target_modules=list(cfg.lora.target_modules),
-            task_type="CAUSAL_LM",
-        )
-        try:
-            model = get_peft_model(model, lora)
-        except ValueError as exc:
-            raise RadLlamaError(
-                f"LoRA targets {cfg.lora.target_modules} not found in the model: {exc}"
-            ) from exc
+    model = prepare_for_training(model, cfg)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     if trainable == 0:
@@ -157,7 +140,11 @@ def lora_sft(cfg: TrainConfig, resume: bool = False) -> dict:
     console.print(f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.3f}%)")
     style = prompt_style(cfg)
     retriever = TfidfRetriever(records) if style.retrieval_k > 0 else None
-    examples, n_cut = build_sft_examples(records, tokenizer, style, cfg.data.max_seq_len, retriever)
+    examples, n_cut, per_task = build_task_examples(
+        records, tokenizer, style, cfg.data.max_seq_len, cfg.data.tasks, cfg.seed, retriever
+    )
+    if not examples:
+        raise RadLlamaError(f"{cfg.data.train}: no examples for data.tasks {cfg.data.tasks}")
     if n_cut:
         console.print(
             f"{n_cut} of {len(examples)} examples had their findings cut to fit {cfg.data.max_seq_len} tokens"
@@ -183,7 +170,7 @@ def lora_sft(cfg: TrainConfig, resume: bool = False) -> dict:
         output_dir=out,
         save_weights=save,
         config_yaml=dump_config(cfg),
-        accelerator=_accelerator(),
+        accelerator=accelerator,
         checkpoint_every=cfg.checkpoint.every_steps,
         keep_last=cfg.checkpoint.keep_last,
         resume=resume,
@@ -198,9 +185,54 @@ def lora_sft(cfg: TrainConfig, resume: bool = False) -> dict:
             "total_parameters": total,
             "examples": len(examples),
             "examples_cut": n_cut,
+            "examples_per_task": per_task,
             "base": str(cfg.model.path),
         },
+        accelerator.is_main_process,
     )
+
+
+def lora_targets(cfg: TrainConfig, model: Any) -> list[str]:
+    """``lora.target_modules``, with ``auto`` mapped per model type by peft's own table
+    (q_proj,v_proj for Llama-likes and StableLM; query_key_value for GPT-NeoX)."""
+    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as BY_TYPE
+
+    targets = cfg.lora.target_modules
+    if targets != "auto":
+        return [targets] if isinstance(targets, str) else list(targets)
+    model_type = getattr(model.config, "model_type", "")
+    if model_type not in BY_TYPE:
+        raise RadLlamaError(
+            f"lora.target_modules=auto does not know model type '{model_type}': "
+            "list its attention projection names, e.g. lora.target_modules=[q_proj,v_proj]"
+        )
+    return list(BY_TYPE[model_type])
+
+
+def prepare_for_training(model: Any, cfg: TrainConfig) -> Any:
+    """Gradient checkpointing, k-bit preparation and the LoRA adapter, as configured."""
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    if cfg.model.load_in_4bit:
+        model = prepare_model_for_kbit_training(model, cfg.model.gradient_checkpointing)
+    elif cfg.model.gradient_checkpointing:
+        # Non-reentrant checkpointing lets gradients reach LoRA weights through frozen layers.
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    if not cfg.lora.enabled:
+        return model
+    targets = lora_targets(cfg, model)
+    lora = LoraConfig(
+        r=cfg.lora.r,
+        lora_alpha=cfg.lora.alpha,
+        lora_dropout=cfg.lora.dropout,
+        target_modules=targets,
+        task_type="CAUSAL_LM",
+    )
+    try:
+        return get_peft_model(model, lora)
+    except ValueError as exc:
+        raise RadLlamaError(f"LoRA targets {targets} not found in the model: {exc}") from exc
 
 
 def run(cfg: TrainConfig, resume: bool = False) -> dict:

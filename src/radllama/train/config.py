@@ -10,7 +10,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_type_hints
+from types import UnionType
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -120,8 +121,56 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
     for key, value in data.items():
         sub = hints[key]
         path = f"{where}.{key}" if where else key
-        kwargs[key] = _build(sub, value, path) if dataclasses.is_dataclass(sub) else value
+        kwargs[key] = _build(sub, value, path) if dataclasses.is_dataclass(sub) else _coerce(value, sub, path)
     return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, path: str) -> Any:
+    """Check a value against its field type; numbers written as text ("3e-4", which YAML 1.1
+    reads as a string) become numbers."""
+    args = get_args(hint)
+    if get_origin(hint) in (UnionType, Union):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, option, path)
+            except RadLlamaError as exc:
+                errors.append(exc)
+        raise errors[-1]
+    origin = get_origin(hint) or hint
+    if origin is bool:
+        if isinstance(value, bool):
+            return value
+    elif origin in (int, float):
+        if isinstance(value, bool):
+            pass
+        elif isinstance(value, int | float) and (origin is float or float(value).is_integer()):
+            return origin(value)
+        elif isinstance(value, str):
+            try:
+                number = float(value)
+                return origin(number) if origin is float or number.is_integer() else _bad(value, hint, path)
+            except ValueError:
+                pass
+    elif origin is str:
+        if isinstance(value, str):
+            return value
+    elif origin is list:
+        if isinstance(value, list):
+            return [_coerce(v, args[0], f"{path}[{i}]") for i, v in enumerate(value)] if args else value
+    elif origin is dict:
+        if isinstance(value, dict):
+            return {k: _coerce(v, args[1], f"{path}.{k}") for k, v in value.items()} if args else value
+    else:
+        return value
+    return _bad(value, hint, path)
+
+
+def _bad(value: Any, hint: Any, path: str) -> Any:
+    name = getattr(hint, "__name__", str(hint))
+    raise RadLlamaError(f"config key {path}: expected {name}, got {value!r}")
 
 
 def _set_dotted(tree: dict, dotted: str, raw: str) -> None:

@@ -237,8 +237,28 @@ def _resume(
     optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=False))
     scheduler.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=False))
     set_rng_state(torch.load(ckpt / "rng.pt", weights_only=False))
+    if accelerator.is_main_process:
+        _trim_log(output_dir, state["step"])
     accelerator.print(f"resuming from {ckpt}")
     return state
+
+
+def _trim_log(output_dir: Path, step: int) -> None:
+    """Drop log rows written after the checkpoint by the interrupted run (they are redone)."""
+    from radllama.io import atomic_write_text
+
+    log = Path(output_dir) / "train_log.jsonl"
+    if log.is_file():
+        rows = [line for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
+        kept = [r for r in rows if _log_step(r) <= step]
+        atomic_write_text(log, "".join(r + "\n" for r in kept))
+
+
+def _log_step(row: str) -> float:
+    try:
+        return json.loads(row).get("step", 0)
+    except json.JSONDecodeError:  # a line cut by the kill
+        return math.inf
 
 
 def _trainable_state(model: Any) -> dict[str, torch.Tensor]:

@@ -1,0 +1,123 @@
+"""Instruction examples: label masking, truncation of the findings (never the target),
+packing without padding, and the diverse-instruction tasks."""
+
+from __future__ import annotations
+
+import pytest
+
+from radllama.errors import RadLlamaError
+from radllama.models.mini import train_tokenizer
+from radllama.prompts import PromptStyle
+from radllama.train.examples import (
+    IGNORE_INDEX,
+    build_sft_examples,
+    build_task_examples,
+    encode_sft,
+    pack_blocks,
+    term_phrase,
+)
+from radllama.train.tiny import INVENTED_TEXT
+
+STYLE = PromptStyle(instruction="Derive the impression", system="Be brief.")
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return train_tokenizer(INVENTED_TEXT * 10, vocab_size=300)
+
+
+def records() -> list[dict]:
+    return [
+        {
+            "id": "a",
+            "findings": "Mild cardiomegaly. Small left pleural effusion.",
+            "impression": "Cardiomegaly with effusion.",
+            "indication": "Dyspnea.",
+            "mesh": ["Cardiomegaly/mild", "Pleural Effusion/left/small"],
+        },
+        {
+            "id": "b",
+            "findings": "The lungs are clear.",
+            "impression": "No acute abnormality.",
+            "indication": "",
+            "mesh": ["normal"],
+        },
+    ]
+
+
+@pytest.mark.parametrize("rec", records(), ids=["abnormal", "normal"])
+def test_labels_mask_prompt_keep_answer_and_eos(tok, rec) -> None:
+    ex, cut = encode_sft(tok, STYLE, rec["findings"], rec["impression"], None, 512)
+    prompt_ids = tok(STYLE.render(tok, rec["findings"]), add_special_tokens=False).input_ids
+    answer_ids = tok(" " + rec["impression"], add_special_tokens=False).input_ids
+    assert not cut
+    # The prompt ids are exactly what generation renders and tokenises.
+    assert ex.input_ids[: len(prompt_ids)] == prompt_ids
+    assert ex.labels[: len(prompt_ids)] == [IGNORE_INDEX] * len(prompt_ids)
+    assert ex.labels[len(prompt_ids) :] == answer_ids + [tok.eos_token_id]
+    assert ex.input_ids[len(prompt_ids) :] == answer_ids + [tok.eos_token_id]
+    assert tok.decode(answer_ids).strip() == rec["impression"]
+
+
+def test_truncation_cuts_findings_never_target(tok) -> None:
+    long_findings = " ".join(["The heart is normal in size."] * 60)
+    full, _ = encode_sft(tok, STYLE, long_findings, "Normal chest.", None, 4096)
+    ex, cut = encode_sft(tok, STYLE, long_findings, "Normal chest.", None, 120)
+    answer = tok(" Normal chest.", add_special_tokens=False).input_ids + [tok.eos_token_id]
+    assert cut and len(full.input_ids) > 120 >= len(ex.input_ids)
+    assert ex.input_ids[-len(answer) :] == answer
+    assert [t for t in ex.labels if t != IGNORE_INDEX] == answer
+    assert tok.decode(ex.input_ids).rstrip().endswith("[/INST] Normal chest.</s>")
+
+
+def test_cut_count_reported(tok) -> None:
+    recs = records() + [{"id": "c", "findings": "The heart is normal. " * 80, "impression": "Normal."}]
+    examples, n_cut = build_sft_examples(recs, tok, STYLE, 150)
+    assert len(examples) == 3 and n_cut == 1
+
+
+def test_pack_blocks_has_no_padding(tok) -> None:
+    texts = INVENTED_TEXT * 3
+    blocks = pack_blocks(tok, texts, 16)
+    stream_len = sum(len(tok(t, add_special_tokens=False).input_ids) + 2 for t in texts)
+    assert len(blocks) == stream_len // 16
+    assert all(len(b.input_ids) == 16 and b.labels == b.input_ids for b in blocks)
+    assert tok.pad_token_id not in {i for b in blocks for i in b.input_ids}
+    assert blocks[0].input_ids[0] == tok.bos_token_id
+
+
+def test_tasks_mix_and_answers(tok) -> None:
+    tasks = {"impression": 1.0, "indication_impression": 1.0, "abnormal_list": 1.0, "presence": 1.0}
+    examples, n_cut, counts = build_task_examples(records(), tok, STYLE, 512, tasks, seed=0)
+    # indication and abnormal list: only record "a" qualifies ("b" has no indication, only "normal").
+    assert counts == {"impression": 2, "indication_impression": 1, "abnormal_list": 1, "presence": 2}
+    assert len(examples) == 6 and n_cut == 0
+    answers = [tok.decode([t for t in e.labels if t != IGNORE_INDEX], skip_special_tokens=True) for e in examples]
+    assert answers[3].strip() == "- Cardiomegaly (mild)\n- Pleural Effusion (left)"
+    # "b" is normal: its presence question must be about another record's finding, answered absent.
+    prompt_b = tok.decode(examples[5].input_ids)
+    assert "The lungs are clear." in prompt_b and answers[5].strip() == "absent"
+    assert "Indication: Dyspnea." in tok.decode(examples[2].input_ids)
+
+
+def test_impression_task_prompt_unchanged_by_mixing(tok) -> None:
+    plain, _ = build_sft_examples(records(), tok, STYLE, 512)
+    mixed, _, _ = build_task_examples(records(), tok, STYLE, 512, {"impression": 1.0, "presence": 1.0})
+    assert [e.input_ids for e in mixed[:2]] == [e.input_ids for e in plain]
+
+
+def test_task_weights_are_examples_per_record(tok) -> None:
+    recs = records() * 50
+    _, _, counts = build_task_examples(recs, tok, STYLE, 512, {"impression": 0.5, "abnormal_list": 2.0}, seed=1)
+    assert counts["abnormal_list"] == 100  # 50 eligible records x 2
+    assert 30 <= counts["impression"] <= 70  # a seeded half of 100
+
+
+def test_unknown_task_is_clear(tok) -> None:
+    with pytest.raises(RadLlamaError, match="unknown task 'summary'"):
+        build_task_examples(records(), tok, STYLE, 512, {"summary": 1.0})
+
+
+def test_term_phrase() -> None:
+    assert term_phrase("Calcified Granuloma/lung/upper lobe/right") == "Calcified Granuloma (lung)"
+    assert term_phrase("Cardiomegaly") == "Cardiomegaly"

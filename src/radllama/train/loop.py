@@ -147,7 +147,7 @@ def train(
             target_total += n_target
             step_loss = 0.0
             for j, chunk in enumerate(micro):
-                batch = collate([examples[i] for i in chunk], pad_id)
+                batch = {k: v.to(accelerator.device) for k, v in collate([examples[i] for i in chunk], pad_id).items()}
                 tokens_seen += batch["input_ids"].numel()
                 padded += int((batch["attention_mask"] == 0).sum())
                 sync = j == len(micro) - 1

@@ -56,6 +56,12 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def _looks_local(path: str | Path) -> bool:
+    """A path, not a hub id ("org/name"): absolute, relative with ./ or ~, or deeper than org/name."""
+    text = str(path)
+    return text.startswith(("/", ".", "~")) or text.count("/") > 1
+
+
 def check_model_folder(path: Path) -> None:
     """Fail with one clear line when a folder is not a loadable HF causal LM."""
     path = Path(path)
@@ -91,6 +97,8 @@ def load_tokenizer(path: str | Path, trust_remote_code: bool = False) -> Any:
     """The folder's tokenizer, with a pad token (eos when it has none) and left padding."""
     from transformers import AutoTokenizer
 
+    if _looks_local(path) and not Path(path).is_dir():
+        raise RadLlamaError(f"model folder {path} does not exist")
     if Path(path).is_dir() and not any((Path(path) / f).is_file() for f in TOKENIZER_FILES):
         raise RadLlamaError(f"{path}: no tokenizer files (tokenizer.json / tokenizer.model) found")
     tok = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
@@ -114,7 +122,7 @@ def load_causal_lm(
     from transformers import AutoModelForCausalLM
 
     device = device or default_device()
-    local = Path(path).exists()
+    local = Path(path).exists() or _looks_local(path)
     if local:
         check_model_folder(Path(path))
         check_remote_code(Path(path), trust_remote_code)

@@ -1,11 +1,119 @@
-"""``radllama serve`` and ``radllama chat``."""
+"""``radllama serve`` (OpenAI-compatible API + assistant page) and ``radllama chat`` (terminal)."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from pathlib import Path
+
+import typer
+
+from radllama.errors import RadLlamaError
 
 
-def serve_command() -> None:
-    """Serve the OpenAI-compatible API (placeholder until implemented)."""
-    raise NotImplementedError
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses (127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to a public interface
 
 
-def chat_command() -> None:
-    """Terminal chat (placeholder until implemented)."""
-    raise NotImplementedError
+def resolve_api_key(host: str, api_key_env: str | None) -> str | None:
+    """The API key from the named environment variable; refuse non-loopback hosts without one."""
+    key = None
+    if api_key_env:
+        key = os.environ.get(api_key_env, "").strip()
+        if not key:
+            raise RadLlamaError(f"--api-key-env {api_key_env}: that environment variable is unset or empty")
+    if not is_loopback(host) and not key:
+        raise RadLlamaError(
+            f"refusing to listen on {host} without an API key: export a secret in an environment variable "
+            "and pass its name with --api-key-env (or keep the default --host 127.0.0.1)"
+        )
+    return key
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """Bind before loading the model, so a taken port fails in a second with a clear line."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise RadLlamaError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    return sock
+
+
+def serve_command(
+    model: Path = typer.Option(..., "--model", help="Hugging Face model folder (base or merged)."),
+    adapter: Path | None = typer.Option(None, "--adapter", help="LoRA adapter folder."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (loopback by default)."),
+    port: int = typer.Option(8000, "--port", help="TCP port."),
+    api_key_env: str | None = typer.Option(
+        None, "--api-key-env", help="Name of the environment variable holding the API key (Bearer auth)."
+    ),
+    backend: str = typer.Option("transformers", "--backend", help="transformers | vllm."),
+    max_batch: int = typer.Option(32, "--max-batch", min=1, help="Most rows decoded together."),
+    batch_window_ms: float = typer.Option(10.0, "--batch-window-ms", min=0, help="Wait for more requests."),
+    queue_size: int = typer.Option(256, "--queue-size", min=1, help="Queued requests before 503."),
+    timeout_s: float = typer.Option(60.0, "--timeout-s", min=0.1, help="Per-request limit (then 504)."),
+    max_body_bytes: int = typer.Option(1_000_000, "--max-body-bytes", min=1, help="Larger bodies get 413."),
+    log_content: bool = typer.Option(False, "--log-content", help="Log prompts and answers (patient data!)."),
+    cors_origin: list[str] | None = typer.Option(None, "--cors-origin", help="Allow this browser origin."),
+) -> None:
+    """Serve the OpenAI-compatible API, /v1/impressions and the assistant page."""
+    import logging
+
+    import uvicorn
+
+    from radllama.progress import console
+    from radllama.serve.app import create_app
+    from radllama.serve.service import ServeSettings, load_service
+
+    if backend not in ("transformers", "vllm"):
+        raise RadLlamaError(f"--backend must be transformers or vllm, not {backend!r}")
+    key = resolve_api_key(host, api_key_env)
+    sock = bind_socket(host, port)
+    settings = ServeSettings(host, port, key, max_batch, batch_window_ms, queue_size, timeout_s, max_body_bytes,
+                             log_content, list(cors_origin or []))  # fmt: skip
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with console.status(f"loading {model}"):
+        service = load_service(model, adapter, settings, backend)
+    shown = f"[{host}]" if ":" in host else host
+    console.print(
+        f"serving [bold]{service.name}[/] on http://{shown}:{port}/ (OpenAI API under /v1)"
+        + (" — API key required" if key else ""),
+        highlight=False,
+    )
+    # Access lines hold method, path and status only — never bodies.
+    config = uvicorn.Config(create_app(service), log_level="info", access_log=True)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def chat_command(
+    model: Path = typer.Option(..., "--model", help="Hugging Face model folder (base or merged)."),
+    adapter: Path | None = typer.Option(None, "--adapter", help="LoRA adapter folder."),
+    max_tokens: int = typer.Option(128, "--max-tokens", min=1, help="Longest answer, in tokens."),
+    temperature: float = typer.Option(0.0, "--temperature", min=0.0, help="0 = greedy."),
+) -> None:
+    """Talk to a local model in the terminal (/impression <findings>, /reset, /quit)."""
+    from rich.console import Console
+
+    from radllama.models.loading import load_for_inference
+    from radllama.progress import console as err_console
+    from radllama.serve.chat import run_chat
+
+    with err_console.status(f"loading {model}"):
+        loaded = load_for_inference(model, adapter)
+    out = Console()
+
+    def read() -> str:
+        return out.input("[bold green]you>[/] ")
+
+    run_chat(loaded, read, out, max_tokens, temperature)

@@ -1,0 +1,303 @@
+"""The FastAPI app: OpenAI-compatible endpoints, /v1/impressions, /health and the assistant page.
+
+Privacy: nothing here logs prompt or answer text unless ``--log-content`` is given; log lines carry
+request ids, token counts and timings only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+
+from radllama.serve.batching import Job, QueueFull, Row, Sampling
+from radllama.serve.openai_schema import (
+    ApiError,
+    ChatRequest,
+    CompletionRequest,
+    ImpressionRequest,
+    parse_body,
+)
+from radllama.serve.service import ModelService
+
+log = logging.getLogger("radllama.serve")
+STATIC_DIR = resources.files("radllama.serve") / "static"
+_PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def create_app(service: ModelService) -> FastAPI:
+    """The app around a loaded :class:`ModelService` (its engine thread runs while the app does)."""
+    settings = service.settings
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service.start()
+        try:
+            yield
+        finally:
+            service.stop()
+
+    app = FastAPI(title="RadLlama assistant", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.state.service = service
+    if settings.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next: Any) -> Response:
+        if request.url.path.startswith("/v1/") and settings.api_key and not _authorized(request, settings.api_key):
+            err = ApiError(401, "missing or wrong API key (send 'Authorization: Bearer KEY')", "invalid_api_key")
+            return _error(err, {"WWW-Authenticate": "Bearer"})
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > settings.max_body_bytes:
+            return _error(ApiError(413, f"request body over {settings.max_body_bytes:,} bytes", "body_too_large"))
+        response = await call_next(request)
+        if not request.url.path.startswith("/v1/"):
+            response.headers.update(_PAGE_HEADERS)
+        return response
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return _error(exc)
+
+    @app.exception_handler(404)
+    async def not_found(request: Request, exc: Exception) -> JSONResponse:
+        return _error(ApiError(404, f"no such endpoint: {request.method} {request.url.path}", "not_found"))
+
+    @app.exception_handler(405)
+    async def bad_method(request: Request, exc: Exception) -> JSONResponse:
+        return _error(ApiError(405, f"{request.method} is not allowed on {request.url.path}", "method_not_allowed"))
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        b = service.batcher
+        return {"status": "ok", "model": service.name, "queued": b.queued, "batches": b.batches,
+                "rows_decoded": b.rows_decoded, "rows_cancelled": b.rows_cancelled}  # fmt: skip
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        card = {"id": service.name, "object": "model", "created": service.created, "owned_by": "radllama"}
+        return {"object": "list", "data": [card]}
+
+    @app.post("/v1/chat/completions", response_model=None)
+    async def chat(request: Request) -> Response:
+        req: ChatRequest = parse_body(await _read_body(request, settings.max_body_bytes), ChatRequest)
+        service.check_model(req.model)
+        prompt = service.chat_prompt([{"role": m.role, "content": m.text()} for m in req.messages])
+        ids = service.encode(prompt)
+        limit = service.budget(ids, req.max_completion_tokens or req.max_tokens)
+        rows = [Row(ids, limit, req.stop_list()) for _ in range(req.n)]
+        return await _answer(request, service, "chat", req, rows, len(ids), _log_text(settings, prompt))
+
+    @app.post("/v1/completions", response_model=None)
+    async def completions(request: Request) -> Response:
+        req: CompletionRequest = parse_body(await _read_body(request, settings.max_body_bytes), CompletionRequest)
+        service.check_model(req.model)
+        rows, prompt_tokens = [], 0
+        for prompt in req.prompts():
+            ids = service.encode(prompt)
+            limit = service.budget(ids, req.max_tokens)
+            rows += [Row(ids, limit, req.stop_list()) for _ in range(req.n)]
+            prompt_tokens += len(ids)
+        return await _answer(request, service, "text", req, rows, prompt_tokens, _log_text(settings, req.prompt))
+
+    @app.post("/v1/impressions")
+    async def impressions(request: Request) -> dict[str, Any]:
+        req: ImpressionRequest = parse_body(await _read_body(request, settings.max_body_bytes), ImpressionRequest)
+        prompts = service.impression_prompts(req.findings)
+        rows = []
+        for prompt in prompts:
+            ids = service.encode(prompt)
+            rows.append(Row(ids, service.budget(ids, req.max_tokens)))
+        started = time.perf_counter()
+        job = _submit(service, rows, Sampling(), stream=False)
+        await _wait_done(request, job, settings.timeout_s)
+        _log_done("impressions", job, started, settings, req.findings)
+        return {
+            "object": "impressions",
+            "model": service.name,
+            "impressions": [r.text for r in rows],
+            "usage": _usage(sum(len(r.prompt_ids) for r in rows), rows),
+        }
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(str(STATIC_DIR / "index.html"), media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+    return app
+
+
+def _authorized(request: Request, key: str) -> bool:
+    header = request.headers.get("authorization", "")
+    scheme, _, given = header.partition(" ")
+    # Constant-time comparison: response timing must not reveal how much of a guess was right.
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), key.encode())
+
+
+def _error(exc: ApiError, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(exc.body(), status_code=exc.status, headers={**(exc.headers or {}), **(headers or {})})
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refusing more than ``limit`` bytes even when no Content-Length was sent."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, f"request body over {limit:,} bytes", "body_too_large")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _log_text(settings: Any, text: Any) -> Any:
+    return text if settings.log_content else None
+
+
+def _log_done(kind: str, job: Job, started: float, settings: Any, content: Any = None) -> None:
+    tokens = sum(r.completion_tokens for r in job.rows)
+    log.info("%s job=%d rows=%d completion_tokens=%d %.2fs", kind, job.id, len(job.rows), tokens,
+             time.perf_counter() - started)  # fmt: skip
+    if settings.log_content:  # opt-in only: report text is patient data
+        log.info("job=%d content=%r answers=%r", job.id, content, [r.text for r in job.rows])
+
+
+def _submit(service: ModelService, rows: list[Row], sampling: Sampling, stream: bool) -> Job:
+    job = Job(rows, sampling, asyncio.get_running_loop(), stream)
+    try:
+        service.batcher.submit(job)
+    except QueueFull as exc:
+        raise ApiError(503, "the server is busy (request queue full); retry shortly", "server_busy",
+                       "server_error", {"Retry-After": "1"}) from exc  # fmt: skip
+    return job
+
+
+async def _next_event(request: Request, job: Job, deadline: float) -> tuple:
+    """The job's next event; 504 past the deadline; the job is cancelled if its client left."""
+    loop = asyncio.get_running_loop()
+    while True:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            job.cancel()
+            raise ApiError(504, "generation timed out", "timeout", "server_error")
+        try:
+            event = await asyncio.wait_for(job.events.get(), timeout=min(0.25, remaining))
+        except TimeoutError:
+            if await request.is_disconnected():
+                job.cancel()  # nobody will read the answer: free its batch slot
+                raise ApiError(499, "client closed the request", "client_closed")
+            continue
+        if event[0] == "error":
+            raise ApiError(500, event[1], "generation_failed", "server_error")
+        return event
+
+
+async def _wait_done(request: Request, job: Job, timeout_s: float) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    try:
+        while (await _next_event(request, job, deadline))[0] != "done":
+            pass
+    except BaseException:
+        job.cancel()
+        raise
+
+
+def _usage(prompt_tokens: int, rows: list[Row]) -> dict[str, int]:
+    completion = sum(r.completion_tokens for r in rows)
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion, "total_tokens": prompt_tokens + completion}
+
+
+async def _answer(
+    request: Request, service: ModelService, kind: str, req: Any, rows: list[Row], prompt_tokens: int, content: Any
+) -> Response:
+    """Queue the rows, then answer in one JSON body or as server-sent events."""
+    sampling = Sampling(req.temperature or 0.0, req.top_p if req.top_p is not None else 1.0, req.seed)
+    started = time.perf_counter()
+    job = _submit(service, rows, sampling, req.stream)
+    rid = f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{uuid.uuid4().hex[:24]}"
+    head = {"id": rid, "created": int(time.time()), "model": service.name}
+    settings = service.settings
+    if not req.stream:
+        await _wait_done(request, job, settings.timeout_s)
+        _log_done(kind, job, started, settings, content)
+        if kind == "chat":
+            choices = [{"index": i, "message": {"role": "assistant", "content": r.text}, "logprobs": None,
+                        "finish_reason": r.finish_reason} for i, r in enumerate(rows)]  # fmt: skip
+            obj = "chat.completion"
+        else:
+            choices = [{"index": i, "text": r.text, "logprobs": None, "finish_reason": r.finish_reason}
+                       for i, r in enumerate(rows)]  # fmt: skip
+            obj = "text_completion"
+        return JSONResponse({**head, "object": obj, "choices": choices, "usage": _usage(prompt_tokens, rows)})
+
+    # Streaming: wait for the first event before sending headers, so a timeout is still a 504.
+    deadline = asyncio.get_running_loop().time() + settings.timeout_s
+    try:
+        first = await _next_event(request, job, deadline)
+    except BaseException:
+        job.cancel()
+        raise
+    obj = "chat.completion.chunk" if kind == "chat" else "text_completion"
+    include_usage = bool(req.stream_options and req.stream_options.include_usage)
+
+    def chunk(index: int, text: str | None = None, finish: str | None = None, role: bool = False) -> str:
+        if kind == "chat":
+            delta: dict[str, Any] = {"role": "assistant", "content": ""} if role else {}
+            if text is not None:
+                delta["content"] = text
+            choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
+        else:
+            choice = {"index": index, "text": text or "", "logprobs": None, "finish_reason": finish}
+        payload = {**head, "object": obj, "choices": [choice]}
+        if include_usage:
+            payload["usage"] = None
+        return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
+
+    async def events() -> AsyncIterator[str]:
+        try:
+            if kind == "chat":
+                for i in range(len(rows)):
+                    yield chunk(i, role=True)
+            event = first
+            while True:
+                if event[0] == "delta":
+                    yield chunk(event[1], text=event[2])
+                elif event[0] == "finish":
+                    yield chunk(event[1], finish=event[2])
+                elif event[0] == "done":
+                    break
+                try:
+                    event = await _next_event(request, job, deadline)
+                except ApiError as exc:  # headers are sent: report in-band, as OpenAI does
+                    yield f"data: {json.dumps(exc.body())}\n\n"
+                    return
+            if include_usage:
+                usage = {**head, "object": obj, "choices": [], "usage": _usage(prompt_tokens, rows)}
+                yield f"data: {json.dumps(usage)}\n\n"
+            yield "data: [DONE]\n\n"
+            _log_done(kind, job, started, settings, content)
+        finally:
+            job.cancel()  # no-op when finished; stops the rows when the client went away
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})

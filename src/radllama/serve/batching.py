@@ -1,0 +1,322 @@
+"""Dynamic batching: one engine thread owns the model; requests that arrive together decode together.
+
+Granularity is the *request*, not the step: the engine waits ``window`` seconds after the first
+queued request for others, groups rows with compatible sampling (all greedy rows together; sampled
+rows by temperature/top_p; a seeded request alone so its seed reproduces), sorts each group by
+prompt length and decodes chunks of at most ``max_batch`` rows with one ``model.generate`` call.
+Requests arriving while a batch decodes wait for the next one.
+
+Inside a batch every row is still handled on its own, step by step, by :class:`BatchTracker` (a
+``StoppingCriteria``): it records each row's tokens, stops a row at its own ``max_tokens``, its stop
+strings or when its client went away, and pushes text deltas to streaming clients as tokens appear.
+So greedy rows of different lengths and limits share a batch, and streaming is token by token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger("radllama.serve")
+
+_job_ids = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How tokens are chosen; rows share a batch only when this is equal."""
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0
+
+    def group_key(self, job_id: int) -> tuple:
+        if self.greedy:
+            return ("greedy",)  # seed and top_p do not matter to argmax
+        if self.seed is not None:
+            return ("seeded", job_id)  # alone, so the same seed gives the same text
+        return ("sample", self.temperature, self.top_p)
+
+
+@dataclass
+class Row:
+    """One sequence to generate (a request with ``n=3`` or three prompts has three rows)."""
+
+    prompt_ids: list[int]
+    max_new_tokens: int
+    stop: tuple[str, ...] = ()
+    token_ids: list[int] = field(default_factory=list)
+    text: str = ""
+    finish_reason: str | None = None  # "stop" | "length" | "cancelled"
+    sent: str = ""  # text already streamed to the client
+    ended_on_eos: bool = False
+    job: Job | None = None
+    index: int = 0
+
+    @property
+    def completion_tokens(self) -> int:
+        """Generated tokens; EOS counts as one, as in radllama.generate.engine."""
+        return len(self.token_ids) + int(self.ended_on_eos)
+
+
+class Job:
+    """One API request: its rows, sampling, and the asyncio queue its events are delivered to."""
+
+    def __init__(
+        self, rows: list[Row], sampling: Sampling, loop: asyncio.AbstractEventLoop, stream: bool = False
+    ) -> None:
+        self.id = next(_job_ids)
+        self.rows = rows
+        self.sampling = sampling
+        self.stream = stream
+        self.loop = loop
+        self.events: asyncio.Queue = asyncio.Queue()
+        self.cancelled = threading.Event()
+        self.remaining = len(rows)
+        for i, row in enumerate(rows):
+            row.job, row.index = self, i
+
+    def cancel(self) -> None:
+        """Stop this job's work: skipped if still queued, its rows stopped at the next step if decoding."""
+        self.cancelled.set()
+
+    def emit(self, event: tuple) -> None:
+        """Deliver an event to the request's coroutine (thread-safe; ignored once the loop is gone)."""
+        try:
+            self.loop.call_soon_threadsafe(self.events.put_nowait, event)
+        except RuntimeError:  # event loop closed: nobody is listening any more
+            pass
+
+
+def _held_back(text: str, stops: Sequence[str]) -> int:
+    """How many trailing characters might be the start of a stop string (not streamed yet)."""
+    for k in range(min(len(text), max((len(s) for s in stops), default=0) - 1), 0, -1):
+        if any(s.startswith(text[-k:]) for s in stops):
+            return k
+    return 0
+
+
+class BatchTracker:
+    """Per-row bookkeeping for one ``generate`` call, run as a StoppingCriteria after every step."""
+
+    def __init__(self, rows: list[Row], tokenizer: Any, eos_id: int | None) -> None:
+        self.rows = rows
+        self.tokenizer = tokenizer
+        self.eos_id = eos_id
+        self.done = [False] * len(rows)
+
+    def __call__(self, input_ids: Any, scores: Any = None, **kwargs: Any) -> Any:
+        import torch
+
+        last = input_ids[:, -1].tolist()
+        for i, (row, tok) in enumerate(zip(self.rows, last, strict=True)):
+            if self.done[i]:
+                continue
+            if row.job is not None and row.job.cancelled.is_set():
+                self._finish(i, "cancelled")
+                continue
+            if tok == self.eos_id:
+                row.ended_on_eos = True
+                self._finish(i, "stop")
+                continue
+            row.token_ids.append(tok)
+            if row.stop or (row.job is not None and row.job.stream):
+                row.text = self._decode(row)
+                if row.stop and any(s in row.text for s in row.stop):
+                    self._finish(i, "stop")
+                    continue
+                self._stream(row)
+            if len(row.token_ids) >= row.max_new_tokens:
+                self._finish(i, "length")
+        return torch.tensor(self.done, dtype=torch.bool, device=input_ids.device)
+
+    def finish_all(self) -> None:
+        """Rows still open when ``generate`` returned hit the overall token limit."""
+        for i in range(len(self.rows)):
+            if not self.done[i]:
+                self._finish(i, "length")
+
+    def _decode(self, row: Row) -> str:
+        return self.tokenizer.decode(row.token_ids, skip_special_tokens=True)
+
+    def _stream(self, row: Row) -> None:
+        # Stream only text that cannot change: no half UTF-8 character, no possible stop-string
+        # start, no leading/trailing whitespace (the final text is stripped, as in the engine).
+        text = row.text
+        if text.endswith("\ufffd"):
+            return
+        text = text[: len(text) - _held_back(text, row.stop)].lstrip().rstrip()
+        if len(text) > len(row.sent) and text.startswith(row.sent):
+            row.job.emit(("delta", row.index, text[len(row.sent) :]))
+            row.sent = text
+
+    def _finish(self, i: int, reason: str) -> None:
+        row = self.rows[i]
+        self.done[i] = True
+        row.finish_reason = reason
+        text = self._decode(row)
+        cut = min((k for k in (text.find(s) for s in row.stop if s) if k >= 0), default=-1)
+        row.text = (text[:cut] if cut >= 0 else text).strip()
+        job = row.job
+        if job is None:
+            return
+        if job.stream and reason != "cancelled" and row.text.startswith(row.sent):
+            rest = row.text[len(row.sent) :]
+            if rest:
+                job.emit(("delta", row.index, rest))
+            row.sent = row.text
+        if job.stream and reason != "cancelled":
+            job.emit(("finish", row.index, reason))
+        job.remaining -= 1
+        if job.remaining == 0:
+            job.emit(("done",))
+
+
+class TransformersDecoder:
+    """Decodes one batch of rows with ``model.generate`` (same call as radllama.generate.engine)."""
+
+    def __init__(self, model: Any, tokenizer: Any) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+
+    @property
+    def context_window(self) -> int:
+        return int(getattr(self.model.config, "max_position_embeddings", 0) or self.tokenizer.model_max_length)
+
+    def decode(self, rows: list[Row], sampling: Sampling) -> None:
+        import torch
+
+        tok = self.tokenizer
+        # Left padding built from the ids tokenised on the request path, as tokenizer(padding=True)
+        # would (the engine thread never touches the tokenizer's mutable padding state).
+        width = max(len(r.prompt_ids) for r in rows)
+        ids = [[tok.pad_token_id] * (width - len(r.prompt_ids)) + r.prompt_ids for r in rows]
+        mask = [[0] * (width - len(r.prompt_ids)) + [1] * len(r.prompt_ids) for r in rows]
+        device = self.model.device
+        tracker = BatchTracker(rows, tok, tok.eos_token_id)
+        from transformers import StoppingCriteriaList
+
+        if sampling.seed is not None:
+            torch.manual_seed(sampling.seed)
+        sample = not sampling.greedy
+        with torch.inference_mode():
+            self.model.generate(
+                input_ids=torch.tensor(ids, device=device),
+                attention_mask=torch.tensor(mask, device=device),
+                max_new_tokens=max(r.max_new_tokens for r in rows),
+                do_sample=sample,
+                temperature=sampling.temperature if sample else None,
+                top_p=sampling.top_p if sample else None,
+                top_k=None,
+                eos_token_id=tok.eos_token_id,
+                pad_token_id=tok.pad_token_id,
+                use_cache=True,
+                stopping_criteria=StoppingCriteriaList([tracker]),
+            )
+        tracker.finish_all()
+
+
+class QueueFull(Exception):
+    """The request queue is at its bound."""
+
+
+class Batcher:
+    """The engine thread: takes jobs from a bounded queue and decodes them in dynamic batches."""
+
+    def __init__(
+        self,
+        decode: Callable[[list[Row], Sampling], None],
+        max_batch: int = 32,
+        window_s: float = 0.010,
+        queue_size: int = 256,
+    ) -> None:
+        self._decode = decode
+        self.max_batch = max_batch
+        self.window_s = window_s
+        self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=queue_size)
+        self._thread = threading.Thread(target=self._run, name="radllama-engine", daemon=True)
+        self.batches = 0  # decoded batches (for tests and /health)
+        self.rows_decoded = 0
+        self.rows_cancelled = 0  # rows stopped early because their client left
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Ask the engine thread to finish after the current batch."""
+        try:
+            self._queue.put(None, timeout=5)
+        except queue.Full:
+            pass
+        self._thread.join(timeout=30)
+
+    def submit(self, job: Job) -> None:
+        """Queue a job, or raise QueueFull at once (the caller answers 503)."""
+        try:
+            self._queue.put_nowait(job)
+        except queue.Full as exc:
+            raise QueueFull from exc
+
+    @property
+    def queued(self) -> int:
+        return self._queue.qsize()
+
+    def _collect(self, first: Job) -> tuple[list[Job], bool]:
+        jobs, rows = [first], len(first.rows)
+        deadline = time.monotonic() + self.window_s
+        while rows < self.max_batch:
+            remaining = deadline - time.monotonic()
+            try:
+                # After the window, still drain whatever is already waiting (no extra wait).
+                job = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is None:
+                return jobs, True
+            jobs.append(job)
+            rows += len(job.rows)
+        return jobs, False
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is None:
+                break
+            jobs, stopping = self._collect(first)
+            groups: dict[tuple, list[Row]] = {}
+            for job in jobs:
+                if job.cancelled.is_set():
+                    continue  # its client left while it waited
+                groups.setdefault(job.sampling.group_key(job.id), []).extend(job.rows)
+            for rows in groups.values():
+                rows.sort(key=lambda r: len(r.prompt_ids))  # similar lengths: less padding
+                for start in range(0, len(rows), self.max_batch):
+                    self._decode_chunk(rows[start : start + self.max_batch])
+
+    def _decode_chunk(self, rows: list[Row]) -> None:
+        sampling = rows[0].job.sampling if rows[0].job else Sampling()
+        started = time.perf_counter()
+        try:
+            self._decode(rows, sampling)
+        except Exception as exc:  # keep serving: fail only the requests of this batch
+            log.exception("batch of %d rows failed", len(rows))
+            for job in {id(r.job): r.job for r in rows if r.job is not None}.values():
+                job.emit(("error", f"generation failed: {type(exc).__name__}"))
+            return
+        self.batches += 1
+        self.rows_decoded += len(rows)
+        self.rows_cancelled += sum(r.finish_reason == "cancelled" for r in rows)
+        tokens = sum(len(r.token_ids) for r in rows)
+        log.info("batch: %d rows, %d new tokens, %.2fs", len(rows), tokens, time.perf_counter() - started)

@@ -1,0 +1,95 @@
+"""``radllama chat``: a terminal conversation with a local model (no server needed).
+
+Each turn is rendered with the model's PromptStyle (its system prompt first). When the
+conversation no longer fits the context window, the oldest turns are dropped first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from rich.console import Console
+from rich.panel import Panel
+
+from radllama.errors import RadLlamaError
+from radllama.generate.engine import GenerationSettings, generate_batch
+from radllama.generate.impressions import complete_impressions
+from radllama.models.loading import LoadedModel
+
+HELP = "Type a message. Commands: /impression <findings>, /reset, /quit."
+
+
+def _prompt_ids(loaded: LoadedModel, history: list[dict[str, str]]) -> tuple[str, int]:
+    style = loaded.style
+    messages = ([{"role": "system", "content": style.system}] if style.system else []) + history
+    prompt = style.render_messages(loaded.tokenizer, messages)
+    return prompt, len(loaded.tokenizer(prompt, add_special_tokens=False).input_ids)
+
+
+def fit_history(
+    loaded: LoadedModel, history: list[dict[str, str]], context: int, max_new_tokens: int
+) -> tuple[list[dict[str, str]], str]:
+    """Drop the oldest user/assistant pairs until the prompt plus the answer fits ``context``.
+
+    Returns the kept history and its rendered prompt; raises when even the last message alone is too long.
+    """
+    kept = list(history)
+    while True:
+        prompt, n = _prompt_ids(loaded, kept)
+        if n + max_new_tokens <= context:
+            return kept, prompt
+        if len(kept) <= 1:
+            raise RadLlamaError(
+                f"this message is {n} tokens; with room for the answer the model's window is {context} tokens"
+            )
+        kept = kept[2:]  # oldest user turn and its answer: roles must keep alternating
+
+
+def run_chat(
+    loaded: LoadedModel,
+    read: Callable[[], str],
+    console: Console,
+    max_new_tokens: int = 128,
+    temperature: float = 0.0,
+) -> None:
+    """The read-reply loop; ``read`` raises EOFError at end of input."""
+    context = int(getattr(loaded.model.config, "max_position_embeddings", 0) or loaded.tokenizer.model_max_length)
+    settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature)
+    history: list[dict[str, str]] = []
+    console.print(f"[bold]radllama chat[/] — {loaded.name}. {HELP}", highlight=False)
+    while True:
+        try:
+            line = read().strip()
+        except (EOFError, KeyboardInterrupt):
+            break
+        if not line:
+            continue
+        if line in ("/quit", "/exit"):
+            break
+        if line == "/reset":
+            history = []
+            console.print("[dim]conversation cleared[/]")
+            continue
+        if line.startswith("/impression"):
+            findings = line[len("/impression") :].strip()
+            try:
+                (done,) = complete_impressions(loaded, [findings], max_new_tokens=max_new_tokens)
+            except RadLlamaError as exc:
+                console.print(f"[red]{exc}[/]", highlight=False)
+                continue
+            console.print(Panel(done.text or "(empty)", title="Impression", border_style="green"), highlight=False)
+            continue
+        if line.startswith("/"):
+            console.print(f"[yellow]unknown command[/] {line.split()[0]}. {HELP}", highlight=False)
+            continue
+        try:
+            kept, prompt = fit_history(loaded, [*history, {"role": "user", "content": line}], context, max_new_tokens)
+        except RadLlamaError as exc:
+            console.print(f"[red]{exc}[/]", highlight=False)
+            continue
+        if len(kept) < len(history) + 1:
+            console.print(f"[dim](oldest {len(history) + 1 - len(kept)} messages dropped to fit the window)[/]")
+        (reply,) = generate_batch(loaded.model, loaded.tokenizer, [prompt], settings)
+        history = [*kept, {"role": "assistant", "content": reply.text}]
+        console.print(Panel(reply.text or "(empty)", title="RadLlama", border_style="cyan"), highlight=False)
+    console.print("[dim]bye[/]")

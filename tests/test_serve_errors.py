@@ -1,0 +1,153 @@
+"""Bad input, overload, timeouts, disconnects and auth: each a JSON error, and the server keeps answering."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+from test_serve_support import live_server, tiny_model_dir
+
+from radllama.serve.service import ServeSettings
+
+CHAT = "/v1/chat/completions"
+HELLO = {"messages": [{"role": "user", "content": "The lungs are clear."}], "max_tokens": 4}
+
+
+@pytest.fixture(scope="module")
+def base() -> Iterator[str]:
+    with live_server() as url:
+        yield url
+
+
+def assert_error(r: httpx.Response, status: int, code: str) -> None:
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert err["code"] == code and err["message"] and err["type"]
+
+
+def assert_still_answers(base: str) -> None:
+    r = httpx.post(f"{base}{CHAT}", json=HELLO, timeout=60)
+    assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        (b'{"messages": [', 400, "invalid_json"),
+        (b"[1, 2]", 400, "invalid_json"),
+        (b'{"messages": [{"role": "user", "content": "caf\xe9"}]}', 400, "invalid_encoding"),
+        (b'{"messages": "hello"}', 400, "invalid_value"),
+        (b'{"messages": []}', 400, "invalid_value"),
+        (b"{}", 400, "invalid_value"),
+        (b'{"messages": [{"role": "wizard", "content": "x"}]}', 400, "invalid_value"),
+        (b'{"messages": [{"role": "user", "content": 5}]}', 400, "invalid_value"),
+        (b'{"messages": [{"role": "assistant", "content": "x"}]}', 400, "invalid_value"),
+        (b'{"messages": [{"role": "user", "content": "x"}, {"role": "user", "content": "y"}]}', 400, "invalid_value"),
+        (b'{"messages": [{"role": "user", "content": "x"}], "max_tokens": "5"}', 400, "invalid_value"),
+        (b'{"messages": [{"role": "user", "content": "x"}], "max_tokens": 0}', 400, "invalid_value"),
+        (b'{"messages": [{"role": "user", "content": "x"}], "temperature": "hot"}', 400, "invalid_value"),
+        (b'{"messages": [{"role": "user", "content": "x"}], "stream": "yes"}', 400, "invalid_value"),
+        (b'{"messages": [{"role": "user", "content": "x"}], "stop": ["a","b","c","d","e"]}', 400, "invalid_value"),
+        (b'{"messages": [{"role": "user", "content": "x"}], "model": "gpt-4"}', 404, "model_not_found"),
+        (b'{"messages": [{"role": "user", "content": "x"}], "max_tokens": 100000}', 400, "context_length_exceeded"),
+    ],
+)  # fmt: skip
+def test_bad_chat_bodies(base: str, body: bytes, status: int, code: str) -> None:
+    r = httpx.post(f"{base}{CHAT}", content=body, headers={"Content-Type": "application/json"}, timeout=30)
+    assert_error(r, status, code)
+
+
+def test_other_bad_requests_and_the_server_stays_up(base: str) -> None:
+    long_text = "The heart is normal in size. " * 200  # far over the 512-token window, well under 1 MB
+    r = httpx.post(f"{base}{CHAT}", json={"messages": [{"role": "user", "content": long_text}]}, timeout=30)
+    assert_error(r, 400, "context_length_exceeded")
+    assert_error(httpx.post(f"{base}/v1/completions", json={"prompt": []}, timeout=30), 400, "invalid_value")
+    assert_error(httpx.post(f"{base}/v1/completions", json={"prompt": 3}, timeout=30), 400, "invalid_value")
+    assert_error(httpx.post(f"{base}/v1/impressions", json={"findings": ["  "]}, timeout=30), 400, "invalid_value")
+    assert_error(httpx.post(f"{base}/v1/impressions", json={"findings": []}, timeout=30), 400, "invalid_value")
+    assert_error(httpx.get(f"{base}/v1/nothing", timeout=30), 404, "not_found")
+    assert_error(httpx.get(f"{base}{CHAT}", timeout=30), 405, "method_not_allowed")
+    assert_still_answers(base)
+
+
+def test_ten_megabyte_body_is_413(base: str) -> None:
+    big = b'{"messages": [{"role": "user", "content": "' + b"a" * 10_000_000 + b'"}]}'
+    r = httpx.post(f"{base}{CHAT}", content=big, headers={"Content-Type": "application/json"}, timeout=60)
+    assert_error(r, 413, "body_too_large")
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit is enforced while reading
+        yield b'{"messages": [{"role": "user", "content": "'
+        for _ in range(20):
+            yield b"a" * 100_000
+        yield b'"}]}'
+
+    r = httpx.post(f"{base}{CHAT}", content=chunks(), headers={"Content-Type": "application/json"}, timeout=60)
+    assert_error(r, 413, "body_too_large")
+    assert_still_answers(base)
+
+
+def test_client_leaving_mid_stream_cancels_its_rows(base: str) -> None:
+    before = httpx.get(f"{base}/health").json()["rows_cancelled"]
+    body = {**HELLO, "max_tokens": 400, "stream": True}
+    with httpx.stream("POST", f"{base}{CHAT}", json=body, timeout=60) as r:
+        assert r.status_code == 200
+        lines = r.iter_lines()
+        got = [next(lines) for _ in range(6)]  # a few events, then hang up
+    assert any(line.startswith("data: {") for line in got)
+    deadline = time.time() + 30
+    while httpx.get(f"{base}/health").json()["rows_cancelled"] == before:
+        assert time.time() < deadline, "the abandoned stream was decoded to the end"
+        time.sleep(0.1)
+    assert_still_answers(base)
+
+
+def test_full_queue_is_503_and_slow_request_is_504() -> None:
+    long = {**HELLO, "max_tokens": 400}
+    with live_server(ServeSettings(queue_size=1, max_batch=1, timeout_s=600)) as url:
+        # A burst of 12: one decodes, one waits in the single queue slot, the rest are turned away.
+        with ThreadPoolExecutor(12) as pool:
+            answers = list(pool.map(lambda _: httpx.post(f"{url}{CHAT}", json=long, timeout=600), range(12)))
+        busy = [r for r in answers if r.status_code == 503]
+        assert busy and all(r.status_code in (200, 503) for r in answers)
+        assert_error(busy[0], 503, "server_busy")
+        assert busy[0].headers["Retry-After"] == "1"
+        assert_still_answers(url)
+
+    with live_server(ServeSettings(timeout_s=0.3)) as url:
+        assert_error(httpx.post(f"{url}{CHAT}", json=long, timeout=60), 504, "timeout")
+
+
+def test_api_key_is_required_when_set() -> None:
+    with live_server(ServeSettings(api_key="s3cret-key")) as url:
+        assert_error(httpx.post(f"{url}{CHAT}", json=HELLO), 401, "invalid_api_key")
+        wrong = {"Authorization": "Bearer s3cret-kez"}
+        assert_error(httpx.post(f"{url}{CHAT}", json=HELLO, headers=wrong), 401, "invalid_api_key")
+        assert_error(httpx.get(f"{url}/v1/models", headers={"Authorization": "s3cret-key"}), 401, "invalid_api_key")
+        ok = {"Authorization": "Bearer s3cret-key"}
+        assert httpx.post(f"{url}{CHAT}", json=HELLO, headers=ok, timeout=60).status_code == 200
+        assert httpx.get(f"{url}/health").status_code == 200  # liveness stays open
+
+
+def radllama(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "radllama.cli", *args], capture_output=True, text=True, timeout=120,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+    )  # fmt: skip
+
+
+def test_non_loopback_host_without_key_refuses_to_start() -> None:
+    model = str(tiny_model_dir())
+    r = radllama("serve", "--model", model, "--host", "0.0.0.0", "--port", "0")
+    assert r.returncode == 1 and "refusing to listen on 0.0.0.0 without an API key" in r.stderr
+    assert "Traceback" not in r.stderr
+    r = radllama("serve", "--model", model, "--host", "0.0.0.0", "--api-key-env", "RADLLAMA_TEST_KEY",
+                 env={"RADLLAMA_TEST_KEY": ""})  # fmt: skip
+    assert r.returncode == 1 and "RADLLAMA_TEST_KEY" in r.stderr
+    r = radllama("serve", "--model", model, "--backend", "vllm", "--port", "0")
+    assert r.returncode == 1 and "vLLM" in r.stderr and "Traceback" not in r.stderr

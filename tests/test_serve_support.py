@@ -1,0 +1,98 @@
+"""Shared helpers for the serve tests: a tiny random-weight Llama with a trained tokenizer, a
+retrieval-augmented prompt style, and the real app under a real uvicorn on a free loopback port."""
+
+from __future__ import annotations
+
+import functools
+import socket
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+import uvicorn
+
+from radllama.io import write_jsonl
+from radllama.models.loading import RETRIEVAL_INDEX_FILE, LoadedModel, load_for_inference
+from radllama.models.mini import (
+    CHAT_MARKERS,
+    SPECIAL_TOKENS,
+    MiniModelArgs,
+    build_model,
+    save_pretrained,
+    train_tokenizer,
+)
+from radllama.prompts import PromptStyle
+from radllama.serve.app import create_app
+from radllama.serve.service import ModelService, ServeSettings
+
+SENTENCES = [
+    "The heart is normal in size. The lungs are clear. No pleural effusion or pneumothorax.",
+    "Mild cardiomegaly. Small left pleural effusion with basilar atelectasis.",
+    "No acute cardiopulmonary abnormality. Stable mediastinal contours.",
+    "Right upper lobe opacity concerning for pneumonia. No pneumothorax.",
+    "Degenerative changes of the thoracic spine. Calcified granuloma in the left lung.",
+    "Endotracheal tube terminates 4 cm above the carina. Bilateral interstitial edema.",
+    "Derive the impression from findings in the radiology report. Impressions of similar earlier reports.",
+    "You are a radiology assistant. Answer with a concise impression, as a radiologist writes it.",
+]
+# 32 different findings: every concurrent client asks something else.
+FINDINGS = [f"{SENTENCES[i % 6]} {SENTENCES[(i * 5 + 1) % 6].split('.')[0]}. Finding number {i}." for i in range(32)]
+
+
+VOCAB = 400
+
+
+@functools.cache
+def tiny_model_dir() -> Path:
+    """A 2-layer, 64-wide Llama (vocab 400) saved with prompt_style.yaml and a retrieval index."""
+    folder = Path(tempfile.mkdtemp(prefix="radllama-serve-tiny-"))
+    tok = train_tokenizer(SENTENCES * 4, vocab_size=VOCAB)
+    args = MiniModelArgs(
+        vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512, tie_word_embeddings=False,
+    )  # fmt: skip
+    model = build_model(args, tok, seed=1)
+    with torch.no_grad():
+        # Untied random output head, and no special tokens out of it: random weights then give
+        # visible text that depends on the prompt (a tied head just repeats the last token).
+        # Single bytes are left out too, so every answer is readable text made of merged tokens.
+        model.lm_head.weight[: len(SPECIAL_TOKENS) + len(CHAT_MARKERS) + 256] = 0.0
+    save_pretrained(model, tok, folder)
+    PromptStyle(retrieval_k=2).save(folder)
+    write_jsonl(
+        folder / RETRIEVAL_INDEX_FILE,
+        [{"id": str(i), "findings": s, "impression": s.split(".")[0] + "."} for i, s in enumerate(SENTENCES[:6])],
+    )
+    return folder
+
+
+@functools.cache
+def tiny_loaded() -> LoadedModel:
+    return load_for_inference(tiny_model_dir(), device="cpu")
+
+
+@contextmanager
+def live_server(settings: ServeSettings | None = None, loaded: LoadedModel | None = None) -> Iterator[str]:
+    """The real app under a real uvicorn on a free loopback port; yields its base URL."""
+    service = ModelService(loaded or tiny_loaded(), settings or ServeSettings())
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))  # bound before uvicorn starts: no port race
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(create_app(service), log_level="warning", access_log=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    for _ in range(1000):
+        if server.started:
+            break
+        threading.Event().wait(0.01)
+    assert server.started, "uvicorn did not start"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()

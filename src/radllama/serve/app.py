@@ -206,7 +206,7 @@ async def _next_event(request: Request, job: Job, deadline: float) -> tuple:
         except TimeoutError:
             if await request.is_disconnected():
                 job.cancel()  # nobody will read the answer: free its batch slot
-                raise ApiError(499, "client closed the request", "client_closed")
+                raise ApiError(499, "client closed the request", "client_closed") from None
             continue
         if event[0] == "error":
             raise ApiError(500, event[1], "generation_failed", "server_error")

@@ -1,0 +1,164 @@
+// RadLlama assistant page: plain JS against the server's own API (no libraries, no CDN).
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+let history = [];
+
+function headers() {
+  const h = { "Content-Type": "application/json" };
+  const key = $("api-key").value.trim();
+  if (key) h.Authorization = `Bearer ${key}`;
+  return h;
+}
+
+function maxTokens() {
+  const n = parseInt($("max-tokens").value, 10);
+  return Number.isFinite(n) && n > 0 ? n : 128;
+}
+
+async function errorText(resp) {
+  try {
+    const body = await resp.json();
+    return body.error ? body.error.message : `HTTP ${resp.status}`;
+  } catch {
+    return `HTTP ${resp.status}`;
+  }
+}
+
+function showTab(name) {
+  for (const t of ["impression", "chat"]) {
+    $(`tab-${t}`).setAttribute("aria-selected", String(t === name));
+    $(`view-${t}`).hidden = t !== name;
+  }
+  (name === "chat" ? $("chat-input") : $("findings")).focus();
+}
+
+async function generateImpression() {
+  const findings = $("findings").value.trim();
+  const status = $("impression-status");
+  status.className = "status";
+  if (!findings) {
+    status.textContent = "Enter the findings first.";
+    status.classList.add("error");
+    return;
+  }
+  $("generate").disabled = true;
+  status.textContent = "Generating…";
+  const started = performance.now();
+  try {
+    const resp = await fetch("/v1/impressions", {
+      method: "POST", headers: headers(), body: JSON.stringify({ findings: [findings], max_tokens: maxTokens() }),
+    });
+    if (!resp.ok) throw new Error(await errorText(resp));
+    const body = await resp.json();
+    $("impression").textContent = body.impressions[0] || "(empty answer)";
+    const secs = ((performance.now() - started) / 1000).toFixed(1);
+    $("impression-meta").textContent = `${body.model} · ${body.usage.completion_tokens} tokens · ${secs} s`;
+    $("impression-panel").hidden = false;
+    status.textContent = "";
+  } catch (err) {
+    status.textContent = err.message;
+    status.classList.add("error");
+  } finally {
+    $("generate").disabled = false;
+  }
+}
+
+function addMessage(role, text) {
+  const empty = document.querySelector("#messages .empty");
+  if (empty) empty.remove();
+  const div = document.createElement("div");
+  div.className = `msg ${role}`;
+  div.textContent = text;
+  $("messages").appendChild(div);
+  $("messages").scrollTop = $("messages").scrollHeight;
+  return div;
+}
+
+// Reads the server-sent events of a streaming chat completion, calling onText per delta.
+async function readStream(resp, onText) {
+  const reader = resp.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += decoder.decode(value, { stream: true });
+    let cut;
+    while ((cut = buffer.indexOf("\n\n")) >= 0) {
+      const event = buffer.slice(0, cut).trim();
+      buffer = buffer.slice(cut + 2);
+      if (!event.startsWith("data: ")) continue;
+      const data = event.slice(6);
+      if (data === "[DONE]") return;
+      const chunk = JSON.parse(data);
+      if (chunk.error) throw new Error(chunk.error.message);
+      for (const c of chunk.choices || []) if (c.delta && c.delta.content) onText(c.delta.content);
+    }
+  }
+}
+
+async function sendChat(event) {
+  event.preventDefault();
+  const text = $("chat-input").value.trim();
+  if (!text) return;
+  $("chat-input").value = "";
+  addMessage("user", text);
+  history.push({ role: "user", content: text });
+  const bubble = addMessage("assistant", "…");
+  $("send").disabled = true;
+  let answer = "";
+  try {
+    const resp = await fetch("/v1/chat/completions", {
+      method: "POST", headers: headers(),
+      body: JSON.stringify({ messages: history, max_tokens: maxTokens(), stream: true }),
+    });
+    if (!resp.ok) throw new Error(await errorText(resp));
+    await readStream(resp, (delta) => {
+      answer += delta;
+      bubble.textContent = answer;
+      $("messages").scrollTop = $("messages").scrollHeight;
+    });
+    if (!answer) bubble.textContent = "(empty answer)";
+    history.push({ role: "assistant", content: answer });
+  } catch (err) {
+    history.pop();
+    bubble.textContent = err.message;
+    bubble.classList.add("error");
+  } finally {
+    $("send").disabled = false;
+    $("chat-input").focus();
+  }
+}
+
+function resetChat() {
+  history = [];
+  $("messages").innerHTML = '<p class="empty">New conversation.</p>';
+  $("chat-input").focus();
+}
+
+async function showModel() {
+  try {
+    const resp = await fetch("/v1/models", { headers: headers() });
+    if (resp.ok) $("model-name").textContent = (await resp.json()).data[0].id;
+    else $("model-name").textContent = resp.status === 401 ? "API key needed (Settings)" : "";
+  } catch {
+    $("model-name").textContent = "";
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("tab-impression").addEventListener("click", () => showTab("impression"));
+  $("tab-chat").addEventListener("click", () => showTab("chat"));
+  $("generate").addEventListener("click", generateImpression);
+  $("findings").addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) generateImpression();
+  });
+  $("chat-form").addEventListener("submit", sendChat);
+  $("chat-input").addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.shiftKey) sendChat(e);
+  });
+  $("reset").addEventListener("click", resetChat);
+  $("api-key").addEventListener("change", showModel);
+  showModel();
+});

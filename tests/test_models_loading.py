@@ -18,6 +18,15 @@ from radllama.train.recipes import run
 from radllama.train.tiny import build_tiny_model
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models run several times faster on one thread when other jobs share the cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def llama(tmp_path_factory) -> Path:
     return build_tiny_model("llama", tmp_path_factory.mktemp("m") / "llama")

@@ -25,6 +25,15 @@ FINDINGS = [
 IMPRESSIONS = ["No acute abnormality.", "Cardiomegaly with effusion.", "Pneumonia.", "No acute disease."]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models run several times faster on one thread when other jobs share the cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def invoke(args: list[str]) -> str:
     result = runner.invoke(app, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output

@@ -1,0 +1,123 @@
+"""Checkpoint and resume: a run killed with SIGKILL and resumed ends with the same adapter
+as an uninterrupted run; half-written checkpoints are never resumed from."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from radllama.errors import RadLlamaError
+from radllama.train.checkpoint import list_checkpoints
+from radllama.train.config import load_config
+from radllama.train.recipes import run
+from radllama.train.tiny import build_tiny_model
+
+pytestmark = pytest.mark.slow
+STEPS = 20
+TOLERANCE = 1e-6  # max |difference| of adapter weights; CPU runs are deterministic
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models run several times faster on one thread when other jobs share the cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("resume")
+    base = build_tiny_model("llama", root / "base")
+    rows = [{"id": str(i), "findings": f"Mild cardiomegaly {i}.", "impression": f"Finding {i % 3}."} for i in range(12)]
+    (root / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return {"root": root, "base": base}
+
+
+def overrides(setup: dict[str, Path], out: Path, steps: int = STEPS) -> list[str]:
+    # Dropout stays on (0.05): it draws from torch's RNG, so RNG restore is part of what is tested.
+    return [
+        f"model.path={setup['base']}",
+        f"data.train={setup['root'] / 'train.jsonl'}",
+        f"output_dir={out}",
+        f"optim.max_steps={steps}",
+        "optim.batch_size=4",
+        "optim.micro_batch_size=2",
+        "optim.lr=1e-2",
+        "checkpoint.every_steps=4",
+        "checkpoint.keep_last=2",
+        "log_every=1",
+    ]
+
+
+def adapter(out: Path) -> dict[str, torch.Tensor]:
+    return load_file(out / "adapter_model.safetensors")
+
+
+def test_sigkill_then_resume_matches_uninterrupted(setup) -> None:
+    killed = setup["root"] / "killed"
+    config = setup["root"] / "lora.yaml"
+    config.write_text("recipe: lora_sft\n")
+    cmd = [sys.executable, "-m", "radllama.cli", "train", "--config", str(config), *overrides(setup, killed)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.monotonic() + 120
+    while not list_checkpoints(killed) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (killed / "train_summary.json").exists()
+    at_kill = int(list_checkpoints(killed)[-1].name.split("-")[1])
+    assert 0 < at_kill < STEPS
+
+    summary = run(load_config(None, overrides(setup, killed)), resume=True)
+    straight = setup["root"] / "straight"
+    reference = run(load_config(None, overrides(setup, straight)))
+
+    a, b = adapter(killed), adapter(straight)
+    assert a.keys() == b.keys()
+    worst = max((a[k] - b[k]).abs().max().item() for k in a)
+    print(f"killed at checkpoint step {at_kill}; max |adapter difference| {worst:.2e}")
+    assert worst <= TOLERANCE
+    assert summary["final_loss"] == pytest.approx(reference["final_loss"], abs=1e-6)
+    log_steps = [json.loads(line)["step"] for line in (killed / "train_log.jsonl").read_text().splitlines()]
+    assert log_steps == list(range(1, STEPS + 1))  # rows after the checkpoint were redone, not duplicated
+    assert len(list_checkpoints(killed)) == 2  # keep_last
+
+
+def test_half_written_checkpoints_are_ignored_or_named(setup, capsys) -> None:
+    out = setup["root"] / "half"
+    run(load_config(None, overrides(setup, out, steps=10)))  # checkpoints at steps 4 and 8 (10 is the end)
+    good = list_checkpoints(out)
+    assert [p.name for p in good] == ["step-000004", "step-000008"]
+    # A save cut off mid-way: a .tmp folder, and a folder without trainer_state.json.
+    (out / "step-000009.tmp").mkdir()
+    (out / "step-000009").mkdir()
+    (out / "step-000009" / "weights.pt").write_bytes(b"partial")
+    assert list_checkpoints(out) == good
+    summary = run(load_config(None, overrides(setup, out, steps=10)), resume=True)
+    text = capsys.readouterr().out
+    assert "ignoring incomplete checkpoint" in text and "step-000009" in text and "step-000008" in text
+    assert summary["steps"] == 10
+    # A complete-looking checkpoint that lost a file: one clear line naming it.
+    (good[-1] / "optimizer.pt").unlink()
+    with pytest.raises(RadLlamaError, match=r"step-000008/optimizer\.pt is missing"):
+        run(load_config(None, overrides(setup, out, steps=10)), resume=True)
+
+
+def test_resume_with_changed_data_is_refused(setup) -> None:
+    out = setup["root"] / "changed"
+    run(load_config(None, overrides(setup, out, steps=6)))
+    with pytest.raises(RadLlamaError, match="the data order would differ"):
+        run(load_config(None, [*overrides(setup, out, steps=6), "optim.batch_size=2"]), resume=True)

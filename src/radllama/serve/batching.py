@@ -1,10 +1,11 @@
 """Dynamic batching: one engine thread owns the model; requests that arrive together decode together.
 
 Granularity is the *request*, not the step: the engine waits ``window`` seconds after the first
-queued request for others, groups rows with compatible sampling (all greedy rows together; sampled
-rows by temperature/top_p; a seeded request alone so its seed reproduces), sorts each group by
-prompt length and decodes chunks of at most ``max_batch`` rows with one ``model.generate`` call.
-Requests arriving while a batch decodes wait for the next one.
+queued request for others (each arrival extends the wait by a window, at most 5 windows in all),
+groups rows with compatible sampling (all greedy rows together; sampled rows by temperature/top_p;
+a seeded request alone so its seed reproduces), sorts each group by prompt length and decodes
+chunks of at most ``max_batch`` rows with one ``model.generate`` call. Requests arriving while a
+batch decodes wait for the next one.
 
 Inside a batch every row is still handled on its own, step by step, by :class:`BatchTracker` (a
 ``StoppingCriteria``): it records each row's tokens, stops a row at its own ``max_tokens``, its stop
@@ -273,12 +274,15 @@ class Batcher:
         return self._queue.qsize()
 
     def _collect(self, first: Job) -> tuple[list[Job], bool]:
+        # Sliding window: keep collecting while requests keep coming (each arrival extends the wait
+        # by one window, up to 5 windows in all), so a burst of clients that trickles in under load
+        # still lands in one batch; whatever is already queued is always taken.
         jobs, rows = [first], len(first.rows)
-        deadline = time.monotonic() + self.window_s
+        now = time.monotonic()
+        deadline, cap = now + self.window_s, now + 5 * self.window_s
         while rows < self.max_batch:
-            remaining = deadline - time.monotonic()
+            remaining = min(deadline, cap) - time.monotonic()
             try:
-                # After the window, still drain whatever is already waiting (no extra wait).
                 job = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
             except queue.Empty:
                 break
@@ -286,6 +290,7 @@ class Batcher:
                 return jobs, True
             jobs.append(job)
             rows += len(job.rows)
+            deadline = time.monotonic() + self.window_s
         return jobs, False
 
     def _run(self) -> None:

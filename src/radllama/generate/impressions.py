@@ -24,9 +24,7 @@ def clean_findings(text: str) -> str:
     if not text:
         raise RadLlamaError("findings are empty: give the FINDINGS section of a report")
     if len(text) > MAX_FINDINGS_CHARS:
-        raise RadLlamaError(
-            f"findings are {len(text):,} characters; at most {MAX_FINDINGS_CHARS:,} are accepted"
-        )
+        raise RadLlamaError(f"findings are {len(text):,} characters; at most {MAX_FINDINGS_CHARS:,} are accepted")
     return text
 
 

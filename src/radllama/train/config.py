@@ -29,6 +29,10 @@ class DataArgs:
     # task -> examples per eligible record (see radllama.train.examples.TASKS): impression,
     # indication_impression, abnormal_list, presence. Evaluation scores only "impression".
     tasks: dict[str, float] = field(default_factory=lambda: {"impression": 1.0})
+    # pretrain_mini only: report sections that make the text corpus, and the document order
+    # inside packed blocks ("random", or "neighbours" = similar reports side by side).
+    pretrain_sections: list[str] = field(default_factory=lambda: ["indication", "comparison", "findings", "impression"])
+    pretrain_order: str = "random"
 
 
 @dataclass

@@ -99,15 +99,44 @@ def build_sft_examples(
     return out, n_cut
 
 
-def report_text(record: dict) -> str:
-    """A report as plain text, sections in reading order (pretraining corpus)."""
+def report_text(record: dict, sections: Sequence[str] = ("indication", "comparison", "findings", "impression")) -> str:
+    """A report as plain text, the chosen sections in reading order (pretraining corpus)."""
     parts = []
-    for key, label in (("indication", "INDICATION"), ("comparison", "COMPARISON")):
+    for key in sections:
         if record.get(key):
-            parts.append(f"{label}: {record[key]}")
-    parts.append(f"FINDINGS: {record['findings']}")
-    parts.append(f"IMPRESSION: {record['impression']}")
+            parts.append(f"{key.upper()}: {record[key]}")
     return "\n".join(parts)
+
+
+def neighbour_chain(records: Sequence[dict], seed: int, k: int = 20) -> list[int]:
+    """An order of ``records`` in which each report tends to follow a similar one.
+
+    In-context pretraining (Shi et al., 2023): packing related documents together teaches
+    the model to use similar reports earlier in its context — which is what the
+    retrieval-augmented prompt later shows it. Similarity is TF-IDF over the findings of
+    these (training) records only. Greedy walk: go to the most similar unvisited report,
+    jump to a random unvisited one when the k nearest are all used.
+    """
+    from radllama.retrieval import TfidfRetriever
+
+    ids = [str(r["id"]) for r in records]
+    neighbours = TfidfRetriever(records).query([r["findings"] for r in records], k=k + 1, exclude_ids=ids)
+    index = {rid: i for i, rid in enumerate(ids)}
+    near = [[index[str(h["id"])] for h in row] for row in neighbours]
+    rng = np.random.default_rng(seed)
+    todo = list(rng.permutation(len(records)))
+    seen = np.zeros(len(records), dtype=bool)
+    order: list[int] = []
+    current: int | None = None
+    while len(order) < len(records):
+        if current is None:
+            while seen[todo[-1]]:
+                todo.pop()
+            current = int(todo[-1])
+        seen[current] = True
+        order.append(current)
+        current = next((j for j in near[current] if not seen[j]), None)
+    return order
 
 
 def pack_blocks(tokenizer: Any, texts: Sequence[str], block_size: int) -> list[Example]:

@@ -6,7 +6,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import random
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ from radllama.prompts import PromptStyle
 from radllama.retrieval import TfidfRetriever
 from radllama.train import loop
 from radllama.train.config import TrainConfig, dump_config
-from radllama.train.examples import build_task_examples, pack_blocks, report_text
+from radllama.train.examples import build_task_examples, neighbour_chain, pack_blocks, report_text
 
 COMPLETE_FILE = "train_summary.json"
 
@@ -73,12 +75,31 @@ def _finish(cfg: TrainConfig, out: Path, result: loop.LoopResult, extra: dict, m
     return summary
 
 
+def pretraining_blocks(tokenizer: Any, records: list[dict], texts: list[str], cfg: TrainConfig):
+    """Packed blocks for pretraining, and the optimiser args to run over them.
+
+    With ``data.pretrain_order: neighbours`` every pass over the corpus gets its own
+    similarity chain (a new seed), so the blocks of all passes are built up front and the
+    loop runs one "epoch" over them.
+    """
+    if cfg.data.pretrain_order == "random":
+        return pack_blocks(tokenizer, texts, cfg.data.max_seq_len), cfg.optim
+    if cfg.data.pretrain_order != "neighbours":
+        raise RadLlamaError(f"data.pretrain_order must be 'random' or 'neighbours', not {cfg.data.pretrain_order!r}")
+    passes = max(1, math.ceil(cfg.optim.epochs))
+    blocks = []
+    for p in range(passes):
+        order = neighbour_chain(records, seed=cfg.seed + p)
+        blocks += pack_blocks(tokenizer, [texts[i] for i in order], cfg.data.max_seq_len)
+    return blocks, dataclasses.replace(cfg.optim, epochs=cfg.optim.epochs / passes)
+
+
 def pretrain_mini(cfg: TrainConfig, resume: bool = False) -> dict:
     """Train radllama-mini's tokenizer and base model from scratch on training report text."""
     seed_everything(cfg.seed)
     out = ensure_writable_dir(Path(cfg.output_dir))
     records = read_training_records(cfg.data.train)
-    texts = [report_text(r) for r in records]
+    texts = [report_text(r, cfg.data.pretrain_sections) for r in records]
     style = prompt_style(cfg)
     # The fixed prompt strings go into the tokenizer corpus so they cost few tokens.
     fixed = [
@@ -91,7 +112,7 @@ def pretrain_mini(cfg: TrainConfig, resume: bool = False) -> dict:
     model = build_model(cfg.mini, tokenizer, seed=cfg.seed)
     n_params = sum(p.numel() for p in model.parameters())
     console.print(f"radllama-mini: {n_params / 1e6:.2f}M parameters, vocab {len(tokenizer)}")
-    blocks = pack_blocks(tokenizer, texts, cfg.data.max_seq_len)
+    blocks, optim = pretraining_blocks(tokenizer, records, texts, cfg)
     if not blocks:
         raise RadLlamaError("training text is shorter than one block; lower data.max_seq_len")
 
@@ -103,7 +124,7 @@ def pretrain_mini(cfg: TrainConfig, resume: bool = False) -> dict:
     result = loop.train(
         model,
         blocks,
-        cfg.optim,
+        optim,
         pad_id=tokenizer.pad_token_id,
         seed=cfg.seed,
         output_dir=out,

@@ -123,7 +123,12 @@ def run_demo(out: Path, source: str | None = None, quick: bool = False, seed: in
     timings["generate+evaluate"] = time.perf_counter() - t1
     report = render_report(out, manifest, base, lora, result["paths"]["paper_table"], timings, quick)
     atomic_write_text(out / "report.md", report)
-    console.print(Path(result["paths"]["paper_table"]).read_text())
+    from radllama.evaluate.report import rich_table
+
+    for subset in ("all", "unseen"):
+        console.print(rich_table(result["metrics"], subset))
+    reported = Path(result["paths"]["paper_table"]).read_text(encoding="utf-8").split("#### Reported", 1)[-1]
+    console.print("[bold]Reported" + reported.split("\n\n", 1)[0] + "[/] (see report.md)", highlight=False)
     console.print(
         f"[bold green]demo complete[/]: {out / 'report.md'}, {out / 'metrics.json'}, "
         f"{out / 'predictions'}/<system>.jsonl, {out / 'cases.html'}"

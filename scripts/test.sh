@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Everything the tests need on a fresh machine, then the tests. CI runs exactly this (.ci/run).
+#   bash scripts/test.sh            # whole suite (about 5-8 minutes on 2 cores)
+#   bash scripts/test.sh -m "not slow"  # unit tests only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -x .venv/bin/python ] || "${PYTHON:-python3}" -m venv .venv
+# torch pinned: 2.13.0 is the CPU wheel on this project's machines; a bare "torch" pulls a CUDA build.
+.venv/bin/python -m pip install -q --disable-pip-version-check torch==2.13.0 -e ".[test]"
+if ! command -v chromium >/dev/null 2>&1; then  # headless browser for the page tests
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+.venv/bin/ruff check src tests bench
+exec .venv/bin/python -m pytest "$@"

@@ -104,3 +104,11 @@ def test_case_agreement_and_words() -> None:
     assert case_agreement("Cardiomegaly.", "Normal chest.") == 0.0
     assert word_count("No acute  cardiopulmonary process.") == 4
     assert word_count("") == 0
+
+
+def test_empty_impression_states_nothing() -> None:
+    """An empty prediction must not earn credit for "No Finding" (it says nothing)."""
+    from radllama.evaluate.clinical import NOT_MENTIONED, label_report
+
+    assert set(label_report("").values()) == {NOT_MENTIONED}
+    assert set(label_report("   ").values()) == {NOT_MENTIONED}

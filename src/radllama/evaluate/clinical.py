@@ -17,7 +17,7 @@ plain regular expressions, so it needs no model download and runs in millisecond
    mention (``... cannot be excluded``, ``... has resolved``, ``... versus``) apply when no
    comma separates them from it. A following uncertainty cue outranks everything else.
 6. **Aggregate** mentions per report: present > uncertain > absent > not mentioned.
-7. **No Finding** is present when no observation other than Support Devices is present or
+7. **No Finding** (for a non-empty text) is present when no observation other than Support Devices is present or
    uncertain, absent otherwise.
 
 The clinical score is the F1 of the *present* labels of a prediction against those of its
@@ -256,6 +256,8 @@ def _mention_label(clause: str, start: int, end: int) -> str:
 def label_report(text: str) -> dict[str, str]:
     """Label one impression: each CheXpert observation → present/absent/uncertain/not mentioned."""
     labels = dict.fromkeys(OBSERVATIONS, NOT_MENTIONED)
+    if not (text or "").strip():
+        return labels  # an empty impression states nothing, not "No Finding"
 
     def put(obs: str, value: str) -> None:
         if _RANK[value] > _RANK[labels[obs]]:
@@ -280,7 +282,13 @@ def label_report(text: str) -> dict[str, str]:
 
 def present_matrix(texts: Sequence[str]) -> np.ndarray:
     """Boolean matrix (cases × observations): observation labelled *present*."""
-    rows = [[label_report(t)[o] == PRESENT for o in OBSERVATIONS] for t in texts]
+    # Label each distinct text once (generated impressions repeat a lot; labelling is pure).
+    present: dict[str, list[bool]] = {}
+    for t in texts:
+        if t not in present:
+            labels = label_report(t)
+            present[t] = [labels[o] == PRESENT for o in OBSERVATIONS]
+    rows = [present[t] for t in texts]
     return np.asarray(rows, dtype=bool).reshape(len(texts), len(OBSERVATIONS))
 
 

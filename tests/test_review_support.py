@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import socket
 import sqlite3
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import uvicorn
+from live_server import live_uvicorn
 
 from radllama.review import store
 from radllama.review.create import create_study
@@ -80,8 +79,7 @@ def candidates(study: Path) -> list[sqlite3.Row]:
     conn = store.open_study(study)
     try:
         return conn.execute(
-            "SELECT case_position, slot, candidate_id, system, text FROM candidates "
-            "ORDER BY case_position, slot"
+            "SELECT case_position, slot, candidate_id, system, text FROM candidates ORDER BY case_position, slot"
         ).fetchall()
     finally:
         conn.close()
@@ -97,21 +95,5 @@ def free_port() -> int:
 @contextmanager
 def live_server(study: Path) -> Iterator[str]:
     """The real app under a real uvicorn on a free loopback port; yields its base URL."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))  # bound before uvicorn starts: no port race
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(study), log_level="warning", access_log=False)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    for _ in range(500):
-        if server.started:
-            break
-        threading.Event().wait(0.01)
-    assert server.started, "uvicorn did not start"
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+    with live_uvicorn(create_app(study)) as url:
+        yield url

@@ -4,15 +4,13 @@ retrieval-augmented prompt style, and the real app under a real uvicorn on a fre
 from __future__ import annotations
 
 import functools
-import socket
 import tempfile
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-import uvicorn
+from live_server import live_uvicorn
 
 from radllama.io import write_jsonl
 from radllama.models.loading import RETRIEVAL_INDEX_FILE, LoadedModel, load_for_inference
@@ -78,21 +76,5 @@ def tiny_loaded() -> LoadedModel:
 def live_server(settings: ServeSettings | None = None, loaded: LoadedModel | None = None) -> Iterator[str]:
     """The real app under a real uvicorn on a free loopback port; yields its base URL."""
     service = ModelService(loaded or tiny_loaded(), settings or ServeSettings())
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))  # bound before uvicorn starts: no port race
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(service), log_level="warning", access_log=False)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    for _ in range(1000):
-        if server.started:
-            break
-        threading.Event().wait(0.01)
-    assert server.started, "uvicorn did not start"
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+    with live_uvicorn(create_app(service)) as url:
+        yield url

@@ -1,8 +1,18 @@
-"""Batched decoding with transformers' ``generate``: left padding, KV cache, per-row stop
-at EOS, length-sorted batches. Pure functions shared by the CLI, evaluation and the server."""
+"""Batched decoding: left padding, KV cache, per-row stop at EOS, length-sorted batches.
+Pure functions shared by the CLI, evaluation and the server.
+
+Greedy decoding of Hugging Face causal LMs takes a fast path (:func:`_greedy_decode`) that
+gives the same tokens as ``model.generate`` with less work: rows that finished (EOS or
+their token limit) leave the batch at once, where ``generate`` keeps decoding them as
+padding until the longest row ends; and the KV cache grows in place instead of being
+re-concatenated at every step. Sampling, and models the fast path does not know, go
+through ``model.generate``. Measured in BENCHMARKS.md (bench/bench_generate.py).
+"""
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +29,7 @@ class GenerationSettings:
     top_p: float = 1.0
     stop: Sequence[str] = ()
     seed: int | None = None
+    fast_greedy: bool = True  # greedy via _greedy_decode where the model allows it (same tokens, faster)
 
 
 @dataclass
@@ -36,6 +47,119 @@ def _cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
     return (text[:cut], True) if cut >= 0 else (text, False)
 
 
+@functools.cache
+def _growing_layer() -> type:
+    """``DynamicLayer`` keeping its keys/values in a buffer with spare room: a decoding step
+    copies only the new entries (``DynamicLayer`` re-concatenates the whole cache each step)."""
+    from transformers.cache_utils import DynamicLayer
+
+    class GrowingLayer(DynamicLayer):
+        def update(
+            self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+            n = self.get_seq_length()
+            m = n + key_states.shape[-2]
+            if not self.is_initialized or m > self._kbuf.shape[2]:
+                self._grow(key_states, value_states, n, m)
+            self._kbuf[:, :, n:m] = key_states
+            self._vbuf[:, :, n:m] = value_states
+            self.keys, self.values = self._kbuf[:, :, :m], self._vbuf[:, :, :m]
+            return self.keys, self.values
+
+        def _grow(self, k: torch.Tensor, v: torch.Tensor, n: int, m: int) -> None:
+            room = max(m + 64, 2 * n)
+            kbuf = k.new_empty(k.shape[0], k.shape[1], room, k.shape[3])
+            vbuf = v.new_empty(v.shape[0], v.shape[1], room, v.shape[3])
+            if n:
+                kbuf[:, :, :n], vbuf[:, :, :n] = self.keys, self.values
+            self.device, self.is_initialized = k.device, True
+            self._kbuf, self._vbuf = kbuf, vbuf
+
+        def batch_select_indices(self, indices: torch.Tensor) -> None:
+            if self.is_initialized:
+                n = self.get_seq_length()
+                self._kbuf, self._vbuf = self._kbuf[indices], self._vbuf[indices]
+                self.keys, self.values = self._kbuf[:, :, :n], self._vbuf[:, :, :n]
+
+    return GrowingLayer
+
+
+def _fast_greedy_cache(model: Any) -> tuple[Any, str] | None:
+    """A growing KV cache and the forward's name for it, or None when the fast path does not apply.
+
+    It applies to decoder-only models whose forward takes ``position_ids`` and whose cache
+    is made of plain full-attention ``DynamicLayer``s (sliding-window, linear-attention or
+    quantised caches, encoder-decoders and wrapped models such as an unmerged PeftModel go
+    through ``generate``).
+    """
+    try:
+        from transformers import DynamicCache
+        from transformers.cache_utils import DynamicLayer
+    except ImportError:
+        return None
+    config = getattr(model, "config", None)
+    if config is None or getattr(config, "is_encoder_decoder", False):
+        return None
+    params = inspect.signature(model.forward).parameters
+    kw = "cache" if "cache" in params else "past_key_values" if "past_key_values" in params else None
+    if kw is None or "position_ids" not in params or "attention_mask" not in params:
+        return None
+    try:
+        cache = DynamicCache(config=config)
+    except Exception:  # noqa: BLE001 - any model-specific cache trouble: use generate
+        return None
+    if not cache.layers or any(type(layer) is not DynamicLayer for layer in cache.layers):
+        return None
+    cache.layers = [_growing_layer()() for _ in cache.layers]
+    return cache, kw
+
+
+def _greedy_decode(
+    model: Any, cache: Any, cache_kw: str, enc: dict[str, torch.Tensor], max_new_tokens: int, eos_id: int | None
+) -> list[list[int]]:
+    """Greedy tokens per row, EOS included where reached; finished rows leave the batch.
+
+    Inputs are built as ``generate`` builds them (positions from the left-padded mask,
+    logits of the last position only), so each row gets the tokens ``generate`` gives it.
+    """
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    n_rows, width = ids.shape
+    positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
+    extra = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+    out = model(
+        input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **{cache_kw: cache}, **extra
+    )
+    token = out.logits[:, -1].argmax(-1)
+    rows = list(range(n_rows))  # batch row -> prompt index
+    produced: list[list[int]] = [[] for _ in range(n_rows)]
+    last = positions[:, -1]
+    for step in range(max_new_tokens):
+        keep = []
+        for j, (r, t) in enumerate(zip(rows, token.tolist(), strict=True)):
+            produced[r].append(t)
+            if t != eos_id and len(produced[r]) < max_new_tokens:
+                keep.append(j)
+        if not keep:
+            break
+        if len(keep) < len(rows):  # finished rows leave: later steps compute only live ones
+            index = torch.tensor(keep, device=ids.device)
+            cache.batch_select_indices(index)
+            rows = [rows[j] for j in keep]
+            token, mask, last = token[index], mask[index], last[index]
+        mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
+        last = last + 1
+        out = model(
+            input_ids=token[:, None],
+            attention_mask=mask,
+            position_ids=last[:, None],
+            cache_position=torch.tensor([width + step], device=ids.device),
+            use_cache=True,
+            **{cache_kw: cache},
+        )
+        token = out.logits[:, -1].argmax(-1)
+    return produced
+
+
 @torch.inference_mode()
 def generate_batch(
     model: Any, tokenizer: Any, prompts: Sequence[str], settings: GenerationSettings
@@ -46,18 +170,22 @@ def generate_batch(
     enc = tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False)
     enc = {k: v.to(model.device) for k, v in enc.items()}
     sample = settings.temperature > 0
-    out = model.generate(
-        **enc,
-        max_new_tokens=settings.max_new_tokens,
-        do_sample=sample,
-        temperature=settings.temperature if sample else None,
-        top_p=settings.top_p if sample else None,
-        top_k=None,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        use_cache=True,
-    )
-    new = out[:, enc["input_ids"].shape[1] :].tolist()
+    fast = None if sample or not settings.fast_greedy or settings.max_new_tokens < 1 else _fast_greedy_cache(model)
+    if fast is not None:
+        new = _greedy_decode(model, *fast, enc, settings.max_new_tokens, tokenizer.eos_token_id)
+    else:
+        out = model.generate(
+            **enc,
+            max_new_tokens=settings.max_new_tokens,
+            do_sample=sample,
+            temperature=settings.temperature if sample else None,
+            top_p=settings.top_p if sample else None,
+            top_k=None,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            use_cache=True,
+        )
+        new = out[:, enc["input_ids"].shape[1] :].tolist()
     results = []
     for i, row in enumerate(new):
         prompt_len = int(enc["attention_mask"][i].sum())

@@ -187,7 +187,9 @@ def main() -> None:
     prompts = impression_prompts(loaded, [r["findings"] for r in records])
     n_prompt_tokens = [len(tok(p, add_special_tokens=False).input_ids) for p in prompts]
     settings = GenerationSettings(max_new_tokens=args.max_new_tokens)
-    generate_many(model, tok, prompts[:8], settings, batch_size=8)  # warm-up (allocator, kernels)
+    # Warm-up (allocator, kernel selection) on two batches' worth, and one naive call.
+    generate_many(model, tok, prompts[: 2 * args.batch_size], settings, batch_size=args.batch_size)
+    naive_loop(model, tok, prompts[:1], args.max_new_tokens)
 
     naive = naive_loop(model, tok, prompts, args.max_new_tokens)
     engine = engine_run(

@@ -63,15 +63,34 @@ def collate(batch: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
 
-def step_indices(n_examples: int, batch_size: int, seed: int, step: int) -> list[int]:
+# Global batches whose examples are grouped by length together (see step_indices).
+LENGTH_POOL_STEPS = 16
+
+
+def step_indices(
+    n_examples: int, batch_size: int, seed: int, step: int, lengths: np.ndarray | None = None
+) -> list[int]:
     """Example indices of global step ``step``: a fresh seeded permutation each epoch.
+
+    With ``lengths`` that differ, each run of ``LENGTH_POOL_STEPS`` batches of the permutation
+    is sorted by length and cut into batches again, taken in a seeded shuffled order: each
+    global batch holds similar lengths (little padding), which examples share a pool stays
+    random, and every example is still seen once an epoch. Equal lengths (packed pretraining
+    blocks) keep the plain permutation.
 
     Being a pure function of (seed, step) is what makes resume exact: no sampler state.
     """
     per_epoch = max(1, n_examples // batch_size)
     epoch, pos = divmod(step, per_epoch)
     order = np.random.default_rng(seed + epoch).permutation(n_examples)
-    return order[pos * batch_size : (pos + 1) * batch_size].tolist()
+    if lengths is None or LENGTH_POOL_STEPS <= 1 or np.ptp(lengths) == 0:
+        return order[pos * batch_size : (pos + 1) * batch_size].tolist()
+    first = pos - pos % LENGTH_POOL_STEPS
+    last = min(first + LENGTH_POOL_STEPS, per_epoch)
+    pool = order[first * batch_size : last * batch_size]
+    pool = pool[np.argsort(lengths[pool], kind="stable")]
+    k = np.random.default_rng([seed, epoch, first]).permutation(last - first)[pos - first]
+    return pool[k * batch_size : (k + 1) * batch_size].tolist()
 
 
 def total_steps(n_examples: int, args: OptimArgs) -> int:
@@ -141,7 +160,7 @@ def train(
     with progress_bar() as bar:
         task = bar.add_task("train", total=steps, completed=start)
         for step in range(start, steps):
-            idx = step_indices(len(examples), args.batch_size, seed, step)
+            idx = step_indices(len(examples), args.batch_size, seed, step, lengths)
             mine = idx[rank::world]
             # Length bucketing inside the step: similar lengths share a micro-batch.
             mine.sort(key=lambda i: lengths[i])

@@ -1,0 +1,58 @@
+"""`radllama generate` through the real entry point: answers, resume, and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_serve_support import tiny_model_dir
+
+from radllama.generate.impressions import generate_impressions
+
+
+@pytest.fixture(scope="module")
+def model() -> Path:
+    return tiny_model_dir()
+
+
+def radllama(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "1000"}  # keep rich from wrapping the one-line error
+    return subprocess.run([sys.executable, "-m", "radllama.cli", *args], capture_output=True, text=True, env=env)
+
+
+@pytest.mark.parametrize("findings", ["", "   \n\t "])
+def test_empty_findings_is_a_clear_error(model: Path, findings: str) -> None:
+    proc = radllama("generate", "--model", str(model), "--findings", findings)
+    assert proc.returncode == 1
+    assert "findings are empty" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_output_in_missing_folder_is_a_clear_error(model: Path, tmp_path: Path) -> None:
+    (tmp_path / "in.jsonl").write_text(json.dumps({"id": "a", "findings": "Lungs are clear."}) + "\n")
+    proc = radllama("generate", "--model", str(model), "--input", str(tmp_path / "in.jsonl"),
+                    "--output", str(tmp_path / "nope" / "out.jsonl"))  # fmt: skip
+    assert proc.returncode == 1 and "does not exist" in proc.stderr
+    assert not (tmp_path / "nope").exists()
+
+
+def test_file_mode_matches_library_and_resumes(model: Path, tmp_path: Path) -> None:
+    rows = [{"id": str(i), "findings": f, "impression": "x"} for i, f in
+            enumerate(["The heart is normal in size.", "Mild cardiomegaly.", "No pneumothorax."])]  # fmt: skip
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out.jsonl"
+    args = ["generate", "--model", str(model), "--input", str(tmp_path / "in.jsonl"), "--output", str(out),
+            "--max-new-tokens", "8"]  # fmt: skip
+    first = radllama(*args)
+    assert first.returncode == 0, first.stderr
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    expected = generate_impressions(str(model), None, [r["findings"] for r in rows], max_new_tokens=8)
+    assert {r["id"]: r["prediction"] for r in lines} == {str(i): e for i, e in enumerate(expected)}
+    # A crash mid-write leaves a truncated last line: the rerun redoes that case only.
+    out.write_text(out.read_text()[:-10])
+    again = radllama(*args)
+    assert again.returncode == 0 and "1 new prediction" in again.stdout
+    assert sorted(json.loads(line)["id"] for line in out.read_text().splitlines()) == ["0", "1", "2"]

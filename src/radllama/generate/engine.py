@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,7 @@ class GenerationSettings:
     stop: Sequence[str] = ()
     seed: int | None = None
     fast_greedy: bool = True  # greedy via _greedy_decode where the model allows it (same tokens, faster)
+    share_prefix: bool = True  # fast path: prompts' common first tokens computed once per batch
 
 
 @dataclass
@@ -45,6 +47,10 @@ class Completion:
 def _cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
     cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=-1)
     return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+# Shorter common prompt beginnings are not worth a separate forward pass.
+MIN_SHARED_PREFIX = 8
 
 
 @functools.cache
@@ -81,6 +87,13 @@ def _growing_layer() -> type:
                 self._kbuf, self._vbuf = self._kbuf[indices], self._vbuf[indices]
                 self.keys, self.values = self._kbuf[:, :, :n], self._vbuf[:, :, :n]
 
+        def batch_repeat_interleave(self, repeats: int) -> None:
+            if self.is_initialized:
+                n = self.get_seq_length()
+                self._kbuf = self._kbuf.repeat_interleave(repeats, dim=0)
+                self._vbuf = self._vbuf.repeat_interleave(repeats, dim=0)
+                self.keys, self.values = self._kbuf[:, :, :n], self._vbuf[:, :, :n]
+
     return GrowingLayer
 
 
@@ -114,21 +127,68 @@ def _fast_greedy_cache(model: Any) -> tuple[Any, str] | None:
     return cache, kw
 
 
+def _prefill(
+    model: Any, cache: Any, cache_kw: str, enc: dict[str, torch.Tensor], pad_id: int, share_prefix: bool
+) -> tuple[Any, torch.Tensor, torch.Tensor]:
+    """Run the prompts into ``cache``; (output, attention mask, position ids) of the prefill.
+
+    Prompts built from one template share their first tokens (instruction, headings). Those
+    are computed once, for one row, and copied to every row; the rest of each prompt follows,
+    left-padded: cache layout ``[shared | padding | own tokens]``, positions counted over the
+    real tokens only, exactly as for a left-padded prompt. Saves the shared share of prefill.
+    """
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    kwargs: dict[str, Any] = {cache_kw: cache, "use_cache": True}
+    if "logits_to_keep" in inspect.signature(model.forward).parameters:
+        kwargs["logits_to_keep"] = 1
+    rows = [r[m.bool()].tolist() for r, m in zip(ids, mask, strict=True)]
+    shared = len(os.path.commonprefix(rows)) if share_prefix and len(rows) > 1 else 0
+    shared = min(shared, min(len(r) for r in rows) - 1)  # every row keeps a token of its own
+    if shared < MIN_SHARED_PREFIX:
+        positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
+        return model(input_ids=ids, attention_mask=mask, position_ids=positions, **kwargs), mask, positions
+    head = ids.new_tensor([rows[0][:shared]])
+    model(
+        input_ids=head,
+        attention_mask=torch.ones_like(head),
+        position_ids=torch.arange(shared, device=ids.device)[None],
+        **kwargs,
+    )
+    cache.batch_repeat_interleave(len(rows))
+    width = max(len(r) - shared for r in rows)
+    tail = ids.new_full((len(rows), width), pad_id)
+    tail_mask = torch.zeros_like(tail)
+    for i, r in enumerate(rows):
+        own = r[shared:]
+        tail[i, width - len(own) :] = ids.new_tensor(own)
+        tail_mask[i, width - len(own) :] = 1
+    mask = torch.cat([tail_mask.new_ones(len(rows), shared), tail_mask], dim=1)
+    positions = (shared + tail_mask.cumsum(-1) - 1).masked_fill(tail_mask == 0, 0)
+    cache_position = torch.arange(shared, shared + width, device=ids.device)
+    out = model(input_ids=tail, attention_mask=mask, position_ids=positions, cache_position=cache_position, **kwargs)
+    return out, mask, positions
+
+
 def _greedy_decode(
-    model: Any, cache: Any, cache_kw: str, enc: dict[str, torch.Tensor], max_new_tokens: int, eos_id: int | None
+    model: Any,
+    cache: Any,
+    cache_kw: str,
+    enc: dict[str, torch.Tensor],
+    max_new_tokens: int,
+    eos_id: int | None,
+    pad_id: int,
+    share_prefix: bool = True,
 ) -> list[list[int]]:
     """Greedy tokens per row, EOS included where reached; finished rows leave the batch.
 
-    Inputs are built as ``generate`` builds them (positions from the left-padded mask,
-    logits of the last position only), so each row gets the tokens ``generate`` gives it.
+    Inputs are built as ``generate`` builds them (positions from the real tokens, logits of
+    the last position only), so each row gets the tokens ``generate`` gives it, up to
+    floating-point rounding (see bench/bench_generate.py for how often that flips a token).
     """
-    ids, mask = enc["input_ids"], enc["attention_mask"]
-    n_rows, width = ids.shape
-    positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
-    extra = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
-    out = model(
-        input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **{cache_kw: cache}, **extra
-    )
+    n_rows = enc["input_ids"].shape[0]
+    out, mask, positions = _prefill(model, cache, cache_kw, enc, pad_id, share_prefix)
+    width = mask.shape[1]
+    ids = enc["input_ids"]
     token = out.logits[:, -1].argmax(-1)
     rows = list(range(n_rows))  # batch row -> prompt index
     produced: list[list[int]] = [[] for _ in range(n_rows)]
@@ -172,7 +232,10 @@ def generate_batch(
     sample = settings.temperature > 0
     fast = None if sample or not settings.fast_greedy or settings.max_new_tokens < 1 else _fast_greedy_cache(model)
     if fast is not None:
-        new = _greedy_decode(model, *fast, enc, settings.max_new_tokens, tokenizer.eos_token_id)
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        new = _greedy_decode(
+            model, *fast, enc, settings.max_new_tokens, tokenizer.eos_token_id, pad_id, settings.share_prefix
+        )
     else:
         out = model.generate(
             **enc,

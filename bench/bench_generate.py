@@ -8,7 +8,7 @@ In one run, on the same prompts (the model's own prompt style, retrieval include
 * **naive**: ``model.generate`` called once per case (no batching, no padding);
 * **engine**: ``generate_many`` (length-sorted batches, fast greedy path), the default;
 * variants, each on the whole split unless stated: batch size sweep; the engine without its
-  fast greedy path (``model.generate`` per batch: finished rows keep decoding as padding);
+  shared-prefix prefill; the engine without its fast greedy path (``model.generate`` per batch: finished rows keep decoding as padding);
   ``model.generate`` with a static KV cache; unsorted batches; 1 torch thread; dynamic int8
   ``Linear`` layers (``torch.ao.quantization.quantize_dynamic``); bf16 (on a subset: slow on
   CPUs without bf16 units); optionally ``torch.compile``.
@@ -198,6 +198,17 @@ def main() -> None:
     runs: list[Run] = [naive, engine]
     for b in [int(x) for x in args.sweep.split(",") if x]:
         runs.append(engine_run(f"engine, batch {b}", model, tok, prompts, settings, b))
+    whole = GenerationSettings(max_new_tokens=args.max_new_tokens, share_prefix=False)
+    runs.append(
+        engine_run(
+            f"engine without shared-prefix prefill, batch {args.batch_size}",
+            model,
+            tok,
+            prompts,
+            whole,
+            args.batch_size,
+        )
+    )
     slow = GenerationSettings(max_new_tokens=args.max_new_tokens, fast_greedy=False)
     runs.append(
         engine_run(

@@ -7,8 +7,8 @@
 * ``radllama serve`` on radllama-mini (base + LoRA from ``--run``) after ``--requests``
   ``/v1/impressions`` requests from 8 client threads (``VmHWM`` from ``/proc/PID/status``);
 * ``radllama compare --config`` (three baselines + radllama-mini LoRA, ``--limit 50``);
-* the floor they all stand on: a Python process that only imports ``radllama.cli``
-  (torch, transformers and the rest).
+* the floor they all stand on: a Python process that only imports torch, transformers and
+  ``radllama.cli``.
 
 Prints a markdown table and puts it into BENCHMARKS.md.
 """

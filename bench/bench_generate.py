@@ -8,10 +8,11 @@ In one run, on the same prompts (the model's own prompt style, retrieval include
 * **naive**: ``model.generate`` called once per case (no batching, no padding);
 * **engine**: ``generate_many`` (length-sorted batches, fast greedy path), the default;
 * variants, each on the whole split unless stated: batch size sweep; the engine without its
-  shared-prefix prefill; the engine without its fast greedy path (``model.generate`` per batch: finished rows keep decoding as padding);
-  ``model.generate`` with a static KV cache; unsorted batches; 1 torch thread; dynamic int8
-  ``Linear`` layers (``torch.ao.quantization.quantize_dynamic``); bf16 (on a subset: slow on
-  CPUs without bf16 units); optionally ``torch.compile``.
+  shared-prefix prefill; the engine without its fast greedy path (``model.generate`` per
+  batch: finished rows keep decoding as padding); ``model.generate`` with a static KV cache;
+  unsorted batches; 1 torch thread; dynamic int8 ``Linear`` layers
+  (``torch.ao.quantization.quantize_dynamic``); bf16 (on a subset: slow on CPUs without
+  bf16 units); optionally ``torch.compile``.
 
 Per-case latency: the wall time of the call that produced the case (its ``generate`` call in
 the naive loop, its batch in the engine). Greedy texts of every variant are compared with the

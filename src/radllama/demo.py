@@ -16,7 +16,7 @@ import typer
 import yaml
 
 from radllama.io import atomic_write_text, ensure_writable_dir, read_jsonl
-from radllama.progress import console
+from radllama.progress import console, results
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 BASELINES = ("most-frequent", "last-sentence", "tfidf-retrieval")
@@ -126,7 +126,7 @@ def run_demo(out: Path, source: str | None = None, quick: bool = False, seed: in
     from radllama.evaluate.report import rich_table
 
     for subset in ("all", "unseen"):
-        console.print(rich_table(result["metrics"], subset))
+        results.print(rich_table(result["metrics"], subset))
     reported = Path(result["paths"]["paper_table"]).read_text(encoding="utf-8").split("#### Reported", 1)[-1]
     console.print("[bold]Reported" + reported.split("\n\n", 1)[0] + "[/] (see report.md)", highlight=False)
     console.print(

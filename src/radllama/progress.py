@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -12,7 +15,12 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-console = Console(stderr=True)
+# Messages and progress go to stderr. Piped into a log, rich would assume 80 columns and cut
+# tables and one-line errors; a wide, soft-wrapping console keeps them whole.
+_WIDE = None if sys.stderr.isatty() or "COLUMNS" in os.environ else 160
+console = Console(stderr=True, soft_wrap=True, width=_WIDE)
+# Results (tables a command exists to print) go to stdout, so they can be piped on their own.
+results = Console(soft_wrap=True, width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160)
 
 
 def progress_bar(transient: bool = False) -> Progress:

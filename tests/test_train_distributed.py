@@ -59,9 +59,10 @@ def test_two_process_ddp_matches_single_process(tmp_path) -> None:
         torch.set_num_threads(threads)
 
     assert sorted(p.name for p in ddp.iterdir()) == sorted(p.name for p in single.iterdir())
-    assert json.loads((ddp / "adapter_config.json").read_text()) == json.loads(
-        (single / "adapter_config.json").read_text()
-    )
+    configs = [json.loads((d / "adapter_config.json").read_text()) for d in (ddp, single)]
+    for cfg in configs:  # peft keeps target_modules as a set: its order varies between processes
+        cfg["target_modules"] = sorted(cfg["target_modules"])
+    assert configs[0] == configs[1]
     losses = [
         [json.loads(line)["loss"] for line in (d / "train_log.jsonl").read_text().splitlines()] for d in (ddp, single)
     ]

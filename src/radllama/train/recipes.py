@@ -75,6 +75,27 @@ def _finish(cfg: TrainConfig, out: Path, result: loop.LoopResult, extra: dict, m
     return summary
 
 
+def _train(
+    cfg: TrainConfig, model: Any, examples: list, optim: Any, tokenizer: Any, save: Any, accelerator: Any, resume: bool
+) -> loop.LoopResult:
+    """The shared loop with this config's seed, output folder, checkpointing and logging."""
+    return loop.train(
+        model,
+        examples,
+        optim,
+        pad_id=tokenizer.pad_token_id,
+        seed=cfg.seed,
+        output_dir=Path(cfg.output_dir),
+        save_weights=save,
+        config_yaml=dump_config(cfg),
+        accelerator=accelerator,
+        checkpoint_every=cfg.checkpoint.every_steps,
+        keep_last=cfg.checkpoint.keep_last,
+        resume=resume,
+        log_every=cfg.log_every,
+    )
+
+
 def pretraining_blocks(tokenizer: Any, records: list[dict], texts: list[str], cfg: TrainConfig):
     """Packed blocks for pretraining, and the optimiser args to run over them.
 
@@ -121,21 +142,7 @@ def pretrain_mini(cfg: TrainConfig, resume: bool = False) -> dict:
         style.save(folder)
 
     accelerator = _accelerator()
-    result = loop.train(
-        model,
-        blocks,
-        optim,
-        pad_id=tokenizer.pad_token_id,
-        seed=cfg.seed,
-        output_dir=out,
-        save_weights=save,
-        config_yaml=dump_config(cfg),
-        accelerator=accelerator,
-        checkpoint_every=cfg.checkpoint.every_steps,
-        keep_last=cfg.checkpoint.keep_last,
-        resume=resume,
-        log_every=cfg.log_every,
-    )
+    result = _train(cfg, model, blocks, optim, tokenizer, save, accelerator, resume)
     return _finish(cfg, out, result, {"parameters": n_params, "blocks": len(blocks)}, accelerator.is_main_process)
 
 
@@ -182,21 +189,7 @@ def lora_sft(cfg: TrainConfig, resume: bool = False) -> dict:
                 ({"id": r["id"], "findings": r["findings"], "impression": r["impression"]} for r in records),
             )
 
-    result = loop.train(
-        model,
-        examples,
-        cfg.optim,
-        pad_id=tokenizer.pad_token_id,
-        seed=cfg.seed,
-        output_dir=out,
-        save_weights=save,
-        config_yaml=dump_config(cfg),
-        accelerator=accelerator,
-        checkpoint_every=cfg.checkpoint.every_steps,
-        keep_last=cfg.checkpoint.keep_last,
-        resume=resume,
-        log_every=cfg.log_every,
-    )
+    result = _train(cfg, model, examples, cfg.optim, tokenizer, save, accelerator, resume)
     return _finish(
         cfg,
         out,

@@ -51,9 +51,7 @@ def test_predict_before_fit_is_an_error() -> None:
 
 def test_last_sentence() -> None:
     model = make_baseline("last-sentence").fit(TRAIN)
-    got = model.predict(
-        ["Heart size normal.  Nodule measures 2.5 cm. No effusion.", "One sentence", "", "A. B? C!"]
-    )
+    got = model.predict(["Heart size normal.  Nodule measures 2.5 cm. No effusion.", "One sentence", "", "A. B? C!"])
     assert got == ["No effusion.", "One sentence", "", "C!"]
 
 

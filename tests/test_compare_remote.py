@@ -80,9 +80,7 @@ class FakeOpenAI:
                 "object": "chat.completion",
                 "created": 0,
                 "model": body["model"],
-                "choices": [
-                    {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-                ],
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
                 "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
             }
 
@@ -226,8 +224,6 @@ def test_config_errors_are_clear(tmp_path: Path) -> None:
     bad.write_text("systems: []\nsplit: {test: x}\n")
     result = CliRunner().invoke(app, ["compare", "--config", str(bad)])
     assert isinstance(result.exception, RadLlamaError) and "non-empty list" in str(result.exception)
-    bad.write_text(
-        "split: {test: x}\nsystems:\n  - {name: gpt, kind: openai, model: m, api_key: sk-secret}\n"
-    )
+    bad.write_text("split: {test: x}\nsystems:\n  - {name: gpt, kind: openai, model: m, api_key: sk-secret}\n")
     result = CliRunner().invoke(app, ["compare", "--config", str(bad)])
     assert isinstance(result.exception, RadLlamaError) and "api_key_env" in str(result.exception)

@@ -142,15 +142,11 @@ def test_cli_same_seed_gives_identical_files(tmp_path: Path) -> None:
     tgz = str(report_collection(tmp_path))
     sizes = ["--test-size", "8", "--validation-size", "4"]
     for name, seed in (("a", "0"), ("b", "0"), ("c", "5")):
-        proc = run_cli(
-            "data", "openi", "--out", str(tmp_path / name), "--source", tgz, "--seed", seed, *sizes
-        )
+        proc = run_cli("data", "openi", "--out", str(tmp_path / name), "--source", tgz, "--seed", seed, *sizes)
         assert proc.returncode == 0, proc.stderr
     assert "test findings seen in train" in proc.stderr
     for split in SPLIT_NAMES:
-        assert (tmp_path / "a" / f"{split}.jsonl").read_bytes() == (
-            tmp_path / "b" / f"{split}.jsonl"
-        ).read_bytes()
+        assert (tmp_path / "a" / f"{split}.jsonl").read_bytes() == (tmp_path / "b" / f"{split}.jsonl").read_bytes()
     assert (tmp_path / "a" / "test.jsonl").read_bytes() != (tmp_path / "c" / "test.jsonl").read_bytes()
 
 

@@ -59,9 +59,7 @@ def test_same_seed_same_split_other_seed_differs(tmp_path: Path) -> None:
 
 def test_jsonl_without_ids_uses_row_numbers(tmp_path: Path) -> None:
     src = tmp_path / "reports.jsonl"
-    src.write_text(
-        "".join(json.dumps({"f": f"Finding {i}.", "i": f"Impression {i}."}) + "\n" for i in range(20))
-    )
+    src.write_text("".join(json.dumps({"f": f"Finding {i}.", "i": f"Impression {i}."}) + "\n" for i in range(20)))
     manifest = build_table_splits(src, tmp_path / "out", "f", "i", test_frac=0.2, validation_frac=0.1)
     assert manifest["counts"] == {"train": 14, "validation": 2, "test": 4}
     assert read(tmp_path / "out", "test")[0]["id"].startswith("row-")

@@ -54,9 +54,7 @@ def test_scores_match_rouge_and_subsets() -> None:
     assert copy["all"]["rougeL"]["mean"] == 1.0
     assert copy["all"]["clinical_micro_f1"]["mean"] == 1.0
     assert copy["all"]["length_ratio"]["mean"] == 1.0
-    expected = (
-        sum(rouge_pair("No acute cardiopulmonary disease.", r["impression"])["rouge1"] for r in SPLIT) / 4
-    )
+    expected = sum(rouge_pair("No acute cardiopulmonary disease.", r["impression"])["rouge1"] for r in SPLIT) / 4
     assert m["systems"]["const"]["all"]["rouge1"]["mean"] == pytest.approx(expected)
     low, high = m["systems"]["const"]["all"]["rouge1"]["ci95"]
     assert low <= expected <= high
@@ -104,10 +102,7 @@ def test_eval_cli_writes_metrics_and_reports(tmp_path: Path) -> None:
     split = _write(tmp_path / "test.jsonl", SPLIT)
     a = _write(
         tmp_path / "copy.jsonl",
-        [
-            {k: v for k, v in _pred(r["id"], "copy", r["impression"]).items() if k != "reference"}
-            for r in SPLIT
-        ],
+        [{k: v for k, v in _pred(r["id"], "copy", r["impression"]).items() if k != "reference"} for r in SPLIT],
     )
     b = _write(tmp_path / "const.jsonl", [_pred(r["id"], "const", "Normal chest.") for r in SPLIT[:3]])
     out = tmp_path / "eval"

@@ -74,10 +74,7 @@ def test_missing_case_or_candidate_is_404(study: Path) -> None:
     with live_server(study) as base, httpx.Client(base_url=f"{base}/api/r/{token}") as c:
         assert c.get("/cases/99").status_code == 404
         ok = {"criterion": "coherence", "score": 3}
-        assert (
-            c.post("/cases/99/ratings", json={"candidate_id": rows[0]["candidate_id"], **ok}).status_code
-            == 404
-        )
+        assert c.post("/cases/99/ratings", json={"candidate_id": rows[0]["candidate_id"], **ok}).status_code == 404
         assert c.post("/cases/1/ratings", json={"candidate_id": "c-nope", **ok}).status_code == 404
         assert c.post("/cases/1/ratings", json={"candidate_id": case2, **ok}).status_code == 404  # wrong case
         assert c.post("/cases/1/comments", json={"candidate_id": "c-nope", "comment": "x"}).status_code == 404
@@ -92,14 +89,8 @@ def test_double_submission_is_idempotent_and_last_score_wins(study: Path) -> Non
     url_path = f"/api/r/{token}/cases/1/ratings"
     with live_server(study) as base, httpx.Client(base_url=base) as c:
         for _ in range(3):
-            assert (
-                c.post(url_path, json={"candidate_id": cid, "criterion": "relevance", "score": 2}).status_code
-                == 200
-            )
-        assert (
-            c.post(url_path, json={"candidate_id": cid, "criterion": "relevance", "score": 5}).status_code
-            == 200
-        )
+            assert c.post(url_path, json={"candidate_id": cid, "criterion": "relevance", "score": 2}).status_code == 200
+        assert c.post(url_path, json={"candidate_id": cid, "criterion": "relevance", "score": 5}).status_code == 200
         mine = c.get(f"/api/r/{token}/cases/1").json()
     assert count_ratings(study) == 1
     assert next(x for x in mine["candidates"] if x["candidate_id"] == cid)["scores"] == {"relevance": 5}
@@ -137,9 +128,7 @@ def test_raters_see_only_their_own_scores_and_resume_point(study: Path) -> None:
             for crit in store.CRITERIA:
                 body = {"candidate_id": r["candidate_id"], "criterion": crit, "score": 4}
                 assert c.post(f"/api/r/{ann}/cases/1/ratings", json=body).status_code == 200
-        c.post(
-            f"/api/r/{ann}/cases/1/comments", json={"candidate_id": rows[0]["candidate_id"], "comment": "ok"}
-        )
+        c.post(f"/api/r/{ann}/cases/1/comments", json={"candidate_id": rows[0]["candidate_id"], "comment": "ok"})
         ann_state = c.get(f"/api/r/{ann}/state").json()
         bob_state = c.get(f"/api/r/{bob}/state").json()
         bob_case = c.get(f"/api/r/{bob}/cases/1").json()
@@ -208,9 +197,7 @@ def test_real_cli_server_logs_no_report_text_or_tokens(study: Path) -> None:
             c.get(f"/r/{token}")
             c.get(f"/api/r/{token}/cases/1")
             cid = rows[0]["candidate_id"]
-            c.post(
-                f"/api/r/{token}/cases/1/ratings", json={"candidate_id": cid, "criterion": "x", "score": 9}
-            )
+            c.post(f"/api/r/{token}/cases/1/ratings", json={"candidate_id": cid, "criterion": "x", "score": 9})
             c.post(f"/api/r/{token}/cases/1/comments", json={"candidate_id": cid, "comment": "secret remark"})
             c.get("/api/r/wrong/state")
     finally:

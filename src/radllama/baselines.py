@@ -91,9 +91,7 @@ class TfidfRetrievalImpression:
         return [hits[0]["impression"] for hits in self.retriever.query(findings, k=1)]
 
 
-BASELINES: dict[str, type] = {
-    cls.name: cls for cls in (MostFrequentImpression, LastSentence, TfidfRetrievalImpression)
-}
+BASELINES: dict[str, type] = {cls.name: cls for cls in (MostFrequentImpression, LastSentence, TfidfRetrievalImpression)}
 
 
 def make_baseline(name: str) -> Baseline:

@@ -19,9 +19,7 @@ from radllama.errors import RadLlamaError
 from radllama.io import atomic_write_text
 
 INSTRUCTION = "Derive the impression from findings in the radiology report"
-DEFAULT_SYSTEM = (
-    "You are a radiology assistant. Answer with a concise impression, as a radiologist writes it."
-)
+DEFAULT_SYSTEM = "You are a radiology assistant. Answer with a concise impression, as a radiologist writes it."
 PROMPT_STYLE_FILE = "prompt_style.yaml"
 
 # The Llama-2 chat template (as Meta ships it), used by radllama-mini's tokenizer:

@@ -25,17 +25,13 @@ def openi_command(
     from radllama.data.openi import build_openi_splits
     from radllama.data.splits import print_summary
 
-    manifest = build_openi_splits(
-        out, source=source, seed=seed, test_size=test_size, validation_size=validation_size
-    )
+    manifest = build_openi_splits(out, source=source, seed=seed, test_size=test_size, validation_size=validation_size)
     print_summary(manifest, out)
 
 
 @app.command("mimic-cxr")
 def mimic_cxr_command(
-    reports: Path = typer.Option(
-        ..., "--reports", help="Folder with files/pXX/... or mimic-cxr-reports.zip."
-    ),
+    reports: Path = typer.Option(..., "--reports", help="Folder with files/pXX/... or mimic-cxr-reports.zip."),
     split_csv: Path = typer.Option(..., "--split-csv", help="mimic-cxr-2.0.0-split.csv or .csv.gz."),
     out: Path = typer.Option(..., "--out", help="Folder for the split files and manifest.json."),
 ) -> None:
@@ -58,9 +54,7 @@ def table_command(
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the group shuffle."),
     test_frac: float = typer.Option(0.15, "--test-frac", help="Fraction of reports for test."),
-    validation_frac: float = typer.Option(
-        0.1, "--validation-frac", help="Fraction of reports for validation."
-    ),
+    validation_frac: float = typer.Option(0.1, "--validation-frac", help="Fraction of reports for validation."),
 ) -> None:
     """A CSV/JSONL table of reports → group-disjoint train/validation/test splits."""
     from radllama.data.splits import print_summary

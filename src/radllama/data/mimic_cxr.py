@@ -51,9 +51,7 @@ def read_split_csv(path: Path) -> dict[str, str]:
                     raise RadLlamaError(f"{path}:{lineno}: unknown split {row['split']!r}")
                 study = "s" + (row["study_id"] or "").strip().lstrip("s")
                 if studies.setdefault(study, split) != split:
-                    raise RadLlamaError(
-                        f"{path}:{lineno}: study {study} is in both {studies[study]} and {split}"
-                    )
+                    raise RadLlamaError(f"{path}:{lineno}: study {study} is in both {studies[study]} and {split}")
     except (UnicodeDecodeError, OSError, EOFError, csv.Error) as exc:
         raise RadLlamaError(f"{path}: cannot read split CSV ({exc})") from exc
     return studies

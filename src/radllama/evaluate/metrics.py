@@ -154,9 +154,7 @@ def _mean_ci(values: np.ndarray, resamples: int, seed: int) -> dict[str, Any]:
     return {"mean": float(values.mean()), "ci95": [low, high]}
 
 
-def _subset_metrics(
-    cases: list[dict], pred: np.ndarray, ref: np.ndarray, resamples: int, seed: int
-) -> dict[str, Any]:
+def _subset_metrics(cases: list[dict], pred: np.ndarray, ref: np.ndarray, resamples: int, seed: int) -> dict[str, Any]:
     n = len(cases)
     out: dict[str, Any] = {"n": n}
     for name in ROUGE_TYPES:
@@ -221,9 +219,7 @@ def metrics_from_cases(
     """The metrics document (the ``metrics.json`` schema) from scored systems."""
     names = [s.name for s in systems]
     if reference_system is not None and reference_system not in names:
-        raise RadLlamaError(
-            f"reference system {reference_system!r} is not among the systems: {', '.join(names)}"
-        )
+        raise RadLlamaError(f"reference system {reference_system!r} is not among the systems: {', '.join(names)}")
     doc: dict[str, Any] = {
         "scorer": SCORER_NAME,
         "clinical_labeller": CLINICAL_LABELLER,

@@ -16,9 +16,7 @@ Baichuan-7B scores lowest, but give no numbers for them, so none are recorded.
 
 from __future__ import annotations
 
-PAPER = (
-    "Liu et al. 2023, Radiology-Llama2: Best-in-Class Large Language Model for Radiology (arXiv:2309.06419)"
-)
+PAPER = "Liu et al. 2023, Radiology-Llama2: Best-in-Class Large Language Model for Radiology (arXiv:2309.06419)"
 
 # Every model compared in the paper's Tables 1 (MIMIC-CXR) and 2 (OpenI).
 PAPER_MODELS: tuple[str, ...] = (

@@ -14,12 +14,8 @@ app = typer.Typer(no_args_is_help=True, help="Blinded expert review of generated
 
 @app.command("create")
 def create_command(
-    predictions: list[Path] = typer.Option(
-        ..., "--predictions", help="Prediction JSONL files, one system each."
-    ),
-    more: list[Path] | None = typer.Argument(
-        None, hidden=True, metavar="MORE.jsonl", help="More --predictions files."
-    ),
+    predictions: list[Path] = typer.Option(..., "--predictions", help="Prediction JSONL files, one system each."),
+    more: list[Path] | None = typer.Argument(None, hidden=True, metavar="MORE.jsonl", help="More --predictions files."),
     cases: int = typer.Option(10, "--cases", help="Number of cases to sample (the paper used 10)."),
     seed: int = typer.Option(0, "--seed", help="Seed for sampling and candidate order."),
     stratify: str | None = typer.Option(None, "--stratify", help="'unseen': half seen, half unseen."),
@@ -37,9 +33,7 @@ def create_command(
     if stratify not in (None, "unseen"):
         raise RadLlamaError(f"--stratify accepts only 'unseen', not {stratify!r}")
     # `--predictions A.jsonl B.jsonl`: click gives an option one value, so B arrives as an argument.
-    info = create_study(
-        [*predictions, *(more or [])], out, cases, seed, stratify == "unseen", include_reference, force
-    )
+    info = create_study([*predictions, *(more or [])], out, cases, seed, stratify == "unseen", include_reference, force)
     for w in info["warnings"]:
         console.print(f"[yellow]warning:[/] {w}", highlight=False)
     extra = " + reference" if include_reference else ""
@@ -112,15 +106,11 @@ def export_command(
 @app.command("report")
 def report_command(
     study: Path = typer.Argument(..., help="Study file."),
-    out: Path = typer.Option(
-        ..., "--out", help="Folder for report.md, summary.json, scores.png, ratings.csv."
-    ),
+    out: Path = typer.Option(..., "--out", help="Folder for report.md, summary.json, scores.png, ratings.csv."),
     predictions: list[Path] | None = typer.Option(
         None, "--predictions", help="Prediction files to take ROUGE-L texts from (default: the study's)."
     ),
-    more: list[Path] | None = typer.Argument(
-        None, hidden=True, metavar="MORE.jsonl", help="More --predictions files."
-    ),
+    more: list[Path] | None = typer.Argument(None, hidden=True, metavar="MORE.jsonl", help="More --predictions files."),
 ) -> None:
     """Unblind: scores per system and criterion, agreement (α, κ), ROUGE-L correlation, chart."""
     from radllama.progress import console

@@ -94,9 +94,7 @@ def sample_cases(
             take_seen = min(n - take_unseen, len(seen))
             take_unseen = min(n - take_seen, len(unseen))
             if take_unseen + take_seen < n:
-                raise RadLlamaError(
-                    f"--cases {n} but only {len(unseen) + len(seen)} common cases carry seen_findings"
-                )
+                raise RadLlamaError(f"--cases {n} but only {len(unseen) + len(seen)} common cases carry seen_findings")
             if take_unseen != want_unseen:
                 warnings.append(f"only {take_unseen} unseen cases used (wanted {want_unseen})")
             chosen = rng.sample(unseen, take_unseen) + rng.sample(seen, take_seen)
@@ -122,9 +120,7 @@ def create_study(
     if dupes:
         raise RadLlamaError(f"system {dupes[0]!r} appears in more than one predictions file")
     if include_reference and store.REFERENCE_SYSTEM in names:
-        raise RadLlamaError(
-            f"a system is named {store.REFERENCE_SYSTEM!r}: the name is kept for the reference"
-        )
+        raise RadLlamaError(f"a system is named {store.REFERENCE_SYSTEM!r}: the name is kept for the reference")
     rng = random.Random(seed)
     chosen, warnings = sample_cases(preds, n_cases, rng, stratify_unseen)
 

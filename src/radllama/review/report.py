@@ -76,9 +76,7 @@ def rouge_by_candidate(conn: sqlite3.Connection, predictions: list[Path] | None 
             rec = files.get(r["system"], None)
             rec = rec.records.get(r["case_id"]) if rec else None
             if rec is None:
-                raise RadLlamaError(
-                    f"--predictions: no ok record for system {r['system']!r}, case {r['case_id']}"
-                )
+                raise RadLlamaError(f"--predictions: no ok record for system {r['system']!r}, case {r['case_id']}")
             prediction, reference = str(rec["prediction"]), str(rec["reference"])
         out[r["candidate_id"]] = scorer.score(reference, prediction)["rougeL"].fmeasure
     return out

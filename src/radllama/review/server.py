@@ -124,8 +124,7 @@ def create_app(study_path: Path) -> FastAPI:
             "rater": who["name"],
             "finished": who["finished"] is not None,
             "criteria": [
-                {"key": k, "label": store.CRITERION_LABELS[k], "help": store.CRITERION_HELP[k]}
-                for k in store.CRITERIA
+                {"key": k, "label": store.CRITERION_LABELS[k], "help": store.CRITERION_HELP[k]} for k in store.CRITERIA
             ],
             "progress": progress(conn, who["rater_id"]),
         }

@@ -57,9 +57,7 @@ def system_scores(ratings: list[Rating], n_cases: int) -> dict[str, dict[str, di
     return dict(out)
 
 
-def reliability_matrix(
-    ratings: list[Rating], criteria: tuple[str, ...] = CRITERIA
-) -> tuple[list[str], np.ndarray]:
+def reliability_matrix(ratings: list[Rating], criteria: tuple[str, ...] = CRITERIA) -> tuple[list[str], np.ndarray]:
     """Raters × units matrix (unit = candidate × criterion), NaN where a rater gave no score."""
     raters = sorted({r.rater for r in ratings})
     units = sorted({(r.candidate, r.criterion) for r in ratings if r.criterion in criteria})
@@ -85,9 +83,7 @@ def krippendorff_alpha(matrix: np.ndarray) -> float | None:
         return None
     with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
-        value = krippendorff.alpha(
-            reliability_data=matrix, value_domain=SCALE, level_of_measurement="ordinal"
-        )
+        value = krippendorff.alpha(reliability_data=matrix, value_domain=SCALE, level_of_measurement="ordinal")
     return _finite(float(value))
 
 

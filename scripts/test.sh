@@ -11,5 +11,6 @@ if ! command -v chromium >/dev/null 2>&1; then  # headless browser for the page 
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
 fi
-.venv/bin/ruff check src tests bench && .venv/bin/ruff format --check -q src tests bench
+.venv/bin/ruff check src tests bench
+.venv/bin/ruff format --check -q src tests bench
 exec .venv/bin/python -m pytest "$@"

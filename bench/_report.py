@@ -44,3 +44,12 @@ def append_section(title: str, markdown: str, path: Path = BENCHMARKS) -> None:
     else:
         text = text.rstrip() + "\n\n" + section
     atomic_write_text(path, text)
+
+
+def publish(title: str, note: str, table: str, write: bool = True) -> None:
+    """Print a benchmark's note and table; unless told not to, put them (with provenance) into BENCHMARKS.md."""
+    print(note)
+    print(table)
+    if write:
+        append_section(title, f"{provenance()}\n\n{note}\n\n{table}")
+        print("written to BENCHMARKS.md")

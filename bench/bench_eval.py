@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import append_section, provenance  # noqa: E402
+from _report import publish  # noqa: E402
 
 from radllama.errors import RadLlamaError  # noqa: E402
 from radllama.evaluate.clinical import OBSERVATIONS, PRESENT, label_report, present_matrix  # noqa: E402
@@ -114,13 +114,10 @@ def main() -> None:
         f"{n_naive:,} pairs: ROUGE {'yes' if same_rouge else 'NO'}, clinical labels {'yes' if same_labels else 'NO'}. "
         "One process (the scorer is pure Python; no worker pool was needed for the target)."
     )
-    print(note)
-    print(table)
-    if not (same_rouge and same_labels):
+    identical = same_rouge and same_labels
+    publish(TITLE, note, table, write=identical and not args.no_write)  # never record a wrong result
+    if not identical:
         raise SystemExit("results differ from the naive loop")
-    if not args.no_write:
-        append_section(TITLE, f"{provenance()}\n\n{note}\n\n{table}")
-        print("written to BENCHMARKS.md")
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import append_section, provenance  # noqa: E402
+from _report import publish  # noqa: E402
 
 from radllama.evaluate.rouge import rouge_many  # noqa: E402
 from radllama.generate.engine import GenerationSettings, generate_batch, generate_many  # noqa: E402
@@ -327,11 +327,7 @@ def main() -> None:
             f"(median {statistics.median(diagnoses):.2e}) over "
             f"{len(diagnoses)} checked cases."
         )
-    print(note)
-    print(table)
-    if not args.no_write:
-        append_section(TITLE, f"{provenance()}\n\n{note}\n\n{table}")
-        print("written to BENCHMARKS.md")
+    publish(TITLE, note, table, write=not args.no_write)
 
 
 if __name__ == "__main__":

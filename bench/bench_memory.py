@@ -30,7 +30,7 @@ import httpx
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import append_section, provenance  # noqa: E402
+from _report import publish  # noqa: E402
 
 from radllama.demo import BASELINES  # noqa: E402
 from radllama.errors import RadLlamaError  # noqa: E402
@@ -175,10 +175,7 @@ def main() -> None:
         "live server). No target was set; the floor row is the naive counterpart: what any process importing the "
         "toolkit costs before it does anything."
     )
-    print(table)
-    if not args.no_write:
-        append_section(TITLE, f"{provenance()}\n\n{note}\n\n{table}")
-        print("written to BENCHMARKS.md")
+    publish(TITLE, note, table, write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import httpx
 import uvicorn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import append_section, provenance  # noqa: E402
+from _report import publish  # noqa: E402
 
 from radllama.generate.engine import GenerationSettings, generate_many  # noqa: E402
 from radllama.generate.impressions import impression_prompts  # noqa: E402
@@ -136,10 +136,7 @@ def main() -> None:
         "batches of ≤ 32 rows. "
         "Target: 32 clients ≥ 70% of offline tokens/s."
     )
-    print(table)
-    if not args.no_write:
-        append_section(TITLE, f"{provenance()}\n\n{note}\n\n{table}")
-        print("written to BENCHMARKS.md")
+    publish(TITLE, note, table, write=not args.no_write)
 
 
 if __name__ == "__main__":

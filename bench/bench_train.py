@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import append_section, provenance  # noqa: E402
+from _report import publish  # noqa: E402
 
 from radllama.train.config import load_config  # noqa: E402
 from radllama.train.recipes import run  # noqa: E402
@@ -122,11 +122,7 @@ def main() -> None:
         "to the FLOPs."
     )
     print(json.dumps({"matmul_gflops": peak / 1e9, "base": base, "lora": lora}, indent=2))
-    print(note)
-    print(table)
-    if not args.no_write:
-        append_section(TITLE, f"{provenance()}\n\n{note}\n\n{table}")
-        print("written to BENCHMARKS.md")
+    publish(TITLE, note, table, write=not args.no_write)
 
 
 if __name__ == "__main__":

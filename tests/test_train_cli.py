@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from radllama.cli import app
 from radllama.models.loading import load_for_inference
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 runner = CliRunner()
 
 FINDINGS = [
@@ -23,15 +23,6 @@ FINDINGS = [
     "Degenerative changes of the spine. Lungs clear.",
 ]
 IMPRESSIONS = ["No acute abnormality.", "Cardiomegaly with effusion.", "Pneumonia.", "No acute disease."]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run several times faster on one thread when other jobs share the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def invoke(args: list[str]) -> str:

@@ -6,24 +6,16 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from radllama.errors import RadLlamaError
 from radllama.train.config import load_config
 from radllama.train.recipes import run
 from radllama.train.tiny import build_tiny_model
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / "configs" / "radiology-llama2-7b.yaml"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run several times faster on one thread when other jobs share the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -21,18 +21,9 @@ from radllama.train.config import load_config
 from radllama.train.recipes import run
 from radllama.train.tiny import build_tiny_model
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 STEPS = 20
 TOLERANCE = 1e-6  # max |difference| of adapter weights; CPU runs are deterministic
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run several times faster on one thread when other jobs share the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -22,10 +22,12 @@ PROMPTS = [t[: 10 + 9 * i] for i, t in enumerate(INVENTED_TEXT)] + ["No", "The h
 SHARED = ["Derive the impression from the findings. Findings: " + p for p in PROMPTS]
 
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
 @pytest.mark.parametrize("prompts", [PROMPTS, SHARED], ids=["distinct", "shared-prefix"])
 @pytest.mark.parametrize("family", ["llama", "gpt_neox", "stablelm"])
 def test_fast_greedy_equals_generate_with_rows_ending_early(tmp_path: Path, family: str, prompts: list[str]) -> None:
-    torch.set_num_threads(1)
     loaded = load_for_inference(build_tiny_model(family, tmp_path / family), device="cpu")
     model, tok = loaded.model, loaded.tokenizer
     with torch.no_grad():  # sharp, position-dependent attention: wrong positions or masks change tokens

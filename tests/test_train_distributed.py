@@ -10,14 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 from safetensors.torch import load_file
 
 from radllama.train.config import load_config
 from radllama.train.recipes import run
 from radllama.train.tiny import build_tiny_model
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 LOSS_TOLERANCE = 1e-5  # relative; only the order of float additions differs between the runs
 WEIGHT_TOLERANCE = 1e-5
 
@@ -50,13 +49,8 @@ def test_two_process_ddp_matches_single_process(tmp_path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     assert (done.stdout + done.stderr).count("trainable parameters") == 2  # both ranks trained
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        single = tmp_path / "single"
-        run(load_config(None, overrides(single)))
-    finally:
-        torch.set_num_threads(threads)
+    single = tmp_path / "single"  # one thread here too, like each rank (OMP_NUM_THREADS=1)
+    run(load_config(None, overrides(single)))
 
     assert sorted(p.name for p in ddp.iterdir()) == sorted(p.name for p in single.iterdir())
     configs = [json.loads((d / "adapter_config.json").read_text()) for d in (ddp, single)]

@@ -44,6 +44,21 @@ class Completion:
     finish_reason: str  # "stop" (EOS or a stop string) | "length"
 
 
+def generate_kwargs(tokenizer: Any, temperature: float, top_p: float) -> dict[str, Any]:
+    """``model.generate`` options shared by every caller: greedy unless temperature > 0,
+    no top-k, the tokenizer's EOS and pad ids, KV cache on."""
+    sample = temperature > 0
+    return {
+        "do_sample": sample,
+        "temperature": temperature if sample else None,
+        "top_p": top_p if sample else None,
+        "top_k": None,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+        "use_cache": True,
+    }
+
+
 def _cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
     cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=-1)
     return (text[:cut], True) if cut >= 0 else (text, False)
@@ -240,13 +255,7 @@ def generate_batch(
         out = model.generate(
             **enc,
             max_new_tokens=settings.max_new_tokens,
-            do_sample=sample,
-            temperature=settings.temperature if sample else None,
-            top_p=settings.top_p if sample else None,
-            top_k=None,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-            use_cache=True,
+            **generate_kwargs(tokenizer, settings.temperature, settings.top_p),
         )
         new = out[:, enc["input_ids"].shape[1] :].tolist()
     results = []

@@ -208,22 +208,17 @@ class TransformersDecoder:
         tracker = BatchTracker(rows, tok, tok.eos_token_id)
         from transformers import StoppingCriteriaList
 
+        from radllama.generate.engine import generate_kwargs
+
         if sampling.seed is not None:
             torch.manual_seed(sampling.seed)
-        sample = not sampling.greedy
         with torch.inference_mode():
             self.model.generate(
                 input_ids=torch.tensor(ids, device=device),
                 attention_mask=torch.tensor(mask, device=device),
                 max_new_tokens=max(r.max_new_tokens for r in rows),
-                do_sample=sample,
-                temperature=sampling.temperature if sample else None,
-                top_p=sampling.top_p if sample else None,
-                top_k=None,
-                eos_token_id=tok.eos_token_id,
-                pad_token_id=tok.pad_token_id,
-                use_cache=True,
                 stopping_criteria=StoppingCriteriaList([tracker]),
+                **generate_kwargs(tok, sampling.temperature, sampling.top_p),
             )
         tracker.finish_all()
 

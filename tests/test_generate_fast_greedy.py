@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from radllama.generate.engine import MIN_SHARED_PREFIX, GenerationSettings, _fast_greedy_cache, generate_batch
+from radllama.generate.engine import MIN_SHARED_PREFIX, GenerationSettings, fast_greedy_cache, generate_batch
 from radllama.models.loading import load_for_inference
 from radllama.train.tiny import INVENTED_TEXT, build_tiny_model
 
@@ -34,7 +34,7 @@ def test_fast_greedy_equals_generate_with_rows_ending_early(tmp_path: Path, fami
         for name, p in model.named_parameters():
             if any(k in name for k in ("q_proj", "k_proj", "query_key_value")):
                 p.mul_(6)
-    assert _fast_greedy_cache(model) is not None  # the fast path is really taken
+    assert fast_greedy_cache(model) is not None  # the fast path is really taken
     ids = [tok(p, add_special_tokens=False).input_ids for p in prompts]
     assert (len(os.path.commonprefix(ids)) >= MIN_SHARED_PREFIX) == (prompts is SHARED)
     slow = GenerationSettings(max_new_tokens=12, fast_greedy=False)

@@ -73,8 +73,10 @@ def tiny_loaded() -> LoadedModel:
 
 
 @contextmanager
-def live_server(settings: ServeSettings | None = None, loaded: LoadedModel | None = None) -> Iterator[str]:
+def live_server(
+    settings: ServeSettings | None = None, loaded: LoadedModel | None = None, continuous: bool = True
+) -> Iterator[str]:
     """The real app under a real uvicorn on a free loopback port; yields its base URL."""
-    service = ModelService(loaded or tiny_loaded(), settings or ServeSettings())
+    service = ModelService(loaded or tiny_loaded(), settings or ServeSettings(), continuous=continuous)
     with live_uvicorn(create_app(service)) as url:
         yield url

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import sklearn
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from radllama.errors import RadLlamaError
@@ -26,6 +27,9 @@ class TfidfRetriever:
         # Word uni+bigrams with sublinear tf: robust for short, templated report text.
         self.vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, lowercase=True)
         self.matrix = self.vectorizer.fit_transform([r["findings"] for r in self.records])
+        # Terms x documents, laid out for one-query products (``matrix.T`` per query costs more
+        # than the product itself: the server retrieves for one findings text per request).
+        self._by_term = self.matrix.T.tocsr()
 
     def query(
         self, findings: Sequence[str], k: int = 1, exclude_ids: Sequence[str | None] | None = None
@@ -39,7 +43,10 @@ class TfidfRetriever:
         """
         if not findings:
             return []
-        sims = (self.vectorizer.transform(list(findings)) @ self.matrix.T).toarray()
+        # The vectorizer is ours and fitted: sklearn's input checks are skipped, which is most of
+        # the cost of a one-query transform (the server retrieves per request).
+        with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+            sims = (self.vectorizer.transform(list(findings)) @ self._by_term).toarray()
         if exclude_ids is not None:
             index = {rid: i for i, rid in enumerate(self.ids)}
             for row, rid in enumerate(exclude_ids):

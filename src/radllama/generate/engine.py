@@ -96,6 +96,13 @@ def _growing_layer() -> type:
             self.device, self.is_initialized = k.device, True
             self._kbuf, self._vbuf = kbuf, vbuf
 
+        def assign(self, keys: torch.Tensor, values: torch.Tensor) -> None:
+            """Start from these keys/values (e.g. a shared prompt head expanded to every row)."""
+            self._grow(keys, values, 0, keys.shape[2])
+            m = keys.shape[2]
+            self._kbuf[:, :, :m], self._vbuf[:, :, :m] = keys, values
+            self.keys, self.values = self._kbuf[:, :, :m], self._vbuf[:, :, :m]
+
         def batch_select_indices(self, indices: torch.Tensor) -> None:
             if self.is_initialized:
                 n = self.get_seq_length()
@@ -112,7 +119,7 @@ def _growing_layer() -> type:
     return GrowingLayer
 
 
-def _fast_greedy_cache(model: Any) -> tuple[Any, str] | None:
+def fast_greedy_cache(model: Any) -> tuple[Any, str] | None:
     """A growing KV cache and the forward's name for it, or None when the fast path does not apply.
 
     It applies to decoder-only models whose forward takes ``position_ids`` and whose cache
@@ -142,44 +149,70 @@ def _fast_greedy_cache(model: Any) -> tuple[Any, str] | None:
     return cache, kw
 
 
-def _prefill(
-    model: Any, cache: Any, cache_kw: str, enc: dict[str, torch.Tensor], pad_id: int, share_prefix: bool
-) -> tuple[Any, torch.Tensor, torch.Tensor]:
-    """Run the prompts into ``cache``; (output, attention mask, position ids) of the prefill.
+def shared_prefix_len(rows: Sequence[Sequence[int]]) -> int:
+    """How many first tokens every row shares, when worth computing once (else 0).
 
-    Prompts built from one template share their first tokens (instruction, headings). Those
-    are computed once, for one row, and copied to every row; the rest of each prompt follows,
-    left-padded: cache layout ``[shared | padding | own tokens]``, positions counted over the
-    real tokens only, exactly as for a left-padded prompt. Saves the shared share of prefill.
+    Every row keeps at least one token of its own, so each has a last position to predict from.
     """
-    ids, mask = enc["input_ids"], enc["attention_mask"]
+    shared = min(len(os.path.commonprefix([list(r) for r in rows])), min(len(r) for r in rows) - 1)
+    return shared if shared >= MIN_SHARED_PREFIX else 0
+
+
+KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values ([batch, heads, tokens, head_dim])
+
+
+def _prefill_kwargs(model: Any, cache: Any, cache_kw: str) -> dict[str, Any]:
     kwargs: dict[str, Any] = {cache_kw: cache, "use_cache": True}
     if "logits_to_keep" in inspect.signature(model.forward).parameters:
         kwargs["logits_to_keep"] = 1
-    rows = [r[m.bool()].tolist() for r, m in zip(ids, mask, strict=True)]
-    shared = len(os.path.commonprefix(rows)) if share_prefix and len(rows) > 1 else 0
-    shared = min(shared, min(len(r) for r in rows) - 1)  # every row keeps a token of its own
-    if shared < MIN_SHARED_PREFIX:
-        positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
-        return model(input_ids=ids, attention_mask=mask, position_ids=positions, **kwargs), mask, positions
-    head = ids.new_tensor([rows[0][:shared]])
-    model(
-        input_ids=head,
-        attention_mask=torch.ones_like(head),
-        position_ids=torch.arange(shared, device=ids.device)[None],
-        **kwargs,
-    )
-    cache.batch_repeat_interleave(len(rows))
+    return kwargs
+
+
+def prefill_head(model: Any, tokens: Sequence[int]) -> KV:
+    """Keys/values of a prompt beginning, computed for one row (to be shared by many)."""
+    fast = fast_greedy_cache(model)
+    assert fast is not None, "prefill_head needs a model the fast path supports"
+    cache, cache_kw = fast
+    head = torch.tensor([list(tokens)], device=model.device)
+    model(input_ids=head, attention_mask=torch.ones_like(head),
+          position_ids=torch.arange(len(tokens), device=model.device)[None],
+          **_prefill_kwargs(model, cache, cache_kw))  # fmt: skip
+    return [(layer.keys, layer.values) for layer in cache.layers]
+
+
+def prefill_rows(
+    model: Any,
+    cache: Any,
+    cache_kw: str,
+    rows: Sequence[Sequence[int]],
+    pad_id: int,
+    shared: int = 0,
+    head: KV | None = None,
+) -> tuple[Any, torch.Tensor, torch.Tensor]:
+    """Run the prompts (token ids per row) into ``cache``; (output, attention mask, position ids).
+
+    Prompts built from one template share their first ``shared`` tokens (instruction, headings).
+    Those are computed once, for one row (or taken from ``head``, computed earlier), and copied
+    to every row; the rest of each prompt follows, left-padded: cache layout ``[shared | padding
+    | own tokens]``, positions counted over the real tokens only, exactly as for a left-padded
+    prompt. Saves the shared share of prefill.
+    """
+    device = model.device
+    kwargs = _prefill_kwargs(model, cache, cache_kw)
+    if shared:
+        head = head if head is not None else prefill_head(model, rows[0][:shared])
+        for layer, (k, v) in zip(cache.layers, head, strict=True):
+            layer.assign(k[:, :, :shared].expand(len(rows), -1, -1, -1), v[:, :, :shared].expand(len(rows), -1, -1, -1))
     width = max(len(r) - shared for r in rows)
-    tail = ids.new_full((len(rows), width), pad_id)
+    tail = torch.full((len(rows), width), pad_id, dtype=torch.long, device=device)
     tail_mask = torch.zeros_like(tail)
     for i, r in enumerate(rows):
-        own = r[shared:]
-        tail[i, width - len(own) :] = ids.new_tensor(own)
+        own = list(r[shared:])
+        tail[i, width - len(own) :] = torch.tensor(own, device=device)
         tail_mask[i, width - len(own) :] = 1
     mask = torch.cat([tail_mask.new_ones(len(rows), shared), tail_mask], dim=1)
     positions = (shared + tail_mask.cumsum(-1) - 1).masked_fill(tail_mask == 0, 0)
-    cache_position = torch.arange(shared, shared + width, device=ids.device)
+    cache_position = torch.arange(shared, shared + width, device=device)
     out = model(input_ids=tail, attention_mask=mask, position_ids=positions, cache_position=cache_position, **kwargs)
     return out, mask, positions
 
@@ -188,7 +221,7 @@ def _greedy_decode(
     model: Any,
     cache: Any,
     cache_kw: str,
-    enc: dict[str, torch.Tensor],
+    prompts: Sequence[Sequence[int]],
     max_new_tokens: int,
     eos_id: int | None,
     pad_id: int,
@@ -200,10 +233,10 @@ def _greedy_decode(
     the last position only), so each row gets the tokens ``generate`` gives it, up to
     floating-point rounding (see bench/bench_generate.py for how often that flips a token).
     """
-    n_rows = enc["input_ids"].shape[0]
-    out, mask, positions = _prefill(model, cache, cache_kw, enc, pad_id, share_prefix)
+    n_rows = len(prompts)
+    shared = shared_prefix_len(prompts) if share_prefix and n_rows > 1 else 0
+    out, mask, positions = prefill_rows(model, cache, cache_kw, prompts, pad_id, shared)
     width = mask.shape[1]
-    ids = enc["input_ids"]
     token = out.logits[:, -1].argmax(-1)
     rows = list(range(n_rows))  # batch row -> prompt index
     produced: list[list[int]] = [[] for _ in range(n_rows)]
@@ -217,7 +250,7 @@ def _greedy_decode(
         if not keep:
             break
         if len(keep) < len(rows):  # finished rows leave: later steps compute only live ones
-            index = torch.tensor(keep, device=ids.device)
+            index = torch.tensor(keep, device=token.device)
             cache.batch_select_indices(index)
             rows = [rows[j] for j in keep]
             token, mask, last = token[index], mask[index], last[index]
@@ -227,7 +260,7 @@ def _greedy_decode(
             input_ids=token[:, None],
             attention_mask=mask,
             position_ids=last[:, None],
-            cache_position=torch.tensor([width + step], device=ids.device),
+            cache_position=torch.tensor([width + step], device=token.device),
             use_cache=True,
             **{cache_kw: cache},
         )
@@ -245,11 +278,12 @@ def generate_batch(
     enc = tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False)
     enc = {k: v.to(model.device) for k, v in enc.items()}
     sample = settings.temperature > 0
-    fast = None if sample or not settings.fast_greedy or settings.max_new_tokens < 1 else _fast_greedy_cache(model)
+    fast = None if sample or not settings.fast_greedy or settings.max_new_tokens < 1 else fast_greedy_cache(model)
     if fast is not None:
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        prompt_ids = [r[m.bool()].tolist() for r, m in zip(enc["input_ids"], enc["attention_mask"], strict=True)]
         new = _greedy_decode(
-            model, *fast, enc, settings.max_new_tokens, tokenizer.eos_token_id, pad_id, settings.share_prefix
+            model, *fast, prompt_ids, settings.max_new_tokens, tokenizer.eos_token_id, pad_id, settings.share_prefix
         )
     else:
         out = model.generate(

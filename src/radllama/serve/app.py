@@ -20,6 +20,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import Headers, MutableHeaders
 
 from radllama.serve.batching import Job, QueueFull, Row, Sampling
 from radllama.serve.openai_schema import (
@@ -64,18 +65,7 @@ def create_app(service: ModelService) -> FastAPI:
             allow_headers=["Authorization", "Content-Type"],
         )
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next: Any) -> Response:
-        if request.url.path.startswith("/v1/") and settings.api_key and not _authorized(request, settings.api_key):
-            err = ApiError(401, "missing or wrong API key (send 'Authorization: Bearer KEY')", "invalid_api_key")
-            return _error(err, {"WWW-Authenticate": "Bearer"})
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > settings.max_body_bytes:
-            return _error(ApiError(413, f"request body over {settings.max_body_bytes:,} bytes", "body_too_large"))
-        response = await call_next(request)
-        if not request.url.path.startswith("/v1/"):
-            response.headers.update(_PAGE_HEADERS)
-        return response
+    app.add_middleware(Guard, api_key=settings.api_key, max_body_bytes=settings.max_body_bytes)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -91,9 +81,7 @@ def create_app(service: ModelService) -> FastAPI:
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        b = service.batcher
-        return {"status": "ok", "model": service.name, "queued": b.queued, "batches": b.batches,
-                "rows_decoded": b.rows_decoded, "rows_cancelled": b.rows_cancelled}  # fmt: skip
+        return {"status": "ok", "model": service.name, **service.engine.stats()}
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
@@ -125,7 +113,7 @@ def create_app(service: ModelService) -> FastAPI:
     @app.post("/v1/impressions")
     async def impressions(request: Request) -> dict[str, Any]:
         req: ImpressionRequest = parse_body(await _read_body(request, settings.max_body_bytes), ImpressionRequest)
-        prompts = service.impression_prompts(req.findings)
+        prompts = await service.impression_prompts(req.findings)
         rows = []
         for prompt in prompts:
             ids = service.encode(prompt)
@@ -149,8 +137,39 @@ def create_app(service: ModelService) -> FastAPI:
     return app
 
 
-def _authorized(request: Request, key: str) -> bool:
-    header = request.headers.get("authorization", "")
+class Guard:
+    """API key on /v1/, the body-size limit by Content-Length, and security headers on the pages.
+
+    Plain ASGI middleware: Starlette's ``BaseHTTPMiddleware`` costs a task group and a stream
+    per request, a measurable share of a request's CPU on a small machine (bench_serve.py).
+    """
+
+    def __init__(self, app: Any, api_key: str | None, max_body_bytes: int) -> None:
+        self.app, self.api_key, self.max_body_bytes = app, api_key, max_body_bytes
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers, api = Headers(scope=scope), scope["path"].startswith("/v1/")
+        if api and self.api_key and not _authorized(headers.get("authorization", ""), self.api_key):
+            err = ApiError(401, "missing or wrong API key (send 'Authorization: Bearer KEY')", "invalid_api_key")
+            return await _error(err, {"WWW-Authenticate": "Bearer"})(scope, receive, send)
+        length = headers.get("content-length")
+        if length and length.isdigit() and int(length) > self.max_body_bytes:
+            err = ApiError(413, f"request body over {self.max_body_bytes:,} bytes", "body_too_large")
+            return await _error(err)(scope, receive, send)
+        if api:
+            return await self.app(scope, receive, send)
+
+        async def send_with_headers(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message).update(_PAGE_HEADERS)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _authorized(header: str, key: str) -> bool:
     scheme, _, given = header.partition(" ")
     # Constant-time comparison: response timing must not reveal how much of a guess was right.
     return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), key.encode())
@@ -186,7 +205,7 @@ def _log_done(kind: str, job: Job, started: float, settings: Any, content: Any =
 def _submit(service: ModelService, rows: list[Row], sampling: Sampling, stream: bool) -> Job:
     job = Job(rows, sampling, asyncio.get_running_loop(), stream)
     try:
-        service.batcher.submit(job)
+        service.engine.submit(job)
     except QueueFull as exc:
         raise ApiError(503, "the server is busy (request queue full); retry shortly", "server_busy",
                        "server_error", {"Retry-After": "1"}) from exc  # fmt: skip

@@ -1,16 +1,21 @@
-"""Dynamic batching: one engine thread owns the model; requests that arrive together decode together.
+"""Requests as the engine sees them, and the engine threads that decode them.
 
-Granularity is the *request*, not the step: the engine waits ``window`` seconds after the first
-queued request for others (each arrival extends the wait by a window, at most 5 windows in all),
-groups rows with compatible sampling (all greedy rows together; sampled rows by temperature/top_p;
-a seeded request alone so its seed reproduces), sorts each group by prompt length and decodes
-chunks of at most ``max_batch`` rows with one ``model.generate`` call. Requests arriving while a
-batch decodes wait for the next one.
+A request becomes a :class:`Job` of one or more :class:`Row` s (``n`` choices, several prompts).
+The engine thread decodes rows and, token by token, records each row's tokens, stops it at its own
+``max_tokens``, its stop strings or when its client went away (:func:`push_token`,
+:func:`finish_row`), and pushes text deltas to streaming clients as tokens appear.
 
-Inside a batch every row is still handled on its own, step by step, by :class:`BatchTracker` (a
-``StoppingCriteria``): it records each row's tokens, stops a row at its own ``max_tokens``, its stop
-strings or when its client went away, and pushes text deltas to streaming clients as tokens appear.
-So greedy rows of different lengths and limits share a batch, and streaming is token by token.
+Two engines share the queue and counters of :class:`EngineThread`:
+
+- :class:`radllama.serve.continuous.ContinuousEngine` (transformers models the fast path supports):
+  step-level batching, rows join and leave between decoding steps.
+- :class:`Batcher`: request-level batching for decoders that take whole batches (vLLM, and
+  ``model.generate`` through :class:`TransformersDecoder` for other transformers models). It waits
+  ``window`` seconds after the first queued request for others (each arrival extends the wait by a
+  window, at most 5 windows in all), groups rows with compatible sampling (all greedy rows together;
+  sampled rows by temperature/top_p; a seeded request alone so its seed reproduces), sorts each
+  group by prompt length and decodes chunks of at most ``max_batch`` rows in one call; a
+  ``StoppingCriteria`` (:class:`BatchTracker`) handles each row step by step.
 """
 
 from __future__ import annotations
@@ -64,6 +69,7 @@ class Row:
     ended_on_eos: bool = False
     job: Job | None = None
     index: int = 0
+    generator: Any = None  # torch.Generator of a seeded sampled row (continuous engine)
 
     @property
     def completion_tokens(self) -> int:
@@ -108,6 +114,53 @@ def _held_back(text: str, stops: Sequence[str]) -> int:
     return 0
 
 
+def push_token(row: Row, token: int, tokenizer: Any, eos_id: int | None) -> str | None:
+    """Record a row's next token and stream what became final; the finish reason if it ends here."""
+    if token == eos_id:
+        row.ended_on_eos = True
+        return "stop"
+    row.token_ids.append(token)
+    if row.stop or (row.job is not None and row.job.stream):
+        row.text = tokenizer.decode(row.token_ids, skip_special_tokens=True)
+        if row.stop and any(s in row.text for s in row.stop):
+            return "stop"
+        _stream(row)
+    return "length" if len(row.token_ids) >= row.max_new_tokens else None
+
+
+def _stream(row: Row) -> None:
+    # Stream only text that cannot change: no half UTF-8 character, no possible stop-string
+    # start, no leading/trailing whitespace (the final text is stripped, as in the engine).
+    text = row.text
+    if text.endswith("\ufffd") or row.job is None or not row.job.stream:
+        return
+    text = text[: len(text) - _held_back(text, row.stop)].lstrip().rstrip()
+    if len(text) > len(row.sent) and text.startswith(row.sent):
+        row.job.emit(("delta", row.index, text[len(row.sent) :]))
+        row.sent = text
+
+
+def finish_row(row: Row, reason: str, tokenizer: Any) -> None:
+    """Set the row's final text (cut at a stop string) and tell its job; the last row ends the job."""
+    row.finish_reason = reason
+    text = tokenizer.decode(row.token_ids, skip_special_tokens=True)
+    cut = min((k for k in (text.find(s) for s in row.stop if s) if k >= 0), default=-1)
+    row.text = (text[:cut] if cut >= 0 else text).strip()
+    job = row.job
+    if job is None:
+        return
+    if job.stream and reason != "cancelled" and row.text.startswith(row.sent):
+        rest = row.text[len(row.sent) :]
+        if rest:
+            job.emit(("delta", row.index, rest))
+        row.sent = row.text
+    if job.stream and reason != "cancelled":
+        job.emit(("finish", row.index, reason))
+    job.remaining -= 1
+    if job.remaining == 0:
+        job.emit(("done",))
+
+
 class BatchTracker:
     """Per-row bookkeeping for one ``generate`` call, run as a StoppingCriteria after every step."""
 
@@ -125,63 +178,25 @@ class BatchTracker:
             if self.done[i]:
                 continue
             if row.job is not None and row.job.cancelled.is_set():
-                self._finish(i, "cancelled")
-                continue
-            if tok == self.eos_id:
-                row.ended_on_eos = True
-                self._finish(i, "stop")
-                continue
-            row.token_ids.append(tok)
-            if row.stop or (row.job is not None and row.job.stream):
-                row.text = self._decode(row)
-                if row.stop and any(s in row.text for s in row.stop):
-                    self._finish(i, "stop")
-                    continue
-                self._stream(row)
-            if len(row.token_ids) >= row.max_new_tokens:
-                self._finish(i, "length")
+                reason: str | None = "cancelled"
+            else:
+                reason = push_token(row, tok, self.tokenizer, self.eos_id)
+            if reason is not None:
+                self.done[i] = True
+                finish_row(row, reason, self.tokenizer)
         return torch.tensor(self.done, dtype=torch.bool, device=input_ids.device)
 
     def finish_all(self) -> None:
         """Rows still open when ``generate`` returned hit the overall token limit."""
-        for i in range(len(self.rows)):
+        for i, row in enumerate(self.rows):
             if not self.done[i]:
-                self._finish(i, "length")
+                self.done[i] = True
+                finish_row(row, "length", self.tokenizer)
 
-    def _decode(self, row: Row) -> str:
-        return self.tokenizer.decode(row.token_ids, skip_special_tokens=True)
 
-    def _stream(self, row: Row) -> None:
-        # Stream only text that cannot change: no half UTF-8 character, no possible stop-string
-        # start, no leading/trailing whitespace (the final text is stripped, as in the engine).
-        text = row.text
-        if text.endswith("\ufffd"):
-            return
-        text = text[: len(text) - _held_back(text, row.stop)].lstrip().rstrip()
-        if len(text) > len(row.sent) and text.startswith(row.sent):
-            row.job.emit(("delta", row.index, text[len(row.sent) :]))
-            row.sent = text
-
-    def _finish(self, i: int, reason: str) -> None:
-        row = self.rows[i]
-        self.done[i] = True
-        row.finish_reason = reason
-        text = self._decode(row)
-        cut = min((k for k in (text.find(s) for s in row.stop if s) if k >= 0), default=-1)
-        row.text = (text[:cut] if cut >= 0 else text).strip()
-        job = row.job
-        if job is None:
-            return
-        if job.stream and reason != "cancelled" and row.text.startswith(row.sent):
-            rest = row.text[len(row.sent) :]
-            if rest:
-                job.emit(("delta", row.index, rest))
-            row.sent = row.text
-        if job.stream and reason != "cancelled":
-            job.emit(("finish", row.index, reason))
-        job.remaining -= 1
-        if job.remaining == 0:
-            job.emit(("done",))
+def context_window(model: Any, tokenizer: Any) -> int:
+    """Tokens a transformers model attends over: its position embeddings, else the tokenizer's limit."""
+    return int(getattr(model.config, "max_position_embeddings", 0) or tokenizer.model_max_length)
 
 
 class TransformersDecoder:
@@ -193,7 +208,7 @@ class TransformersDecoder:
 
     @property
     def context_window(self) -> int:
-        return int(getattr(self.model.config, "max_position_embeddings", 0) or self.tokenizer.model_max_length)
+        return context_window(self.model, self.tokenizer)
 
     def decode(self, rows: list[Row], sampling: Sampling) -> None:
         import torch
@@ -227,17 +242,14 @@ class QueueFull(Exception):
     """The request queue is at its bound."""
 
 
-class Batcher:
-    """The engine thread: takes jobs from a bounded queue and decodes them in dynamic batches."""
+class EngineThread:
+    """The one thread that owns the model: a bounded job queue, counters, start and stop.
 
-    def __init__(
-        self,
-        decode: Callable[[list[Row], Sampling], None],
-        max_batch: int = 32,
-        window_s: float = 0.010,
-        queue_size: int = 256,
-    ) -> None:
-        self._decode = decode
+    Subclasses decide how queued jobs are decoded (:class:`Batcher` a batch of whole requests at a
+    time; :class:`radllama.serve.continuous.ContinuousEngine` step by step).
+    """
+
+    def __init__(self, max_batch: int = 32, window_s: float = 0.010, queue_size: int = 256) -> None:
         self.max_batch = max_batch
         self.window_s = window_s
         self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=queue_size)
@@ -250,7 +262,7 @@ class Batcher:
         self._thread.start()
 
     def stop(self) -> None:
-        """Ask the engine thread to finish after the current batch."""
+        """Ask the engine thread to finish the work it has started, then end."""
         try:
             self._queue.put(None, timeout=5)
         except queue.Full:
@@ -267,6 +279,11 @@ class Batcher:
     @property
     def queued(self) -> int:
         return self._queue.qsize()
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for /health and the benchmarks."""
+        return {"queued": self.queued, "batches": self.batches, "rows_decoded": self.rows_decoded,
+                "rows_cancelled": self.rows_cancelled}  # fmt: skip
 
     def _collect(self, first: Job) -> tuple[list[Job], bool]:
         # Sliding window: keep collecting while requests keep coming (each arrival extends the wait
@@ -287,6 +304,33 @@ class Batcher:
             rows += len(job.rows)
             deadline = time.monotonic() + self.window_s
         return jobs, False
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+def fail_jobs(rows: Sequence[Row], exc: Exception) -> None:
+    """Answer the jobs of these rows with an error event (the engine keeps serving the others)."""
+    for job in {id(r.job): r.job for r in rows if r.job is not None}.values():
+        job.emit(("error", f"generation failed: {type(exc).__name__}"))
+
+
+class Batcher(EngineThread):
+    """Request-level batching: collect the requests that arrive together, decode them in one call.
+
+    Used for decoders that take whole batches (vLLM's ``LLM.generate``; ``model.generate`` for
+    models the step-level engine does not support).
+    """
+
+    def __init__(
+        self,
+        decode: Callable[[list[Row], Sampling], None],
+        max_batch: int = 32,
+        window_s: float = 0.010,
+        queue_size: int = 256,
+    ) -> None:
+        super().__init__(max_batch, window_s, queue_size)
+        self._decode = decode
 
     def _run(self) -> None:
         stopping = False
@@ -312,8 +356,7 @@ class Batcher:
             self._decode(rows, sampling)
         except Exception as exc:  # keep serving: fail only the requests of this batch
             log.exception("batch of %d rows failed", len(rows))
-            for job in {id(r.job): r.job for r in rows if r.job is not None}.values():
-                job.emit(("error", f"generation failed: {type(exc).__name__}"))
+            fail_jobs(rows, exc)
             return
         self.batches += 1
         self.rows_decoded += len(rows)

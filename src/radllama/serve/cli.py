@@ -60,7 +60,12 @@ def serve_command(
     ),
     backend: str = typer.Option("transformers", "--backend", help="transformers | vllm."),
     max_batch: int = typer.Option(32, "--max-batch", min=1, help="Most rows decoded together."),
-    batch_window_ms: float = typer.Option(10.0, "--batch-window-ms", min=0, help="Wait for more requests."),
+    batch_window_ms: float = typer.Option(
+        10.0,
+        "--batch-window-ms",
+        min=0,
+        help="How long an idle engine waits for a burst of requests to start together.",
+    ),
     queue_size: int = typer.Option(256, "--queue-size", min=1, help="Queued requests before 503."),
     timeout_s: float = typer.Option(60.0, "--timeout-s", min=0.1, help="Per-request limit (then 504)."),
     max_body_bytes: int = typer.Option(1_000_000, "--max-body-bytes", min=1, help="Larger bodies get 413."),

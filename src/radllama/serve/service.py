@@ -12,6 +12,7 @@ How requests become prompts (so the server answers exactly as training taught th
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,7 +21,8 @@ from typing import Any
 
 from radllama.generate.impressions import clean_findings, impression_prompts
 from radllama.models.loading import LoadedModel
-from radllama.serve.batching import Batcher, TransformersDecoder
+from radllama.serve.batching import Batcher, EngineThread, TransformersDecoder, context_window
+from radllama.serve.continuous import ContinuousEngine, supports
 from radllama.serve.openai_schema import ApiError
 
 DEFAULT_MAX_TOKENS = 128  # as radllama.generate's default: an impression is short
@@ -45,24 +47,35 @@ class ServeSettings:
 class ModelService:
     """The model plus its engine thread; request handlers only tokenise and queue jobs."""
 
-    def __init__(self, loaded: LoadedModel, settings: ServeSettings, decoder: Any | None = None) -> None:
+    def __init__(
+        self, loaded: LoadedModel, settings: ServeSettings, decoder: Any | None = None, continuous: bool = True
+    ) -> None:
+        """``decoder`` (vLLM) decodes whole batches of requests; otherwise the transformers model is
+        served with step-level continuous batching where it supports it (``continuous``), else with
+        request-level batches through ``model.generate``."""
         self.loaded = loaded
         self.name = loaded.name
         self.tokenizer = loaded.tokenizer
         self.settings = settings
         self.created = int(time.time())
-        self.decoder = decoder or TransformersDecoder(loaded.model, loaded.tokenizer)
-        self.context_window = self.decoder.context_window
-        self.batcher = Batcher(
-            self.decoder.decode, settings.max_batch, settings.batch_window_ms / 1000, settings.queue_size
-        )
+        window = settings.batch_window_ms / 1000
+        self.engine: EngineThread
+        if decoder is None and continuous and supports(loaded.model):
+            self.engine = ContinuousEngine(loaded.model, loaded.tokenizer, settings.max_batch, window,
+                                           settings.queue_size)  # fmt: skip
+            self.context_window = context_window(loaded.model, loaded.tokenizer)
+        else:
+            decoder = decoder or TransformersDecoder(loaded.model, loaded.tokenizer)
+            self.engine = Batcher(decoder.decode, settings.max_batch, window, settings.queue_size)
+            self.context_window = decoder.context_window
+        self._pending_prompts: list[tuple[list[str], asyncio.Future]] = []  # see impression_prompts
         self._tok_lock = threading.Lock()  # fast tokenizers are not safe to use from many threads at once
 
     def start(self) -> None:
-        self.batcher.start()
+        self.engine.start()
 
     def stop(self) -> None:
-        self.batcher.stop()
+        self.engine.stop()
 
     def check_model(self, model: str | None) -> None:
         """Unknown model names are a 404, as with OpenAI; omitting it is allowed."""
@@ -86,18 +99,45 @@ class ModelService:
         except Exception as exc:  # jinja2 raise_exception in the chat template, e.g. roles out of order
             raise ApiError(400, f"cannot render these messages: {exc}", "invalid_value") from exc
 
-    def impression_prompts(self, findings: list[str]) -> list[str]:
-        """The trained prompts (style + retrieval index) for findings texts."""
+    async def impression_prompts(self, findings: list[str]) -> list[str]:
+        """The trained prompts (style + retrieval index) for findings texts.
+
+        Requests whose prompts are wanted in the same event-loop turn are rendered together:
+        a retrieval call has a fixed cost well above its per-query cost, and under load (many
+        clients) several requests arrive at once.
+        """
         from radllama.errors import RadLlamaError
 
         try:
             cleaned = [clean_findings(f) for f in findings]
         except RadLlamaError as exc:
             raise ApiError(400, str(exc), "invalid_value") from exc
-        return impression_prompts(self.loaded, cleaned)
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._pending_prompts.append((cleaned, future))
+        if len(self._pending_prompts) == 1:
+            loop.call_soon(self._render_pending)
+        return await future
+
+    def _render_pending(self) -> None:
+        pending, self._pending_prompts = self._pending_prompts, []
+        try:
+            prompts = impression_prompts(self.loaded, [f for findings, _ in pending for f in findings])
+        except Exception as exc:  # noqa: BLE001 - every waiting request gets the error
+            for _, future in pending:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        start = 0
+        for findings, future in pending:
+            if not future.done():  # a request cancelled meanwhile has no one waiting
+                future.set_result(prompts[start : start + len(findings)])
+            start += len(findings)
 
     def budget(self, prompt_ids: list[int], max_tokens: int | None) -> int:
         """New-token limit for a prompt, or a 400 when it cannot fit the context window."""
+        if not prompt_ids:
+            raise ApiError(400, "the prompt has no tokens", "invalid_value")
         room = self.context_window - len(prompt_ids)
         if room < 1:
             raise ApiError(400, f"the prompt is {len(prompt_ids)} tokens; this model's context window is "

@@ -63,12 +63,15 @@ def alone(model, tok, prompt: str, max_new: int) -> tuple[str, int, str]:
     return c.text, c.completion_tokens, c.finish_reason
 
 
+@pytest.mark.parametrize("slots", [4, 6])
 @pytest.mark.parametrize("prompts", [PROMPTS, SHARED], ids=["distinct", "shared-prefix"])
-def test_rows_joining_and_leaving_get_the_answers_they_get_alone(tiny: tuple, prompts: list[str], monkeypatch) -> None:
+def test_rows_joining_and_leaving_get_the_answers_they_get_alone(
+    tiny: tuple, prompts: list[str], slots: int, monkeypatch
+) -> None:
     model, tok = tiny
     monkeypatch.setattr(continuous, "SPARE_COLUMNS", 3)  # buffers run out of columns every few steps
     assert supports(model)
-    engine = ContinuousEngine(model, tok, max_batch=4)
+    engine = ContinuousEngine(model, tok, max_batch=slots)
     rows = [Row(tok(p, add_special_tokens=False).input_ids, n) for p, (_, n) in zip(prompts, ARRIVALS, strict=False)]
     sizes, rounds = [], 0
     while rounds == 0 or engine.running.size or engine.waiting:
@@ -76,7 +79,8 @@ def test_rows_joining_and_leaving_get_the_answers_they_get_alone(tiny: tuple, pr
         engine.iterate()
         sizes.append(engine.running.size)
         rounds += 1
-    assert max(sizes) == 4 and engine.running.free == 4  # the slots filled up, then emptied
+    assert max(sizes) == slots and engine.running.free == slots  # the slots filled up, then emptied
+    assert engine.running.cache.layers[0].kbuf.shape[0] == slots  # with 6, the pool grew from 4 slots
     assert engine.batches >= 4  # rows joined at several rounds
     reasons = set()
     for row, prompt, (_, n) in zip(rows, prompts, ARRIVALS, strict=False):

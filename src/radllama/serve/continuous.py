@@ -7,11 +7,12 @@ are prefilled and join it. So 32 clients that keep sending requests keep the bat
 answer returns as soon as it is done.
 
 The running batch keeps its keys/values in one pool per layer (:class:`SlotLayer`): live rows are
-the first ``n`` rows of a ``[max_batch, heads, columns, head_dim]`` buffer and live columns a
-window ``[start, end)`` of it. Rows are left-aligned to the newest column, as in a left-padded
-batch, and masked where they have no token. Joining writes only the new rows, leaving moves only
-the last rows into the freed slots, and columns no live row uses are dropped by moving ``start``:
-no step copies the whole cache (``DynamicCache`` re-concatenates it at every step).
+the first ``n`` rows of a ``[slots, kv_heads, columns, head_dim]`` buffer (slots allocated as rows
+come, up to ``max_batch``) and live columns a window ``[start, end)`` of it. Every row's tokens end
+at the newest column, as in a left-padded batch, and it is masked where it has no token.
+Joining writes only the new rows, leaving moves only the last rows into the freed slots, and
+columns no live row uses are dropped by moving ``start``: no step copies the whole cache
+(``DynamicCache`` re-concatenates it at every step).
 
 Prompts that share a beginning (every ``/v1/impressions`` prompt starts with the same system
 prompt and instruction) reuse its keys/values: the engine keeps the last shared head it computed.
@@ -77,10 +78,10 @@ def _slot_layer() -> type:
             self._view()
             return self.keys, self.values
 
-        def relayout(self, columns: int, shift: int) -> None:
-            """A buffer of ``columns`` columns with the live window moved to start at ``shift``."""
+        def relayout(self, columns: int, shift: int, rows: int | None = None) -> None:
+            """A buffer of ``columns`` columns (and ``rows`` slots) with the live window moved to ``shift``."""
             length = self.end - self.start
-            shape = (self.kbuf.shape[0], self.kbuf.shape[1], columns, self.kbuf.shape[3])
+            shape = (rows or self.kbuf.shape[0], self.kbuf.shape[1], columns, self.kbuf.shape[3])
             kbuf, vbuf = self.kbuf.new_zeros(shape), self.vbuf.new_zeros(shape)
             kbuf[: self.n, :, shift : shift + length] = self.kbuf[: self.n, :, self.start : self.end]
             vbuf[: self.n, :, shift : shift + length] = self.vbuf[: self.n, :, self.start : self.end]
@@ -96,11 +97,11 @@ def _slot_layer() -> type:
             self.n += k
             self._view()
 
-        def move_rows(self, holes: torch.Tensor, movers: torch.Tensor, n: int) -> None:
-            if len(holes):
-                window = slice(self.start, self.end)
-                self.kbuf[holes, :, window] = self.kbuf[movers, :, window]
-                self.vbuf[holes, :, window] = self.vbuf[movers, :, window]
+        def move_rows(self, holes: list[int], movers: list[int], n: int) -> None:
+            window = slice(self.start, self.end)
+            for hole, mover in zip(holes, movers, strict=True):  # a loop of slices: 2x faster than one gather
+                self.kbuf[hole, :, window] = self.kbuf[mover, :, window]
+                self.vbuf[hole, :, window] = self.vbuf[mover, :, window]
             self.n = n
             self._view()
 
@@ -138,14 +139,21 @@ class RunningBatch:
     def add(self, rows: list[Row], kv: KV, mask: torch.Tensor, last: torch.Tensor, tokens: torch.Tensor) -> None:
         """Join prefilled rows (their keys/values ``kv``, left-padded like ``mask``) to the batch."""
         layers = self.cache.layers
-        length = mask.shape[1]
+        length, need = mask.shape[1], self.size + len(rows)
+        # Slots are allocated as rows come (doubling, up to max_rows): a server that mostly sees
+        # one request at a time does not hold a full batch's keys and values.
+        slots = min(self.max_rows, max(need, 2 * layers[0].kbuf.shape[0] if self.rows else need, 4))
         if not self.rows:  # an empty batch starts a fresh window, with room left of it for longer prompts
             for layer, (k, _) in zip(layers, kv, strict=True):
-                if not getattr(layer, "is_initialized", False) or layer.kbuf.shape[2] < 2 * length + 64:
-                    layer.setup(k, self.max_rows, 3 * length + SPARE_COLUMNS)
+                if (not getattr(layer, "is_initialized", False) or layer.kbuf.shape[2] < 2 * length + 64
+                        or layer.kbuf.shape[0] < need):  # fmt: skip
+                    layer.setup(k, slots, 3 * length + SPARE_COLUMNS)
                 layer.n = 0
                 layer.set_window(length, 2 * length)
             self.mask = mask.new_zeros(0, length)
+        elif layers[0].kbuf.shape[0] < need:
+            for layer in layers:
+                layer.relayout(layer.kbuf.shape[2], layer.start, slots)
         current = self.mask.shape[1]
         if length > current:  # longer than the live window: open columns on its left
             extra = length - current
@@ -196,11 +204,9 @@ class RunningBatch:
         order = list(range(n))
         for hole, mover in zip(holes, movers, strict=True):
             order[hole] = mover
-        device = self.mask.device
-        h, m = torch.tensor(holes, device=device), torch.tensor(movers, device=device)
         for layer in self.cache.layers:
-            layer.move_rows(h, m, n)
-        index = torch.tensor(order, device=device, dtype=torch.long)
+            layer.move_rows(holes, movers, n)
+        index = torch.tensor(order, device=self.mask.device, dtype=torch.long)
         self.rows = [self.rows[j] for j in order]
         self.mask, self.last, self.tokens = self.mask[index], self.last[index], self.tokens[index]
         # Columns no live row uses any more are dropped from the window's left.

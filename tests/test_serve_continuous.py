@@ -115,7 +115,29 @@ def test_seeded_rows_draw_the_same_text_whatever_shares_their_batch(tiny: tuple)
     texts = [r.text for r in first.rows]
     assert [r.text for r in again.rows] == texts
     assert texts[0] != texts[1]  # the n choices of one request are different draws
-    assert [r.text for r in other.rows] != texts  # and another seed draws other text
+    # Another seed draws other text, also for its other choices (no shifted shared streams).
+    assert not set(texts) & {r.text for r in other.rows}
+
+
+def test_one_request_cannot_break_the_batch_it_shares(tiny: tuple) -> None:
+    """A temperature too small to divide by, next to other rows: it decodes as greedy, and every
+    row of the batch gets its answer."""
+    model, tok = tiny
+    loop = asyncio.new_event_loop()
+    ids = tok(PROMPTS[2], add_special_tokens=False).input_ids
+    try:
+        tiny_t = Job([Row(ids, 10)], Sampling(temperature=1e-40), loop)
+        hot = Job([Row(ids, 10)], Sampling(temperature=1.5, top_p=0.9, seed=3), loop)
+        greedy = Job([Row(ids, 10)], Sampling(), loop)
+        engine = ContinuousEngine(model, tok, max_batch=4)
+        for job in (tiny_t, hot, greedy):
+            engine.waiting.extend(job.rows)
+        while engine.running.size or engine.waiting:
+            engine.iterate()
+    finally:
+        loop.close()
+    assert tiny_t.rows[0].text == greedy.rows[0].text == alone(model, tok, PROMPTS[2], 10)[0]
+    assert all(r.finish_reason in ("stop", "length") for j in (tiny_t, hot, greedy) for r in j.rows)
 
 
 def test_a_failing_step_fails_its_requests_and_the_server_goes_on() -> None:

@@ -52,6 +52,7 @@ def assert_still_answers(base: str) -> None:
         (b'{"messages": [{"role": "user", "content": "x"}], "max_tokens": "5"}', 400, "invalid_value"),
         (b'{"messages": [{"role": "user", "content": "x"}], "max_tokens": 0}', 400, "invalid_value"),
         (b'{"messages": [{"role": "user", "content": "x"}], "temperature": "hot"}', 400, "invalid_value"),
+        (b'{"messages": [{"role": "user", "content": "x"}], "seed": 18446744073709551616}', 400, "invalid_value"),
         (b'{"messages": [{"role": "user", "content": "x"}], "stream": "yes"}', 400, "invalid_value"),
         (b'{"messages": [{"role": "user", "content": "x"}], "stop": ["a","b","c","d","e"]}', 400, "invalid_value"),
         (b'{"messages": [{"role": "user", "content": "x"}], "model": "gpt-4"}', 404, "model_not_found"),
@@ -121,6 +122,28 @@ def test_full_queue_is_503_and_slow_request_is_504() -> None:
 
     with live_server(ServeSettings(timeout_s=0.3)) as url:
         assert_error(httpx.post(f"{url}{CHAT}", json=long, timeout=60), 504, "timeout")
+
+
+def test_queue_bound_holds_while_a_batch_decodes() -> None:
+    """Requests arriving while the batch is full wait in the bounded queue, not in an unbounded
+    list: past ``--queue-size`` they are answered 503 at once, and /health counts them."""
+    long = {**HELLO, "max_tokens": 400}
+    with live_server(ServeSettings(queue_size=2, max_batch=1, timeout_s=600)) as url:
+        with ThreadPoolExecutor(6) as pool:
+            first = pool.submit(httpx.post, f"{url}{CHAT}", json=long, timeout=600)
+
+            def health_reaches(key: str, value: int) -> None:
+                deadline = time.time() + 30
+                while httpx.get(f"{url}/health").json()[key] < value:
+                    assert time.time() < deadline, f"/health {key} never reached {value}"
+                    time.sleep(0.02)
+
+            health_reaches("running", 1)  # the one slot is taken
+            queued = [pool.submit(httpx.post, f"{url}{CHAT}", json=long, timeout=600) for _ in range(2)]
+            health_reaches("queued", 2)  # the two wait in the queue itself
+            assert_error(httpx.post(f"{url}{CHAT}", json=long, timeout=60), 503, "server_busy")
+            assert all(f.result().status_code == 200 for f in [first, *queued])
+        assert_still_answers(url)
 
 
 def test_api_key_is_required_when_set() -> None:

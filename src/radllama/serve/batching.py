@@ -33,6 +33,7 @@ from typing import Any
 log = logging.getLogger("radllama.serve")
 
 _job_ids = itertools.count(1)
+MIN_TEMPERATURE = 1e-4  # below it, sampling is greedy (see Sampling.greedy)
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,8 @@ class Sampling:
 
     @property
     def greedy(self) -> bool:
-        return self.temperature <= 0
+        # Temperatures this small are argmax; dividing logits by them overflows to inf/NaN.
+        return self.temperature < MIN_TEMPERATURE
 
     def group_key(self, job_id: int) -> tuple:
         if self.greedy:
@@ -233,7 +235,7 @@ class TransformersDecoder:
                 attention_mask=torch.tensor(mask, device=device),
                 max_new_tokens=max(r.max_new_tokens for r in rows),
                 stopping_criteria=StoppingCriteriaList([tracker]),
-                **generate_kwargs(tok, sampling.temperature, sampling.top_p),
+                **generate_kwargs(tok, 0.0 if sampling.greedy else sampling.temperature, sampling.top_p),
             )
         tracker.finish_all()
 

@@ -31,6 +31,7 @@ import queue
 from collections import deque
 from typing import Any
 
+import numpy as np
 import torch
 
 from radllama.generate.engine import KV, MIN_SHARED_PREFIX, fast_greedy_cache, prefill_head, prefill_rows
@@ -218,6 +219,13 @@ class RunningBatch:
                 layer.set_window(layer.start + drop, layer.end)
 
 
+def row_seed(seed: int, index: int) -> int:
+    """The seed of a request's choice ``index``: independent streams for every (seed, choice) pair
+    (``seed + index`` would give seed 8's first choice the draws of seed 7's second)."""
+    state = np.random.SeedSequence([seed % 2**64, index]).generate_state(1, dtype=np.uint64)[0]
+    return int(state) % 2**63
+
+
 def choose(logits: torch.Tensor, rows: list[Row]) -> torch.Tensor:
     """Each row's next token: argmax for greedy rows, a draw with its request's sampling otherwise."""
     tokens = logits.argmax(-1)
@@ -235,9 +243,11 @@ def choose(logits: torch.Tensor, rows: list[Row]) -> torch.Tensor:
         if top_p < 1.0:
             scores = TopPLogitsWarper(top_p)(None, scores)
         probs = scores.softmax(-1)
+        usable = torch.isfinite(probs).all(-1) & (probs.sum(-1) > 0)  # else the row keeps its argmax
         for j, i in enumerate(index):
-            # A seeded row draws from its own generator: its text does not depend on its neighbours.
-            tokens[i] = torch.multinomial(probs[j], 1, generator=rows[i].generator)[0]
+            if usable[j]:
+                # A seeded row draws from its own generator: its text does not depend on its neighbours.
+                tokens[i] = torch.multinomial(probs[j], 1, generator=rows[i].generator)[0]
     return tokens
 
 
@@ -279,6 +289,17 @@ class ContinuousEngine(EngineThread):
                     self.waiting.clear()
                     self._admitting = []
                     self.running = RunningBatch(self.model, self.max_batch)
+                    self._waiting_since = None
+        # Stopped: jobs queued after the stop request are answered rather than left to time out.
+        left: list[Row] = []
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                left += job.rows
+        fail_jobs(left, RuntimeError("the server is stopping"))
 
     def iterate(self) -> None:
         """One round of the engine: let waiting rows join, then decode one step of the batch."""
@@ -294,8 +315,10 @@ class ContinuousEngine(EngineThread):
                 return True
             jobs, stopping = self._collect(first)  # an idle engine waits a window for a burst to gather
         else:
+            # Only what can join soon leaves the bounded queue: the rest stays there, so a full
+            # queue still answers 503 and /health's "queued" is the real backlog.
             jobs, stopping = [], False
-            while True:
+            while len(self.waiting) + sum(len(j.rows) for j in jobs) < self.running.free:
                 try:
                     job = self._queue.get_nowait()
                 except queue.Empty:
@@ -372,7 +395,9 @@ class ContinuousEngine(EngineThread):
         self.batches += 1
         for row in rows:
             if row.job is not None and row.job.sampling.seed is not None and not row.job.sampling.greedy:
-                row.generator = torch.Generator(device=self.model.device).manual_seed(row.job.sampling.seed + row.index)
+                row.generator = torch.Generator(device=self.model.device).manual_seed(
+                    row_seed(row.job.sampling.seed, row.index)
+                )
         tokens = choose(out.logits[:, -1], rows)
         keep = [i for i, (row, t) in enumerate(zip(rows, tokens.tolist(), strict=True)) if not self._push(row, t)]
         if keep:

@@ -59,7 +59,7 @@ class _Sampling(_Body):
     top_p: StrictFloat | None = Field(None, gt=0, le=1)
     stop: StrictStr | list[StrictStr] | None = None
     n: StrictInt = Field(1, ge=1, le=16)
-    seed: StrictInt | None = None
+    seed: StrictInt | None = Field(None, ge=-(2**63), lt=2**63)  # int64, as OpenAI's
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
 

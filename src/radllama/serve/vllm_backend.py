@@ -50,7 +50,7 @@ class VllmDecoder:
         params = [
             self.vllm.SamplingParams(
                 max_tokens=r.max_new_tokens,
-                temperature=sampling.temperature,
+                temperature=0.0 if sampling.greedy else sampling.temperature,
                 top_p=sampling.top_p,
                 seed=sampling.seed,
                 stop=list(r.stop) or None,

@@ -170,29 +170,27 @@ class BatchTracker:
         self.rows = rows
         self.tokenizer = tokenizer
         self.eos_id = eos_id
-        self.done = [False] * len(rows)
 
     def __call__(self, input_ids: Any, scores: Any = None, **kwargs: Any) -> Any:
         import torch
 
         last = input_ids[:, -1].tolist()
-        for i, (row, tok) in enumerate(zip(self.rows, last, strict=True)):
-            if self.done[i]:
+        for row, tok in zip(self.rows, last, strict=True):
+            if row.finish_reason is not None:
                 continue
             if row.job is not None and row.job.cancelled.is_set():
                 reason: str | None = "cancelled"
             else:
                 reason = push_token(row, tok, self.tokenizer, self.eos_id)
             if reason is not None:
-                self.done[i] = True
                 finish_row(row, reason, self.tokenizer)
-        return torch.tensor(self.done, dtype=torch.bool, device=input_ids.device)
+        done = [row.finish_reason is not None for row in self.rows]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
     def finish_all(self) -> None:
         """Rows still open when ``generate`` returned hit the overall token limit."""
-        for i, row in enumerate(self.rows):
-            if not self.done[i]:
-                self.done[i] = True
+        for row in self.rows:
+            if row.finish_reason is None:
                 finish_row(row, "length", self.tokenizer)
 
 
@@ -255,7 +253,7 @@ class EngineThread:
         self.max_batch = max_batch
         self.window_s = window_s
         self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=queue_size)
-        self._thread = threading.Thread(target=self._run, name="radllama-engine", daemon=True)
+        self._thread = threading.Thread(target=self._serve, name="radllama-engine", daemon=True)
         self.batches = 0  # decoded batches (for tests and /health)
         self.rows_decoded = 0
         self.rows_cancelled = 0  # rows stopped early because their client left
@@ -307,7 +305,21 @@ class EngineThread:
             deadline = time.monotonic() + self.window_s
         return jobs, False
 
+    def _serve(self) -> None:
+        self._run()
+        # Stopped: jobs queued after the stop request are answered rather than left to time out.
+        left: list[Row] = []
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                left += job.rows
+        fail_jobs(left, RuntimeError("the server is stopping"))
+
     def _run(self) -> None:
+        """Decode queued jobs until the stop request (``None``) is taken from the queue."""
         raise NotImplementedError
 
 

@@ -290,16 +290,6 @@ class ContinuousEngine(EngineThread):
                     self._admitting = []
                     self.running = RunningBatch(self.model, self.max_batch)
                     self._waiting_since = None
-        # Stopped: jobs queued after the stop request are answered rather than left to time out.
-        left: list[Row] = []
-        while True:
-            try:
-                job = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if job is not None:
-                left += job.rows
-        fail_jobs(left, RuntimeError("the server is stopping"))
 
     def iterate(self) -> None:
         """One round of the engine: let waiting rows join, then decode one step of the batch."""

@@ -57,7 +57,7 @@ def _train_stage(name: str, config: Path, overrides: list[str], timings: dict[st
     return summary
 
 
-def compare_config(out: Path, limit_note: str = "") -> dict[str, Any]:
+def compare_config(out: Path) -> dict[str, Any]:
     """The demo's comparison: baselines, radllama-mini untuned (prompted) and LoRA-tuned."""
     data, mini = out / "data", out / "mini"
     systems: list[dict[str, Any]] = [{"name": b, "kind": "baseline", "baseline": b} for b in BASELINES]

@@ -263,7 +263,7 @@ def label_report(text: str) -> dict[str, str]:
         if _RANK[value] > _RANK[labels[obs]]:
             labels[obs] = value
 
-    for clause in _clauses(text or ""):
+    for clause in _clauses(text):
         for obs, pattern in _NORMAL_RE.items():
             for m in list(pattern.finditer(clause)):
                 put(obs, ABSENT)

@@ -109,13 +109,6 @@ def _growing_layer() -> type:
                 self._kbuf, self._vbuf = self._kbuf[indices], self._vbuf[indices]
                 self.keys, self.values = self._kbuf[:, :, :n], self._vbuf[:, :, :n]
 
-        def batch_repeat_interleave(self, repeats: int) -> None:
-            if self.is_initialized:
-                n = self.get_seq_length()
-                self._kbuf = self._kbuf.repeat_interleave(repeats, dim=0)
-                self._vbuf = self._vbuf.repeat_interleave(repeats, dim=0)
-                self.keys, self.values = self._kbuf[:, :, :n], self._vbuf[:, :, :n]
-
     return GrowingLayer
 
 
@@ -280,7 +273,7 @@ def generate_batch(
     sample = settings.temperature > 0
     fast = None if sample or not settings.fast_greedy or settings.max_new_tokens < 1 else fast_greedy_cache(model)
     if fast is not None:
-        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        pad_id = tokenizer.pad_token_id  # set: padding=True above needs it
         prompt_ids = [r[m.bool()].tolist() for r, m in zip(enc["input_ids"], enc["attention_mask"], strict=True)]
         new = _greedy_decode(
             model, *fast, prompt_ids, settings.max_new_tokens, tokenizer.eos_token_id, pad_id, settings.share_prefix

@@ -83,7 +83,7 @@ def step_indices(
     per_epoch = max(1, n_examples // batch_size)
     epoch, pos = divmod(step, per_epoch)
     order = np.random.default_rng(seed + epoch).permutation(n_examples)
-    if lengths is None or LENGTH_POOL_STEPS <= 1 or np.ptp(lengths) == 0:
+    if lengths is None or np.ptp(lengths) == 0:
         return order[pos * batch_size : (pos + 1) * batch_size].tolist()
     first = pos - pos % LENGTH_POOL_STEPS
     last = min(first + LENGTH_POOL_STEPS, per_epoch)
@@ -161,9 +161,7 @@ def train(
         task = bar.add_task("train", total=steps, completed=start)
         for step in range(start, steps):
             idx = step_indices(len(examples), args.batch_size, seed, step, lengths)
-            mine = idx[rank::world]
-            # Length bucketing inside the step: similar lengths share a micro-batch.
-            mine.sort(key=lambda i: lengths[i])
+            mine = idx[rank::world]  # already in length order (step_indices): micro-batches of similar lengths
             micro = [mine[i : i + args.micro_batch_size] for i in range(0, len(mine), args.micro_batch_size)]
             n_target = sum(sum(1 for t in examples[i].labels[1:] if t != IGNORE_INDEX) for i in idx)
             target_total += n_target

@@ -34,10 +34,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import publish  # noqa: E402
 
+from radllama.demo import CONFIG_DIR  # noqa: E402
 from radllama.train.config import load_config  # noqa: E402
 from radllama.train.recipes import run  # noqa: E402
 
-CONFIGS = Path(__file__).resolve().parents[1] / "src" / "radllama" / "configs"
 TITLE = "Training: radllama-mini tokens/s and FLOP/s (bench_train.py)"
 
 
@@ -55,12 +55,12 @@ def matmul_flops(n: int = 2048, seconds: float = 4.0) -> float:
 
 def stage(config: str, overrides: list[str]) -> dict:
     """Run one recipe with ``overrides``; its train summary."""
-    return run(load_config(CONFIGS / config, overrides))
+    return run(load_config(CONFIG_DIR / config, overrides))
 
 
 def attention_share(cfg_path: str, seq: int) -> float:
     """Attention score/value matmul FLOPs per token as a share of 2N (what the count leaves out)."""
-    cfg = load_config(CONFIGS / cfg_path, [])
+    cfg = load_config(CONFIG_DIR / cfg_path, [])
     m = cfg.mini
     params = m.num_hidden_layers * (4 * m.hidden_size**2 + 3 * m.hidden_size * m.intermediate_size)
     params += m.vocab_size * m.hidden_size

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from radllama.data.records import text_key
 from radllama.demo import CONFIG_DIR
 from radllama.evaluate.rouge import rouge_many
 from radllama.generate.impressions import complete_impressions
@@ -48,8 +49,8 @@ def trial(data: Path, out: Path, base_overrides: list[str], lora_overrides: list
     val = read_jsonl(data / "validation.jsonl")
     preds = [c.text for c in complete_impressions(load_for_inference(base, lora), [r["findings"] for r in val], 64, 64)]
     scores = {k: np.array(v) for k, v in rouge_many(preds, [r["impression"] for r in val]).items()}
-    seen = {r["findings"].lower() for r in train}
-    unseen = np.array([r["findings"].lower() not in seen for r in val])
+    seen = {text_key(r["findings"]) for r in train}  # as the splits mark seen findings
+    unseen = np.array([text_key(r["findings"]) not in seen for r in val])
     result = {k: round(float(v.mean()), 4) for k, v in scores.items()}
     result |= {f"{k}_unseen": round(float(v[unseen].mean()), 4) for k, v in scores.items()}
     return result | {"n": len(val), "n_unseen": int(unseen.sum()), "base_s": round(t1 - t0), "lora_s": round(t2 - t1)}

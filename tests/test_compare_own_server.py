@@ -10,6 +10,7 @@ import httpx
 import yaml
 from test_serve_support import live_server, tiny_model_dir
 
+from radllama.data.records import make_record
 from radllama.evaluate.compare import run_comparison
 from radllama.io import read_jsonl, write_jsonl
 
@@ -23,8 +24,8 @@ FINDINGS = [
 
 def _records(prefix: str, n: int) -> list[dict]:
     return [
-        {"id": f"{prefix}{i}", "findings": FINDINGS[i % 4] + f" Case {i}.", "impression": FINDINGS[(i + 1) % 4],
-         "indication": "", "comparison": "", "mesh": [], "source": "openi", "seen_findings": i % 2 == 0}
+        {**make_record(f"{prefix}{i}", FINDINGS[i % 4] + f" Case {i}.", FINDINGS[(i + 1) % 4], "openi"),
+         "seen_findings": i % 2 == 0}
         for i in range(n)
     ]  # fmt: skip
 

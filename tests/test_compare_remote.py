@@ -2,16 +2,14 @@
 
 import asyncio
 import json
-import socket
-import threading
-import time
 from collections import Counter
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
+from live_server import live_uvicorn
 from typer.testing import CliRunner
 
 from radllama.cli import app
@@ -84,24 +82,16 @@ class FakeOpenAI:
                 "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
             }
 
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn.Config(api, host="127.0.0.1", port=self.port, log_level="error"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.api = api
+        self._stack = ExitStack()
 
     def __enter__(self) -> "FakeOpenAI":
-        self.thread.start()
-        deadline = time.time() + 10
-        while not self.server.started:
-            if time.time() > deadline:
-                raise RuntimeError("fake server did not start")
-            time.sleep(0.02)
+        url = self._stack.enter_context(live_uvicorn(self.api))  # a bound socket: no port race
+        self.port = int(url.rsplit(":", 1)[1])
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=5)
+        self._stack.close()
 
 
 def _write(path: Path, rows: list[dict]) -> Path:

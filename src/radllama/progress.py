@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import TextIO
 
 from rich.console import Console
 from rich.progress import (
@@ -15,12 +16,17 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-# Messages and progress go to stderr. Piped into a log, rich would assume 80 columns and cut
-# tables and one-line errors; a wide, soft-wrapping console keeps them whole.
-_WIDE = None if sys.stderr.isatty() or "COLUMNS" in os.environ else 160
-console = Console(stderr=True, soft_wrap=True, width=_WIDE)
+
+def _width(stream: TextIO) -> int | None:
+    # Piped into a log, rich would assume 80 columns and cut tables and one-line errors;
+    # a wide, soft-wrapping console keeps them whole.
+    return None if stream.isatty() or "COLUMNS" in os.environ else 160
+
+
+# Messages and progress go to stderr.
+console = Console(stderr=True, soft_wrap=True, width=_width(sys.stderr))
 # Results (tables a command exists to print) go to stdout, so they can be piped on their own.
-results = Console(soft_wrap=True, width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160)
+results = Console(soft_wrap=True, width=_width(sys.stdout))
 
 
 def progress_bar(transient: bool = False) -> Progress:

@@ -165,16 +165,17 @@ def paper_table_markdown(metrics: dict, dataset: str = "OpenI") -> str:
         "|---|---|---|---|---|",
     ]
     rows = reported_rows(dataset)
+    # Systems without any figure are named below: a row of "not found" cells says nothing.
+    missing = [r for r in rows if all(r[k] is None for k in ("rouge1", "rouge2", "rougeL"))]
     for row in rows:
-        if all(row[k] is None for k in ("rouge1", "rouge2", "rougeL")):
-            continue  # listed below: a row of "not found" cells says nothing
+        if row in missing:
+            continue
         cells = [_fmt(row[k]) if row[k] is not None else "not found" for k in ("rouge1", "rouge2", "rougeL")]
         lines.append(f"| {row['system']} | " + " | ".join(cells) + f" | {row['source']} |")
-    missing = [r["system"] for r in rows if all(r[k] is None for k in ("rouge1", "rouge2", "rougeL"))]
     if missing:
         lines += [
             "",
-            "The paper also reports " + ", ".join(missing) + "; their figures were not found in "
+            "The paper also reports " + ", ".join(r["system"] for r in missing) + "; their figures were not found in "
             "the sources available to us, so none are shown.",
         ]
     return "\n".join(lines) + "\n"

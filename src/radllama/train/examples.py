@@ -108,27 +108,34 @@ def report_text(record: dict, sections: Sequence[str] = ("indication", "comparis
     return "\n".join(parts)
 
 
-def neighbour_chain(records: Sequence[dict], seed: int, k: int = 20) -> list[int]:
-    """An order of ``records`` in which each report tends to follow a similar one.
+def nearest_reports(records: Sequence[dict], k: int = 20) -> list[list[int]]:
+    """For each record, the indices of its most similar other records, best first.
 
-    In-context pretraining (Shi et al., 2023): packing related documents together teaches
-    the model to use similar reports earlier in its context — which is what the
-    retrieval-augmented prompt later shows it. Similarity is TF-IDF over the findings of
-    these (training) records only. Greedy walk: go to the most similar unvisited report,
-    jump to a random unvisited one when the k nearest are all used.
+    Similarity is TF-IDF over the findings of these (training) records only.
     """
     from radllama.retrieval import TfidfRetriever
 
     ids = [str(r["id"]) for r in records]
     neighbours = TfidfRetriever(records).query([r["findings"] for r in records], k=k + 1, exclude_ids=ids)
     index = {rid: i for i, rid in enumerate(ids)}
-    near = [[index[str(h["id"])] for h in row] for row in neighbours]
+    return [[index[str(h["id"])] for h in row] for row in neighbours]
+
+
+def neighbour_chain(near: Sequence[Sequence[int]], seed: int) -> list[int]:
+    """An order of the records in which each report tends to follow a similar one.
+
+    In-context pretraining (Shi et al., 2023): packing related documents together teaches
+    the model to use similar reports earlier in its context — which is what the
+    retrieval-augmented prompt later shows it. ``near`` is :func:`nearest_reports`. Greedy
+    walk: go to the most similar unvisited report, jump to a random unvisited one when the
+    nearest are all used.
+    """
     rng = np.random.default_rng(seed)
-    todo = list(rng.permutation(len(records)))
-    seen = np.zeros(len(records), dtype=bool)
+    todo = list(rng.permutation(len(near)))
+    seen = np.zeros(len(near), dtype=bool)
     order: list[int] = []
     current: int | None = None
-    while len(order) < len(records):
+    while len(order) < len(near):
         if current is None:
             while seen[todo[-1]]:
                 todo.pop()

@@ -25,7 +25,7 @@ from radllama.prompts import PromptStyle
 from radllama.retrieval import TfidfRetriever
 from radllama.train import loop
 from radllama.train.config import TrainConfig, dump_config
-from radllama.train.examples import build_task_examples, neighbour_chain, pack_blocks, report_text
+from radllama.train.examples import build_task_examples, nearest_reports, neighbour_chain, pack_blocks, report_text
 
 COMPLETE_FILE = "train_summary.json"
 
@@ -108,9 +108,10 @@ def pretraining_blocks(tokenizer: Any, records: list[dict], texts: list[str], cf
     if cfg.data.pretrain_order != "neighbours":
         raise RadLlamaError(f"data.pretrain_order must be 'random' or 'neighbours', not {cfg.data.pretrain_order!r}")
     passes = max(1, math.ceil(cfg.optim.epochs))
+    near = nearest_reports(records)  # the same for every pass; only the walk's seed changes
     blocks = []
     for p in range(passes):
-        order = neighbour_chain(records, seed=cfg.seed + p)
+        order = neighbour_chain(near, seed=cfg.seed + p)
         blocks += pack_blocks(tokenizer, [texts[i] for i in order], cfg.data.max_seq_len)
     return blocks, dataclasses.replace(cfg.optim, epochs=cfg.optim.epochs / passes)
 

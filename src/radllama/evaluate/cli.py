@@ -66,13 +66,16 @@ def compare_command(
     config: Path = typer.Option(..., "--config", help="YAML comparison config (configs/compare/*.yaml)."),
     out: Path | None = typer.Option(None, "--out", help="Output folder (default: the config's `out`)."),
     limit: int | None = typer.Option(None, "--limit", help="Only the first N test cases (a quick look)."),
+    backend: str | None = typer.Option(
+        None, "--backend", help="auto | transformers | vllm for local systems whose config names none (default auto)."
+    ),
 ) -> None:
     """Run many systems on one split → leaderboard, charts, per-case HTML (resumable)."""
     from radllama.evaluate.compare import run_comparison
     from radllama.evaluate.report import rich_table
     from radllama.progress import console
 
-    result = run_comparison(config, out_dir=out, limit=limit)
+    result = run_comparison(config, out_dir=out, limit=limit, backend=backend)
     _print_summary(result["metrics"])
     for subset in ("all", "unseen"):
         console.print(rich_table(result["metrics"], subset))

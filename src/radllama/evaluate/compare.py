@@ -137,22 +137,26 @@ def run_baseline(sys_cfg: dict, train: Sequence[dict], todo: Sequence[dict], out
 
 
 def run_local(sys_cfg: dict, test_path: Path, pred_path: Path) -> None:
-    """Generate with a local model (+ adapter); the generator resumes from the same cache."""
-    from radllama.generate.impressions import generate_file
-    from radllama.models.loading import load_for_inference
+    """Generate with a local model (+ adapter) on its ``backend`` (auto by default); resumes from the same cache."""
+    from radllama.generate.impressions import count_todo, generate_file
+    from radllama.inference import load_model
 
     model = sys_cfg["model"] if isinstance(sys_cfg["model"], dict) else {"path": sys_cfg["model"]}
-    loaded = load_for_inference(
-        model["path"], model.get("adapter"), trust_remote_code=bool(model.get("trust_remote_code", False))
-    )
-    generate_file(
-        loaded,
-        test_path,
-        pred_path,
-        sys_cfg["name"],
+    loaded = load_model(
+        model["path"],
+        model.get("adapter"),
+        backend=str(sys_cfg.get("backend", "auto")),
+        dtype=str(sys_cfg.get("dtype", "auto")),
+        cases=count_todo(test_path, pred_path),
         batch_size=int(sys_cfg.get("batch_size", 32)),
-        max_new_tokens=int(sys_cfg.get("max_new_tokens", 128)),
+        trust_remote_code=bool(model.get("trust_remote_code", False)),
     )
+    try:
+        generate_file(
+            loaded, test_path, pred_path, sys_cfg["name"], max_new_tokens=int(sys_cfg.get("max_new_tokens", 128))
+        )
+    finally:
+        loaded.backend.close()
 
 
 def openai_messages(
@@ -246,8 +250,12 @@ def run_openai(sys_cfg: dict, train: Sequence[dict], todo: Sequence[dict], out: 
 # ----------------------------------------------------------------------------- driver
 
 
-def run_comparison(config_path: Path, out_dir: Path | None = None, limit: int | None = None) -> dict[str, Any]:
+def run_comparison(
+    config_path: Path, out_dir: Path | None = None, limit: int | None = None, backend: str | None = None
+) -> dict[str, Any]:
     """Run every runnable system of a config, then write metrics, leaderboards, charts, HTML.
+
+    ``backend`` is the inference backend of local systems whose config names none.
 
     Returns ``{"out": Path, "metrics": dict, "paths": dict}``.
     """
@@ -283,7 +291,7 @@ def run_comparison(config_path: Path, out_dir: Path | None = None, limit: int | 
         pred_path = out / "predictions" / f"{name}.jsonl"
         _drop_failed(pred_path)
         if sys_cfg["kind"] == "local":
-            run_local(sys_cfg, test_path, pred_path)
+            run_local({"backend": backend or "auto", **sys_cfg}, test_path, pred_path)
         else:
             with JsonlAppender(pred_path) as appender:
                 todo = [r for r in test if str(r["id"]) not in appender.done]

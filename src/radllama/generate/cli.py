@@ -8,6 +8,8 @@ import typer
 
 from radllama.errors import RadLlamaError
 
+BACKEND_HELP = "auto | transformers | vllm (auto: vLLM when installed and the job is large; docs/serving.md)."
+
 
 def generate_command(
     model: Path = typer.Option(..., "--model", help="Base model folder (Hugging Face format)."),
@@ -16,26 +18,35 @@ def generate_command(
     input: Path | None = typer.Option(None, "--input", help="Split JSONL (records with findings)."),
     output: Path | None = typer.Option(None, "--output", help="Predictions JSONL (appended; a rerun resumes)."),
     system: str | None = typer.Option(None, "--system", help="System name in the predictions (default: folder)."),
-    batch_size: int = typer.Option(32, "--batch-size", min=1),
+    backend: str = typer.Option("auto", "--backend", help=BACKEND_HELP),
+    dtype: str = typer.Option("auto", "--dtype", help="auto | fp32 | bf16 | fp16 (auto: fp32 on CPU, bf16 on GPU)."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Rows per model.generate call (transformers)."),
     max_new_tokens: int = typer.Option(128, "--max-new-tokens", min=1),
-    device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1 … (default: best available)."),
+    device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1 … (transformers backend)."),
 ) -> None:
-    """Derive impressions from findings with greedy decoding (batched, KV cache, stop at EOS)."""
+    """Derive impressions from findings with greedy decoding."""
     if (findings is None) == (input is None):
         raise RadLlamaError("give either --findings TEXT or --input JSONL --output JSONL")
     if input is not None and output is None:
         raise RadLlamaError("--input needs --output")
-    from radllama.generate.impressions import clean_findings, complete_impressions, generate_file
-    from radllama.models.loading import load_for_inference
+    from radllama.generate.impressions import clean_findings, complete_impressions, count_todo, generate_file
+    from radllama.inference import load_model
 
     if findings is not None:
         clean_findings(findings)  # fail on empty input before loading any weights
-    elif output is not None and not output.parent.exists():
-        raise RadLlamaError(f"output folder {output.parent} does not exist")
-    loaded = load_for_inference(model, adapter, device=device)
-    if findings is not None:
-        typer.echo(complete_impressions(loaded, [findings], 1, max_new_tokens)[0].text)
-        return
-    name = system or (adapter or model).name
-    n = generate_file(loaded, input, output, name, batch_size, max_new_tokens)
+        cases = 1
+    else:
+        if output is not None and not output.parent.exists():
+            raise RadLlamaError(f"output folder {output.parent} does not exist")
+        cases = count_todo(input, output)
+    loaded = load_model(model, adapter, backend=backend, dtype=dtype, device=device, cases=cases,
+                        batch_size=batch_size)  # fmt: skip
+    try:
+        if findings is not None:
+            typer.echo(complete_impressions(loaded, [findings], max_new_tokens)[0].text)
+            return
+        name = system or (adapter or model).name
+        n = generate_file(loaded, input, output, name, max_new_tokens)
+    finally:
+        loaded.backend.close()
     typer.echo(f"{n} new prediction(s) written to {output}")

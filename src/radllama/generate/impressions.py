@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from radllama.errors import RadLlamaError
-from radllama.generate.engine import Completion, GenerationSettings, generate_many
+from radllama.inference import Completion, Decoding, load_model
+from radllama.inference.base import OnDone
 from radllama.io import JsonlAppender, read_jsonl
-from radllama.models.loading import LoadedModel, load_for_inference
+from radllama.models.loading import LoadedModel
 from radllama.progress import progress_bar
 from radllama.train.examples import retrieved_impressions
 
@@ -34,30 +35,43 @@ def impression_prompts(loaded: LoadedModel, findings: Sequence[str]) -> list[str
     return [loaded.style.render(loaded.tokenizer, f, ex) for f, ex in zip(findings, shown, strict=True)]
 
 
+def encode_prompts(loaded: LoadedModel, prompts: Sequence[str], max_new_tokens: int) -> list[list[int]]:
+    """Token ids of rendered prompts (specials are in the template); a prompt that leaves no room
+    for ``max_new_tokens`` in the context window is a clear error, before any decoding."""
+    ids = loaded.tokenizer(list(prompts), add_special_tokens=False).input_ids
+    window = loaded.backend.context_window
+    for row in ids:
+        if len(row) + max_new_tokens > window:
+            raise RadLlamaError(f"a prompt is {len(row)} tokens; with max_new_tokens {max_new_tokens} it exceeds "
+                                f"the model's context window of {window} tokens")  # fmt: skip
+    return ids
+
+
 def complete_impressions(
     loaded: LoadedModel,
     findings: Sequence[str],
-    batch_size: int = 32,
     max_new_tokens: int = 128,
-    on_batch=None,
+    on_done: OnDone | None = None,
 ) -> list[Completion]:
-    """Completions (text + token counts) for a list of findings."""
+    """Completions (text + token counts) for a list of findings, greedy."""
     cleaned = [clean_findings(f) for f in findings]
-    prompts = impression_prompts(loaded, cleaned)
-    settings = GenerationSettings(max_new_tokens=max_new_tokens)
-    return generate_many(loaded.model, loaded.tokenizer, prompts, settings, batch_size, on_batch)
+    ids = encode_prompts(loaded, impression_prompts(loaded, cleaned), max_new_tokens)
+    return loaded.backend.generate(ids, Decoding(max_new_tokens=max_new_tokens), on_done)
 
 
 def generate_impressions(
     model_dir: str,
     adapter_dir: str | None,
     findings: list[str],
-    batch_size: int = 32,
     max_new_tokens: int = 128,
+    backend: str = "transformers",
 ) -> list[str]:
     """Load a model (+ adapter) and return one impression per findings text."""
-    loaded = load_for_inference(model_dir, adapter_dir)
-    return [c.text for c in complete_impressions(loaded, findings, batch_size, max_new_tokens)]
+    loaded = load_model(model_dir, adapter_dir, backend=backend, cases=len(findings))
+    try:
+        return [c.text for c in complete_impressions(loaded, findings, max_new_tokens)]
+    finally:
+        loaded.backend.close()
 
 
 def generate_file(
@@ -65,10 +79,9 @@ def generate_file(
     input_path: Path,
     output_path: Path,
     system: str,
-    batch_size: int = 32,
     max_new_tokens: int = 128,
 ) -> int:
-    """Predictions JSONL for a split file, appended and flushed per batch; a rerun resumes.
+    """Predictions JSONL for a split file, appended and flushed as produced; a rerun resumes.
 
     Returns the number of new predictions written.
     """
@@ -78,7 +91,7 @@ def generate_file(
         if not todo:
             return 0
         with progress_bar() as bar:
-            task = bar.add_task(f"generate {system}", total=len(todo))
+            task = bar.add_task(f"generate {system} ({loaded.backend.name})", total=len(todo))
 
             def write(indices: list[int], done: list[Completion]) -> None:
                 for i, c in zip(indices, done, strict=True):
@@ -96,5 +109,14 @@ def generate_file(
                     )
                 bar.advance(task, len(indices))
 
-            complete_impressions(loaded, [r["findings"] for r in todo], batch_size, max_new_tokens, write)
+            complete_impressions(loaded, [r["findings"] for r in todo], max_new_tokens, write)
     return len(todo)
+
+
+def count_todo(input_path: Path, output_path: Path) -> int:
+    """Cases of a split file not yet in its predictions file (sizes the job for ``--backend auto``)."""
+    done: set[str] = set()
+    if Path(output_path).is_file():
+        with JsonlAppender(Path(output_path)) as probe:  # also cuts a truncated last line
+            done = set(probe.done)
+    return sum(1 for r in read_jsonl(Path(input_path)) if str(r["id"]) not in done)

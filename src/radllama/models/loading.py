@@ -19,13 +19,18 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer
 
 @dataclass
 class LoadedModel:
-    """A model ready for generation, with everything needed to prompt it identically."""
+    """A model ready for generation, with everything needed to prompt it identically.
+
+    ``model`` is the transformers model (None where another engine holds the weights);
+    ``backend`` the inference backend that decodes (see :mod:`radllama.inference`).
+    """
 
     model: Any
     tokenizer: Any
     style: PromptStyle
     retriever: TfidfRetriever | None
     name: str
+    backend: Any = None
 
 
 def pick_dtype(name: str, device: str) -> Any:
@@ -157,6 +162,34 @@ def _bnb_4bit_config(device: str) -> Any:
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
 
 
+def load_prompting(
+    model_dir: str | Path, adapter_dir: str | Path | None = None, trust_remote_code: bool = False
+) -> LoadedModel:
+    """Everything but the weights: tokenizer, prompt style and retrieval index, as saved with the
+    adapter (or else the base). Any backend prompts the model identically from this."""
+    source = Path(model_dir)
+    if adapter_dir is not None:
+        source = Path(adapter_dir)
+        if not (source / "adapter_config.json").is_file():
+            raise RadLlamaError(f"{source}: no adapter_config.json — not a LoRA adapter folder")
+    tokenizer = load_tokenizer(tokenizer_folder(model_dir, adapter_dir), trust_remote_code)
+    style = PromptStyle.load(source) if (source / PROMPT_STYLE_FILE).is_file() else PromptStyle.load(model_dir)
+    retriever = None
+    if style.retrieval_k > 0:
+        index = source / RETRIEVAL_INDEX_FILE
+        if not index.is_file():
+            raise RadLlamaError(f"{source}: prompt style uses retrieval but {RETRIEVAL_INDEX_FILE} is missing")
+        retriever = TfidfRetriever(read_jsonl(index))
+    return LoadedModel(None, tokenizer, style, retriever, source.name)
+
+
+def tokenizer_folder(model_dir: str | Path, adapter_dir: str | Path | None = None) -> Path:
+    """The adapter's tokenizer when it saved one (LoRA runs save theirs), else the base's."""
+    if adapter_dir is not None and any((Path(adapter_dir) / f).is_file() for f in TOKENIZER_FILES):
+        return Path(adapter_dir)
+    return Path(model_dir)
+
+
 def load_for_inference(
     model_dir: str | Path,
     adapter_dir: str | Path | None = None,
@@ -166,28 +199,15 @@ def load_for_inference(
     merge: bool = True,
     trust_remote_code: bool = False,
 ) -> LoadedModel:
-    """Base (+ adapter, merged for speed) with the prompt style saved beside it."""
+    """Base (+ adapter, merged for speed) as a transformers model, with the prompt style saved beside it."""
+    loaded = load_prompting(model_dir, adapter_dir, trust_remote_code)
     device = device or default_device()
     model = load_causal_lm(model_dir, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
-    source = Path(model_dir)
     if adapter_dir is not None:
         from peft import PeftModel
 
-        adapter_dir = Path(adapter_dir)
-        if not (adapter_dir / "adapter_config.json").is_file():
-            raise RadLlamaError(f"{adapter_dir}: no adapter_config.json — not a LoRA adapter folder")
         model = PeftModel.from_pretrained(model, str(adapter_dir))
         if merge:
             model = model.merge_and_unload()  # plain weights: no adapter cost per token
-        source = adapter_dir
-    model.eval()
-    tok_dir = source if any((source / f).is_file() for f in TOKENIZER_FILES) else Path(model_dir)
-    tokenizer = load_tokenizer(tok_dir, trust_remote_code)
-    style = PromptStyle.load(source) if (source / PROMPT_STYLE_FILE).is_file() else PromptStyle.load(model_dir)
-    retriever = None
-    if style.retrieval_k > 0:
-        index = source / RETRIEVAL_INDEX_FILE
-        if not index.is_file():
-            raise RadLlamaError(f"{source}: prompt style uses retrieval but {RETRIEVAL_INDEX_FILE} is missing")
-        retriever = TfidfRetriever(read_jsonl(index))
-    return LoadedModel(model, tokenizer, style, retriever, source.name)
+    loaded.model = model.eval()
+    return loaded

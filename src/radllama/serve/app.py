@@ -31,8 +31,10 @@ from radllama.serve.openai_schema import (
     parse_body,
 )
 from radllama.serve.service import ModelService
+from radllama.serve.vllm_engine import EngineDead
 
 log = logging.getLogger("radllama.serve")
+MAX_ROWS_PER_REQUEST = 64  # prompts x n of one /v1/completions request (as /v1/impressions' 64 findings)
 STATIC_DIR = resources.files("radllama.serve") / "static"
 _PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
@@ -80,8 +82,13 @@ def create_app(service: ModelService) -> FastAPI:
         return _error(ApiError(405, f"{request.method} is not allowed on {request.url.path}", "method_not_allowed"))
 
     @app.get("/health")
-    async def health() -> dict[str, Any]:
-        return {"status": "ok", "model": service.name, **service.engine.stats()}
+    async def health() -> JSONResponse:
+        ok = service.healthy()
+        body = {"status": "ok" if ok else "error", "model": service.name, "backend": service.backend,
+                **service.engine.stats()}  # fmt: skip
+        if not ok:
+            body["detail"] = "the inference engine process has exited; restart the server"
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
@@ -93,7 +100,7 @@ def create_app(service: ModelService) -> FastAPI:
         req: ChatRequest = parse_body(await _read_body(request, settings.max_body_bytes), ChatRequest)
         service.check_model(req.model)
         prompt = service.chat_prompt([{"role": m.role, "content": m.text()} for m in req.messages])
-        ids = service.encode(prompt)
+        (ids,) = await service.encode_many([prompt])
         limit = service.budget(ids, req.max_completion_tokens or req.max_tokens)
         rows = [Row(ids, limit, req.stop_list()) for _ in range(req.n)]
         return await _answer(request, service, "chat", req, rows, len(ids), _log_text(settings, prompt))
@@ -103,8 +110,11 @@ def create_app(service: ModelService) -> FastAPI:
         req: CompletionRequest = parse_body(await _read_body(request, settings.max_body_bytes), CompletionRequest)
         service.check_model(req.model)
         rows, prompt_tokens = [], 0
-        for prompt in req.prompts():
-            ids = service.encode(prompt)
+        prompts = req.prompts()
+        if len(prompts) * req.n > MAX_ROWS_PER_REQUEST:
+            raise ApiError(400, f"{len(prompts)} prompts x n={req.n} is over {MAX_ROWS_PER_REQUEST} completions "
+                           "per request; split it", "too_many_completions")  # fmt: skip
+        for ids in await service.encode_many(prompts):
             limit = service.budget(ids, req.max_tokens)
             rows += [Row(ids, limit, req.stop_list()) for _ in range(req.n)]
             prompt_tokens += len(ids)
@@ -114,10 +124,7 @@ def create_app(service: ModelService) -> FastAPI:
     async def impressions(request: Request) -> dict[str, Any]:
         req: ImpressionRequest = parse_body(await _read_body(request, settings.max_body_bytes), ImpressionRequest)
         prompts = await service.impression_prompts(req.findings)
-        rows = []
-        for prompt in prompts:
-            ids = service.encode(prompt)
-            rows.append(Row(ids, service.budget(ids, req.max_tokens)))
+        rows = [Row(ids, service.budget(ids, req.max_tokens)) for ids in await service.encode_many(prompts)]
         started = time.perf_counter()
         job = _submit(service, rows, Sampling(), stream=False)
         await _wait_done(request, job, settings.timeout_s)
@@ -151,7 +158,10 @@ class Guard:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers, api = Headers(scope=scope), scope["path"].startswith("/v1/")
-        if api and self.api_key and not _authorized(headers.get("authorization", ""), self.api_key):
+        # A browser's CORS preflight carries no credentials by design: it passes to the CORS layer
+        # (which answers it, or the app says 405); the real request that follows still needs the key.
+        preflight = scope["method"] == "OPTIONS" and "access-control-request-method" in headers
+        if api and self.api_key and not preflight and not _authorized(headers.get("authorization", ""), self.api_key):
             err = ApiError(401, "missing or wrong API key (send 'Authorization: Bearer KEY')", "invalid_api_key")
             return await _error(err, {"WWW-Authenticate": "Bearer"})(scope, receive, send)
         length = headers.get("content-length")
@@ -203,9 +213,13 @@ def _log_done(kind: str, job: Job, started: float, settings: Any, content: Any =
 
 
 def _submit(service: ModelService, rows: list[Row], sampling: Sampling, stream: bool) -> Job:
+    service.check_sampling(sampling)
     job = Job(rows, sampling, asyncio.get_running_loop(), stream)
     try:
         service.engine.submit(job)
+    except EngineDead as exc:
+        raise ApiError(503, "the inference engine process has exited; the server cannot answer",
+                       "engine_dead", "server_error") from exc  # fmt: skip
     except QueueFull as exc:
         raise ApiError(503, "the server is busy (request queue full); retry shortly", "server_busy",
                        "server_error", {"Retry-After": "1"}) from exc  # fmt: skip
@@ -228,7 +242,9 @@ async def _next_event(request: Request, job: Job, deadline: float) -> tuple:
                 raise ApiError(499, "client closed the request", "client_closed") from None
             continue
         if event[0] == "error":
-            raise ApiError(500, event[1], "generation_failed", "server_error")
+            status = event[2] if len(event) > 2 else 500
+            raise ApiError(status, event[1], "engine_unavailable" if status == 503 else "generation_failed",
+                           "server_error")  # fmt: skip
         return event
 
 

@@ -1,21 +1,18 @@
-"""Requests as the engine sees them, and the engine threads that decode them.
+"""Requests as an engine sees them (:class:`Job`, :class:`Row`), and the transformers backend's
+request-level batching engine.
 
-A request becomes a :class:`Job` of one or more :class:`Row` s (``n`` choices, several prompts).
-The engine thread decodes rows and, token by token, records each row's tokens, stops it at its own
-``max_tokens``, its stop strings or when its client went away (:func:`push_token`,
-:func:`finish_row`), and pushes text deltas to streaming clients as tokens appear.
+A request becomes a :class:`Job` of one or more :class:`Row` s (``n`` choices, several prompts);
+events ("delta", "finish", "done", "error") reach the request's coroutine through the job. Both
+serving engines take jobs: :class:`Batcher` here (transformers) and
+:class:`radllama.serve.vllm_engine.VllmEngine` (vLLM in its own process).
 
-Two engines share the queue and counters of :class:`EngineThread`:
-
-- :class:`radllama.serve.continuous.ContinuousEngine` (transformers models the fast path supports):
-  step-level batching, rows join and leave between decoding steps.
-- :class:`Batcher`: request-level batching for decoders that take whole batches (vLLM, and
-  ``model.generate`` through :class:`TransformersDecoder` for other transformers models). It waits
-  ``window`` seconds after the first queued request for others (each arrival extends the wait by a
-  window, at most 5 windows in all), groups rows with compatible sampling (all greedy rows together;
-  sampled rows by temperature/top_p; a seeded request alone so its seed reproduces), sorts each
-  group by prompt length and decodes chunks of at most ``max_batch`` rows in one call; a
-  ``StoppingCriteria`` (:class:`BatchTracker`) handles each row step by step.
+:class:`Batcher` waits ``window`` seconds after the first queued request for others (each arrival
+extends the wait by a window, at most 5 windows in all), groups rows with compatible sampling (all
+greedy rows together; sampled rows by temperature/top_p; a seeded request alone so its seed
+reproduces), sorts each group by prompt length and decodes chunks of at most ``max_batch`` rows in
+one ``model.generate`` call; a ``StoppingCriteria`` (:class:`BatchTracker`) records each row's
+tokens step by step, stops it at its own ``max_tokens``, its stop strings or when its client went
+away, and streams text deltas as tokens appear.
 """
 
 from __future__ import annotations
@@ -30,10 +27,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from radllama.inference.base import MIN_TEMPERATURE
+
 log = logging.getLogger("radllama.serve")
 
 _job_ids = itertools.count(1)
-MIN_TEMPERATURE = 1e-4  # below it, sampling is greedy (see Sampling.greedy)
 
 
 @dataclass(frozen=True)
@@ -71,11 +69,13 @@ class Row:
     ended_on_eos: bool = False
     job: Job | None = None
     index: int = 0
-    generator: Any = None  # torch.Generator of a seeded sampled row (continuous engine)
+    reported_tokens: int | None = None  # completion tokens as counted by an engine that keeps the ids
 
     @property
     def completion_tokens(self) -> int:
-        """Generated tokens; EOS counts as one, as in radllama.generate.engine."""
+        """Generated tokens; EOS counts as one, as in radllama.inference."""
+        if self.reported_tokens is not None:
+            return self.reported_tokens
         return len(self.token_ids) + int(self.ended_on_eos)
 
 
@@ -92,13 +92,21 @@ class Job:
         self.loop = loop
         self.events: asyncio.Queue = asyncio.Queue()
         self.cancelled = threading.Event()
+        self.on_cancel: list[Callable[[], None]] = []  # run on the event loop when cancelled
         self.remaining = len(rows)
         for i, row in enumerate(rows):
             row.job, row.index = self, i
 
     def cancel(self) -> None:
         """Stop this job's work: skipped if still queued, its rows stopped at the next step if decoding."""
+        if self.cancelled.is_set():
+            return
         self.cancelled.set()
+        for callback in self.on_cancel:
+            try:
+                self.loop.call_soon_threadsafe(callback)
+            except RuntimeError:  # event loop closed
+                pass
 
     def emit(self, event: tuple) -> None:
         """Deliver an event to the request's coroutine (thread-safe; ignored once the loop is gone)."""
@@ -116,9 +124,9 @@ def _held_back(text: str, stops: Sequence[str]) -> int:
     return 0
 
 
-def push_token(row: Row, token: int, tokenizer: Any, eos_id: int | None) -> str | None:
+def push_token(row: Row, token: int, tokenizer: Any, eos: set[int]) -> str | None:
     """Record a row's next token and stream what became final; the finish reason if it ends here."""
-    if token == eos_id:
+    if token in eos:
         row.ended_on_eos = True
         return "stop"
     row.token_ids.append(token)
@@ -126,11 +134,12 @@ def push_token(row: Row, token: int, tokenizer: Any, eos_id: int | None) -> str 
         row.text = tokenizer.decode(row.token_ids, skip_special_tokens=True)
         if row.stop and any(s in row.text for s in row.stop):
             return "stop"
-        _stream(row)
+        stream_text(row)
     return "length" if len(row.token_ids) >= row.max_new_tokens else None
 
 
-def _stream(row: Row) -> None:
+def stream_text(row: Row) -> None:
+    """Send the client what became final of ``row.text``."""
     # Stream only text that cannot change: no half UTF-8 character, no possible stop-string
     # start, no leading/trailing whitespace (the final text is stripped, as in the engine).
     text = row.text
@@ -166,10 +175,10 @@ def finish_row(row: Row, reason: str, tokenizer: Any) -> None:
 class BatchTracker:
     """Per-row bookkeeping for one ``generate`` call, run as a StoppingCriteria after every step."""
 
-    def __init__(self, rows: list[Row], tokenizer: Any, eos_id: int | None) -> None:
+    def __init__(self, rows: list[Row], tokenizer: Any, eos: set[int]) -> None:
         self.rows = rows
         self.tokenizer = tokenizer
-        self.eos_id = eos_id
+        self.eos = eos
 
     def __call__(self, input_ids: Any, scores: Any = None, **kwargs: Any) -> Any:
         import torch
@@ -181,7 +190,7 @@ class BatchTracker:
             if row.job is not None and row.job.cancelled.is_set():
                 reason: str | None = "cancelled"
             else:
-                reason = push_token(row, tok, self.tokenizer, self.eos_id)
+                reason = push_token(row, tok, self.tokenizer, self.eos)
             if reason is not None:
                 finish_row(row, reason, self.tokenizer)
         done = [row.finish_reason is not None for row in self.rows]
@@ -194,24 +203,23 @@ class BatchTracker:
                 finish_row(row, "length", self.tokenizer)
 
 
-def context_window(model: Any, tokenizer: Any) -> int:
-    """Tokens a transformers model attends over: its position embeddings, else the tokenizer's limit."""
-    return int(getattr(model.config, "max_position_embeddings", 0) or tokenizer.model_max_length)
-
-
 class TransformersDecoder:
-    """Decodes one batch of rows with ``model.generate`` (same call as radllama.generate.engine)."""
+    """Decodes one batch of rows with ``model.generate`` (the options of the transformers backend)."""
 
     def __init__(self, model: Any, tokenizer: Any) -> None:
+        from radllama.inference.transformers_backend import context_window, eos_ids
+
         self.model = model
         self.tokenizer = tokenizer
-
-    @property
-    def context_window(self) -> int:
-        return context_window(self.model, self.tokenizer)
+        self.context_window = context_window(model, tokenizer)
+        self.eos = eos_ids(model, tokenizer)
 
     def decode(self, rows: list[Row], sampling: Sampling) -> None:
         import torch
+        from transformers import StoppingCriteriaList
+
+        from radllama.inference.base import Decoding
+        from radllama.inference.transformers_backend import generate_kwargs
 
         tok = self.tokenizer
         # Left padding built from the ids tokenised on the request path, as tokenizer(padding=True)
@@ -220,11 +228,8 @@ class TransformersDecoder:
         ids = [[tok.pad_token_id] * (width - len(r.prompt_ids)) + r.prompt_ids for r in rows]
         mask = [[0] * (width - len(r.prompt_ids)) + [1] * len(r.prompt_ids) for r in rows]
         device = self.model.device
-        tracker = BatchTracker(rows, tok, tok.eos_token_id)
-        from transformers import StoppingCriteriaList
-
-        from radllama.generate.engine import generate_kwargs
-
+        tracker = BatchTracker(rows, tok, self.eos)
+        decoding = Decoding(temperature=0.0 if sampling.greedy else sampling.temperature, top_p=sampling.top_p)
         if sampling.seed is not None:
             torch.manual_seed(sampling.seed)
         with torch.inference_mode():
@@ -233,7 +238,8 @@ class TransformersDecoder:
                 attention_mask=torch.tensor(mask, device=device),
                 max_new_tokens=max(r.max_new_tokens for r in rows),
                 stopping_criteria=StoppingCriteriaList([tracker]),
-                **generate_kwargs(tok, 0.0 if sampling.greedy else sampling.temperature, sampling.top_p),
+                eos_token_id=sorted(self.eos),
+                **generate_kwargs(tok, decoding),
             )
         tracker.finish_all()
 
@@ -245,8 +251,7 @@ class QueueFull(Exception):
 class EngineThread:
     """The one thread that owns the model: a bounded job queue, counters, start and stop.
 
-    Subclasses decide how queued jobs are decoded (:class:`Batcher` a batch of whole requests at a
-    time; :class:`radllama.serve.continuous.ContinuousEngine` step by step).
+    Subclasses decide how queued jobs are decoded (:class:`Batcher`: a batch of whole requests at a time).
     """
 
     def __init__(self, max_batch: int = 32, window_s: float = 0.010, queue_size: int = 256) -> None:
@@ -257,6 +262,7 @@ class EngineThread:
         self.batches = 0  # decoded batches (for tests and /health)
         self.rows_decoded = 0
         self.rows_cancelled = 0  # rows stopped early because their client left
+        self.running = 0  # rows being decoded now
 
     def start(self) -> None:
         self._thread.start()
@@ -282,8 +288,8 @@ class EngineThread:
 
     def stats(self) -> dict[str, Any]:
         """Counters for /health and the benchmarks."""
-        return {"queued": self.queued, "batches": self.batches, "rows_decoded": self.rows_decoded,
-                "rows_cancelled": self.rows_cancelled}  # fmt: skip
+        return {"running": self.running, "queued": self.queued, "batches": self.batches,
+                "rows_decoded": self.rows_decoded, "rows_cancelled": self.rows_cancelled}  # fmt: skip
 
     def _collect(self, first: Job) -> tuple[list[Job], bool]:
         # Sliding window: keep collecting while requests keep coming (each arrival extends the wait
@@ -316,24 +322,23 @@ class EngineThread:
                 break
             if job is not None:
                 left += job.rows
-        fail_jobs(left, RuntimeError("the server is stopping"))
+        fail_jobs(left, RuntimeError("the server is stopping"), 503)
 
     def _run(self) -> None:
         """Decode queued jobs until the stop request (``None``) is taken from the queue."""
         raise NotImplementedError
 
 
-def fail_jobs(rows: Sequence[Row], exc: Exception) -> None:
+def fail_jobs(rows: Sequence[Row], exc: Exception, status: int = 500) -> None:
     """Answer the jobs of these rows with an error event (the engine keeps serving the others)."""
     for job in {id(r.job): r.job for r in rows if r.job is not None}.values():
-        job.emit(("error", f"generation failed: {type(exc).__name__}"))
+        job.emit(("error", f"generation failed: {type(exc).__name__}", status))
 
 
 class Batcher(EngineThread):
     """Request-level batching: collect the requests that arrive together, decode them in one call.
 
-    Used for decoders that take whole batches (vLLM's ``LLM.generate``; ``model.generate`` for
-    models the step-level engine does not support).
+    The transformers backend's serving engine (``model.generate`` through :class:`TransformersDecoder`).
     """
 
     def __init__(
@@ -366,12 +371,15 @@ class Batcher(EngineThread):
     def _decode_chunk(self, rows: list[Row]) -> None:
         sampling = rows[0].job.sampling if rows[0].job else Sampling()
         started = time.perf_counter()
+        self.running = len(rows)
         try:
             self._decode(rows, sampling)
         except Exception as exc:  # keep serving: fail only the requests of this batch
             log.exception("batch of %d rows failed", len(rows))
             fail_jobs(rows, exc)
             return
+        finally:
+            self.running = 0
         self.batches += 1
         self.rows_decoded += len(rows)
         self.rows_cancelled += sum(r.finish_reason == "cancelled" for r in rows)

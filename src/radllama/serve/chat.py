@@ -12,8 +12,8 @@ from rich.console import Console
 from rich.panel import Panel
 
 from radllama.errors import RadLlamaError
-from radllama.generate.engine import GenerationSettings, generate_batch
-from radllama.generate.impressions import complete_impressions
+from radllama.generate.impressions import complete_impressions, encode_prompts
+from radllama.inference import Decoding
 from radllama.models.loading import LoadedModel
 
 HELP = "Type a message. Commands: /impression <findings>, /reset, /quit."
@@ -53,8 +53,8 @@ def run_chat(
     temperature: float = 0.0,
 ) -> None:
     """The read-reply loop; ``read`` raises EOFError at end of input."""
-    context = int(getattr(loaded.model.config, "max_position_embeddings", 0) or loaded.tokenizer.model_max_length)
-    settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature)
+    context = loaded.backend.context_window
+    decoding = Decoding(max_new_tokens=max_new_tokens, temperature=temperature)
     history: list[dict[str, str]] = []
     console.print(f"[bold]radllama chat[/] — {loaded.name}. {HELP}", highlight=False)
     while True:
@@ -89,7 +89,7 @@ def run_chat(
             continue
         if len(kept) < len(history) + 1:
             console.print(f"[dim](oldest {len(history) + 1 - len(kept)} messages dropped to fit the window)[/]")
-        (reply,) = generate_batch(loaded.model, loaded.tokenizer, [prompt], settings)
+        (reply,) = loaded.backend.generate(encode_prompts(loaded, [prompt], max_new_tokens), decoding)
         history = [*kept, {"role": "assistant", "content": reply.text}]
         console.print(Panel(reply.text or "(empty)", title="RadLlama", border_style="cyan"), highlight=False)
     console.print("[dim]bye[/]")

@@ -58,7 +58,11 @@ def serve_command(
     api_key_env: str | None = typer.Option(
         None, "--api-key-env", help="Name of the environment variable holding the API key (Bearer auth)."
     ),
-    backend: str = typer.Option("transformers", "--backend", help="transformers | vllm."),
+    backend: str = typer.Option(
+        "auto", "--backend", help="auto | transformers | vllm (auto: vLLM when installed; docs/serving.md)."
+    ),
+    dtype: str = typer.Option("auto", "--dtype", help="auto | fp32 | bf16 | fp16 (auto: fp32 on CPU)."),
+    tensor_parallel_size: int = typer.Option(1, "--tensor-parallel-size", min=1, help="GPUs per model (vLLM)."),
     max_batch: int = typer.Option(32, "--max-batch", min=1, help="Most rows decoded together."),
     batch_window_ms: float = typer.Option(
         10.0,
@@ -77,22 +81,22 @@ def serve_command(
 
     import uvicorn
 
+    from radllama.inference import resolve_backend
     from radllama.progress import console
     from radllama.serve.app import create_app
     from radllama.serve.service import ServeSettings, load_service
 
-    if backend not in ("transformers", "vllm"):
-        raise RadLlamaError(f"--backend must be transformers or vllm, not {backend!r}")
+    resolve_backend(backend)  # an unknown name fails before the port is bound
     key = resolve_api_key(host, api_key_env)
     sock = bind_socket(host, port)
     settings = ServeSettings(host, port, key, max_batch, batch_window_ms, queue_size, timeout_s, max_body_bytes,
                              log_content, list(cors_origin or []))  # fmt: skip
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with console.status(f"loading {model}"):
-        service = load_service(model, adapter, settings, backend)
+        service = load_service(model, adapter, settings, backend, dtype, tensor_parallel_size)
     shown = f"[{host}]" if ":" in host else host
     console.print(
-        f"serving [bold]{service.name}[/] on http://{shown}:{port}/ (OpenAI API under /v1)"
+        f"serving [bold]{service.name}[/] ({service.backend}) on http://{shown}:{port}/ (OpenAI API under /v1)"
         + (" — API key required" if key else ""),
         highlight=False,
     )
@@ -106,16 +110,18 @@ def chat_command(
     adapter: Path | None = typer.Option(None, "--adapter", help="LoRA adapter folder."),
     max_tokens: int = typer.Option(128, "--max-tokens", min=1, help="Longest answer, in tokens."),
     temperature: float = typer.Option(0.0, "--temperature", min=0.0, help="0 = greedy."),
+    backend: str = typer.Option("auto", "--backend", help="auto | transformers | vllm (auto: transformers here)."),
+    dtype: str = typer.Option("auto", "--dtype", help="auto | fp32 | bf16 | fp16."),
 ) -> None:
     """Talk to a local model in the terminal (/impression <findings>, /reset, /quit)."""
     from rich.console import Console
 
-    from radllama.models.loading import load_for_inference
+    from radllama.inference import load_model
     from radllama.progress import console as err_console
     from radllama.serve.chat import run_chat
 
     with err_console.status(f"loading {model}"):
-        loaded = load_for_inference(model, adapter)
+        loaded = load_model(model, adapter, backend=backend, dtype=dtype, cases=1)
     out = Console()
 
     def read() -> str:

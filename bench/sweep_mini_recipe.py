@@ -23,7 +23,7 @@ from radllama.demo import CONFIG_DIR
 from radllama.evaluate.rouge import rouge_many
 from radllama.generate.impressions import complete_impressions
 from radllama.io import read_jsonl
-from radllama.models.loading import load_for_inference
+from radllama.inference import load_model
 from radllama.train.config import load_config
 from radllama.train.recipes import run
 
@@ -47,7 +47,8 @@ def trial(data: Path, out: Path, base_overrides: list[str], lora_overrides: list
     t2 = time.perf_counter()
     train = read_jsonl(data / "train.jsonl")
     val = read_jsonl(data / "validation.jsonl")
-    preds = [c.text for c in complete_impressions(load_for_inference(base, lora), [r["findings"] for r in val], 64, 64)]
+    loaded = load_model(base, lora, backend="transformers", batch_size=64)
+    preds = [c.text for c in complete_impressions(loaded, [r["findings"] for r in val], 64)]
     scores = {k: np.array(v) for k, v in rouge_many(preds, [r["impression"] for r in val]).items()}
     seen = {text_key(r["findings"]) for r in train}  # as the splits mark seen findings
     unseen = np.array([text_key(r["findings"]) not in seen for r in val])

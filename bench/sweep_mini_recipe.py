@@ -22,8 +22,8 @@ from radllama.data.records import text_key
 from radllama.demo import CONFIG_DIR
 from radllama.evaluate.rouge import rouge_many
 from radllama.generate.impressions import complete_impressions
-from radllama.io import read_jsonl
 from radllama.inference import load_model
+from radllama.io import read_jsonl
 from radllama.train.config import load_config
 from radllama.train.recipes import run
 

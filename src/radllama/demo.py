@@ -33,21 +33,31 @@ QUICK_BASE = [
 QUICK_LORA = ["optim.max_steps=2", "optim.batch_size=16"]
 
 
-def _stage_done(folder: Path, config_yaml: str) -> bool:
-    """A stage is reusable when it finished (summary written) with the same resolved config."""
-    from radllama.train.recipes import COMPLETE_FILE
+def _stage_fingerprint(cfg: Any, config_yaml: str) -> dict[str, Any]:
+    """A training stage depends on its resolved config and the contents of its data and base model."""
+    from radllama.provenance import file_digest, folder_digest, versions
 
-    saved = folder / "config.yaml"
-    return (folder / COMPLETE_FILE).is_file() and saved.is_file() and saved.read_text() == config_yaml
+    base = folder_digest(cfg.model.path) if cfg.recipe == "lora_sft" else None  # pretraining starts from scratch
+    return {
+        "config": config_yaml,
+        "train": file_digest(cfg.data.train),
+        "base": base,
+        "versions": versions("torch", "transformers", "peft"),
+    }
 
 
 def _train_stage(name: str, config: Path, overrides: list[str], timings: dict[str, float]) -> dict:
+    from radllama.provenance import reuse
     from radllama.train.config import dump_config, load_config
     from radllama.train.recipes import COMPLETE_FILE, run
 
     cfg = load_config(config, overrides)
     folder = Path(cfg.output_dir)
-    if _stage_done(folder, dump_config(cfg)):
+    # Same fingerprint and finished: reuse. Made from something else: redo from scratch.
+    if (
+        reuse(folder, _stage_fingerprint(cfg, dump_config(cfg)), on_change="redo", folder=True)
+        and (folder / COMPLETE_FILE).is_file()
+    ):
         console.print(f"[green]{name}[/]: reusing {folder}")
         return yaml.safe_load((folder / COMPLETE_FILE).read_text())
     console.rule(f"[bold]{name}")
@@ -121,7 +131,8 @@ def run_demo(
     atomic_write_text(cfg_path, yaml.safe_dump(compare_config(out), sort_keys=False))
     console.rule("[bold]generate and evaluate")
     t1 = time.perf_counter()
-    result = run_comparison(cfg_path, out_dir=out, limit=16 if quick else None, backend=backend)
+    # The demo redoes what was made from something else (a --quick run's models, an edited recipe).
+    result = run_comparison(cfg_path, out_dir=out, limit=16 if quick else None, backend=backend, on_change="redo")
     timings["generate+evaluate"] = time.perf_counter() - t1
     report = render_report(out, manifest, base, lora, result["paths"]["paper_table"], timings, quick)
     atomic_write_text(out / "report.md", report)

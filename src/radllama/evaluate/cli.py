@@ -69,13 +69,18 @@ def compare_command(
     backend: str | None = typer.Option(
         None, "--backend", help="auto | transformers | vllm for local systems whose config names none (default auto)."
     ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Redo a system's cached predictions when they were made from something else."
+    ),
 ) -> None:
     """Run many systems on one split → leaderboard, charts, per-case HTML (resumable)."""
     from radllama.evaluate.compare import run_comparison
     from radllama.evaluate.report import rich_table
     from radllama.progress import console
 
-    result = run_comparison(config, out_dir=out, limit=limit, backend=backend)
+    result = run_comparison(
+        config, out_dir=out, limit=limit, backend=backend, on_change="redo" if overwrite else "error"
+    )
     _print_summary(result["metrics"])
     for subset in ("all", "unseen"):
         console.print(rich_table(result["metrics"], subset))

@@ -31,6 +31,7 @@ import yaml
 from radllama.errors import RadLlamaError
 from radllama.io import JsonlAppender, atomic_write_text, ensure_writable_dir, read_jsonl, write_jsonl
 from radllama.progress import console, progress_bar
+from radllama.provenance import reuse
 
 KINDS = ("baseline", "local", "openai", "not_run")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -137,17 +138,18 @@ def run_baseline(sys_cfg: dict, train: Sequence[dict], todo: Sequence[dict], out
 
 
 def run_local(sys_cfg: dict, test_path: Path, pred_path: Path) -> None:
-    """Generate with a local model (+ adapter) on its ``backend`` (auto by default); resumes from the same cache."""
+    """Generate with a local model (+ adapter) on its resolved ``backend``; resumes from the same cache."""
     from radllama.generate.impressions import count_todo, generate_file
     from radllama.inference import load_model
 
-    model = sys_cfg["model"] if isinstance(sys_cfg["model"], dict) else {"path": sys_cfg["model"]}
+    if count_todo(test_path, pred_path) == 0:
+        return  # every case is cached: no weights to load
+    model = _local_model(sys_cfg)
     loaded = load_model(
         model["path"],
         model.get("adapter"),
-        backend=str(sys_cfg.get("backend", "auto")),
+        backend=sys_cfg["backend"],
         dtype=str(sys_cfg.get("dtype", "auto")),
-        cases=count_todo(test_path, pred_path),
         batch_size=int(sys_cfg.get("batch_size", 32)),
         trust_remote_code=bool(model.get("trust_remote_code", False)),
     )
@@ -157,6 +159,31 @@ def run_local(sys_cfg: dict, test_path: Path, pred_path: Path) -> None:
         )
     finally:
         loaded.backend.close()
+
+
+def _local_model(sys_cfg: dict) -> dict:
+    return sys_cfg["model"] if isinstance(sys_cfg["model"], dict) else {"path": sys_cfg["model"]}
+
+
+# Settings of a remote system that do not change its answers (so do not invalidate its cache).
+_NOT_IN_FINGERPRINT = {"api_key_env", "timeout_s", "concurrency", "max_retries", "retries", "allow_remote"}
+
+
+def system_fingerprint(sys_cfg: dict, split: Path, train: str | None) -> dict:
+    """What a system's predictions depend on (see :mod:`radllama.provenance`)."""
+    from radllama.inference import Decoding
+    from radllama.provenance import file_digest, versions
+
+    if sys_cfg["kind"] == "local":
+        from radllama.generate.impressions import predictions_fingerprint
+
+        model = _local_model(sys_cfg)
+        decoding = Decoding(max_new_tokens=int(sys_cfg.get("max_new_tokens", 128)))
+        return predictions_fingerprint(split, sys_cfg["name"], model["path"], model.get("adapter"), sys_cfg["backend"],
+                                       str(sys_cfg.get("dtype", "auto")), decoding)  # fmt: skip
+    settings = {k: v for k, v in sys_cfg.items() if k not in _NOT_IN_FINGERPRINT}
+    return {"split": file_digest(split), "train": file_digest(train) if train else None, "system": settings,
+            "versions": versions()}  # fmt: skip
 
 
 def openai_messages(
@@ -251,11 +278,17 @@ def run_openai(sys_cfg: dict, train: Sequence[dict], todo: Sequence[dict], out: 
 
 
 def run_comparison(
-    config_path: Path, out_dir: Path | None = None, limit: int | None = None, backend: str | None = None
+    config_path: Path,
+    out_dir: Path | None = None,
+    limit: int | None = None,
+    backend: str | None = None,
+    on_change: str = "error",
 ) -> dict[str, Any]:
     """Run every runnable system of a config, then write metrics, leaderboards, charts, HTML.
 
-    ``backend`` is the inference backend of local systems whose config names none.
+    ``backend`` is the inference backend of local systems whose config names none. A system's
+    cached predictions are reused only when their provenance matches this run; otherwise
+    ``on_change`` says what happens: ``"error"`` (stop, naming what differs) or ``"redo"``.
 
     Returns ``{"out": Path, "metrics": dict, "paths": dict}``.
     """
@@ -266,6 +299,7 @@ def run_comparison(
     out = Path(out_dir or cfg.get("out") or "runs/compare")
     ensure_writable_dir(out / "predictions")
     test = read_jsonl(Path(cfg["split"]["test"]))
+    whole_split = len(test)  # sizes `--backend auto` the same with or without --limit
     if limit is not None:
         if limit < 1:
             raise RadLlamaError("--limit must be at least 1")
@@ -289,9 +323,14 @@ def run_comparison(
             skipped[name] = {"not_run": reason, **_describe(sys_cfg)}
             continue
         pred_path = out / "predictions" / f"{name}.jsonl"
+        if sys_cfg["kind"] == "local":
+            from radllama.inference import resolve_backend
+
+            sys_cfg = {**sys_cfg, "backend": resolve_backend(sys_cfg.get("backend") or backend or "auto", whole_split)}
+        reuse(pred_path, system_fingerprint(sys_cfg, Path(cfg["split"]["test"]), train_path), on_change=on_change)
         _drop_failed(pred_path)
         if sys_cfg["kind"] == "local":
-            run_local({"backend": backend or "auto", **sys_cfg}, test_path, pred_path)
+            run_local(sys_cfg, test_path, pred_path)
         else:
             with JsonlAppender(pred_path) as appender:
                 todo = [r for r in test if str(r["id"]) not in appender.done]

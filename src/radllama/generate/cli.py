@@ -23,29 +23,44 @@ def generate_command(
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Rows per model.generate call (transformers)."),
     max_new_tokens: int = typer.Option(128, "--max-new-tokens", min=1),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1 … (transformers backend)."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Redo --output when it was made from another model, split or setting."
+    ),
 ) -> None:
     """Derive impressions from findings with greedy decoding."""
     if (findings is None) == (input is None):
         raise RadLlamaError("give either --findings TEXT or --input JSONL --output JSONL")
     if input is not None and output is None:
         raise RadLlamaError("--input needs --output")
-    from radllama.generate.impressions import clean_findings, complete_impressions, count_todo, generate_file
-    from radllama.inference import load_model
+    from radllama.generate.impressions import (
+        clean_findings,
+        complete_impressions,
+        count_todo,
+        generate_file,
+        predictions_fingerprint,
+    )
+    from radllama.inference import Decoding, load_model, resolve_backend
+    from radllama.io import read_jsonl
+    from radllama.provenance import reuse
 
+    name = system or (adapter or model).name
     if findings is not None:
         clean_findings(findings)  # fail on empty input before loading any weights
-        cases = 1
+        chosen = resolve_backend(backend, 1)
     else:
-        if output is not None and not output.parent.exists():
+        if not output.parent.exists():
             raise RadLlamaError(f"output folder {output.parent} does not exist")
-        cases = count_todo(input, output)
-    loaded = load_model(model, adapter, backend=backend, dtype=dtype, device=device, cases=cases,
-                        batch_size=batch_size)  # fmt: skip
+        chosen = resolve_backend(backend, len(read_jsonl(input)))  # the whole job decides, not what is left
+        wanted = predictions_fingerprint(input, name, model, adapter, chosen, dtype, Decoding(max_new_tokens))
+        reuse(output, wanted, on_change="redo" if overwrite else "error")
+        if count_todo(input, output) == 0:
+            typer.echo(f"0 new prediction(s): {output} is complete")
+            return
+    loaded = load_model(model, adapter, backend=chosen, dtype=dtype, device=device, batch_size=batch_size)
     try:
         if findings is not None:
             typer.echo(complete_impressions(loaded, [findings], max_new_tokens)[0].text)
             return
-        name = system or (adapter or model).name
         n = generate_file(loaded, input, output, name, max_new_tokens)
     finally:
         loaded.backend.close()

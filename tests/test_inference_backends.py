@@ -118,14 +118,21 @@ def test_generate_cli_on_vllm_writes_the_transformers_answers_and_resumes(tmp_pa
     assert "Lungs" not in r.stderr + r.stdout  # no report text in the engine's logs
 
 
-def test_a_prompt_over_the_context_window_is_a_clear_error_on_both() -> None:
+def test_context_window_limits_are_the_same_on_both() -> None:
+    """A prompt that fills the window is a clear error; one near its end is answered up to the end."""
+    near_end = "The heart is normal in size. " * 24  # 485 prompt tokens: room for 27 of 64
+    got = {}
     for backend in ("transformers", "vllm"):
         loaded = load_model(tiny_model_dir(), backend=backend, device="cpu")
         try:
             with pytest.raises(RadLlamaError, match="context window of 512 tokens"):
                 complete_impressions(loaded, ["The heart is normal in size. " * 80], MAX)
+            (got[backend],) = complete_impressions(loaded, [near_end], 64)
         finally:
             loaded.backend.close()
+    done = got["transformers"]
+    assert done.prompt_tokens + done.completion_tokens == 512 and done.finish_reason == "length", done
+    assert got["vllm"] == done
 
 
 def test_auto_backend_rules(monkeypatch) -> None:

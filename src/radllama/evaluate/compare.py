@@ -154,11 +154,22 @@ def run_local(sys_cfg: dict, test_path: Path, pred_path: Path) -> None:
         trust_remote_code=bool(model.get("trust_remote_code", False)),
     )
     try:
-        generate_file(
-            loaded, test_path, pred_path, sys_cfg["name"], max_new_tokens=int(sys_cfg.get("max_new_tokens", 128))
-        )
+        generate_file(loaded, test_path, pred_path, sys_cfg["name"], int(sys_cfg.get("max_new_tokens", 128)),
+                      mbr_settings(sys_cfg))  # fmt: skip
     finally:
         loaded.backend.close()
+
+
+def mbr_settings(sys_cfg: dict) -> Any:
+    """``decode: mbr`` (with optional ``samples``, ``temperature``) of a local system, else None (greedy)."""
+    from radllama.generate.mbr import MbrSettings
+
+    decode = sys_cfg.get("decode", "greedy")
+    if decode == "greedy":
+        return None
+    if decode != "mbr":
+        raise RadLlamaError(f"system {sys_cfg['name']!r}: decode must be greedy or mbr, not {decode!r}")
+    return MbrSettings(samples=int(sys_cfg.get("samples", 8)), temperature=float(sys_cfg.get("temperature", 0.7)))
 
 
 def _local_model(sys_cfg: dict) -> dict:
@@ -171,14 +182,13 @@ _NOT_IN_FINGERPRINT = {"api_key_env", "timeout_s", "concurrency", "max_retries",
 
 def system_fingerprint(sys_cfg: dict, split: Path, train: str | None) -> dict:
     """What a system's predictions depend on (see :mod:`radllama.provenance`)."""
-    from radllama.inference import Decoding
     from radllama.provenance import file_digest, versions
 
     if sys_cfg["kind"] == "local":
-        from radllama.generate.impressions import predictions_fingerprint
+        from radllama.generate.impressions import decoding_record, predictions_fingerprint
 
         model = _local_model(sys_cfg)
-        decoding = Decoding(max_new_tokens=int(sys_cfg.get("max_new_tokens", 128)))
+        decoding = decoding_record(int(sys_cfg.get("max_new_tokens", 128)), mbr_settings(sys_cfg))
         return predictions_fingerprint(split, sys_cfg["name"], model["path"], model.get("adapter"), sys_cfg["backend"],
                                        str(sys_cfg.get("dtype", "auto")), decoding)  # fmt: skip
     settings = {k: v for k, v in sys_cfg.items() if k not in _NOT_IN_FINGERPRINT}

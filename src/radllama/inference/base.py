@@ -44,6 +44,7 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int  # EOS counts as one token where it was generated
     finish_reason: str  # "stop" (EOS or a stop string) | "length"
+    source: str = "greedy"  # which candidate an MBR answer is: greedy | sample | retrieved
 
 
 OnDone = Callable[[list[int], list[Completion]], None]
@@ -68,6 +69,11 @@ class Backend(Protocol):
     def close(self) -> None:
         """Free the engine (processes, memory)."""
         ...
+
+
+def room(prompt_len: int, decoding: Decoding, window: int) -> int:
+    """New tokens a prompt may have: its limit, within the context window."""
+    return max(0, min(decoding.max_new_tokens, window - prompt_len))
 
 
 def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:

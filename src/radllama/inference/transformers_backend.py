@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from radllama.inference.base import Completion, Decoding, OnDone, cut_at_stop
+from radllama.inference.base import Completion, Decoding, OnDone, cut_at_stop, room
 
 
 def generate_kwargs(tokenizer: Any, decoding: Decoding) -> dict[str, Any]:
@@ -92,6 +92,7 @@ class TransformersBackend:
         return [self._completion(len(r), new, decoding) for r, new in zip(rows, out[:, width:].tolist(), strict=True)]
 
     def _completion(self, prompt_len: int, new: list[int], decoding: Decoding) -> Completion:
+        new = new[: room(prompt_len, decoding, self.context_window)]  # as vLLM: nothing past the window
         end = next((k for k, t in enumerate(new) if t in self.eos), None)
         ids = new if end is None else new[:end]
         text, stopped = cut_at_stop(self.tokenizer.decode(ids, skip_special_tokens=True), decoding.stop)

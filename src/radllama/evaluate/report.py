@@ -24,12 +24,20 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("rouge1", "R-1"),
     ("rouge2", "R-2"),
     ("rougeL", "R-L"),
-    ("clinical_micro_f1", "Clin µF1"),
-    ("clinical_macro_f1", "Clin MF1"),
+    ("clinical_micro_f1", "F1-13 µ"),
+    ("clinical_macro_f1", "F1-13 M"),
+    ("clinical_micro_f1_5", "F1-5 µ"),
+    ("clinical_macro_f1_5", "F1-5 M"),
+    ("clinical_no_finding_f1", "No Finding F1"),
     ("words", "Words"),
     ("length_ratio", "Len ratio"),
 )
-CHART_METRICS: tuple[str, ...] = ("rouge1", "rouge2", "rougeL", "clinical_micro_f1")
+CLINICAL_NOTE = (
+    "Clinical: F1 of positive CheXpert mentions (rule labeller; uncertain counts as not positive in predictions and "
+    "references alike): F1-13 over the 13 findings, F1-5 over atelectasis, cardiomegaly, consolidation, edema and "
+    "pleural effusion; µ micro, M macro; No Finding on its own, in no average."
+)
+CHART_METRICS: tuple[str, ...] = ("rouge1", "rouge2", "rougeL", "clinical_micro_f1", "clinical_micro_f1_5")
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
@@ -98,7 +106,9 @@ def rich_table(metrics: dict, subset: str = "all") -> Table:
 
 def leaderboard_markdown(metrics: dict) -> str:
     """Markdown leaderboard, one table per subset, mean [95% CI]."""
-    lines = [f"Scorer: {metrics.get('scorer', '')}. Clinical: {metrics.get('clinical_labeller', '')}.", ""]
+    lines = [f"Scorer: {metrics.get('scorer', '')}. {CLINICAL_NOTE}", ""]
+    if metrics.get("paired_test"):
+        lines += [f"Paired tests: {metrics['paired_test']}.", ""]
     for subset in SUBSETS:
         lines += [f"### Subset `{subset}`", ""]
         header = ["System", "n", *[label for _, label in COLUMNS]]
@@ -111,7 +121,54 @@ def leaderboard_markdown(metrics: dict) -> str:
             cells = [_fmt_ci({"mean": row[k], "ci95": row[f"{k}_ci95"]}) for k, _ in COLUMNS]
             lines.append(f"| {row['system']} | {row['n']} | " + " | ".join(cells) + " |")
         lines.append("")
+    lines += _per_observation_markdown(metrics) + _paired_markdown(metrics)
     return "\n".join(lines)
+
+
+def _per_observation_markdown(metrics: dict) -> list[str]:
+    """F1 of positive mentions per observation (subset `all`), with the references' positives."""
+    from radllama.evaluate.clinical import OBSERVATIONS
+
+    rows = [r for r in leaderboard_rows(metrics, "all") if r["status"] == "ok"]
+    if not rows:
+        return []
+    lines = ["### Clinical F1 per observation (subset `all`; n pos = reference positives)", ""]
+    lines.append("| System | " + " | ".join(OBSERVATIONS) + " |")
+    lines.append("|" + "---|" * (len(OBSERVATIONS) + 1))
+    for row in rows:
+        per = metrics["systems"][row["system"]]["all"].get("clinical_per_observation", {})
+        cells = [_fmt(per.get(o, {}).get("f1"), 3) for o in OBSERVATIONS]
+        lines.append(f"| {row['system']} | " + " | ".join(cells) + " |")
+    per = metrics["systems"][rows[0]["system"]]["all"].get("clinical_per_observation", {})
+    counts = [str(per.get(o, {}).get("reference_positives", "–")) for o in OBSERVATIONS]
+    lines += ["| n pos | " + " | ".join(counts) + " |", ""]
+    return lines
+
+
+def _paired_markdown(metrics: dict) -> list[str]:
+    """Paired tests of every system against the reference system: difference, 95% CI, p."""
+    paired = metrics.get("paired_vs_reference") or {}
+    if not paired:
+        return []
+    ref = metrics.get("reference_system")
+    lines = [f"### Paired tests against `{ref}` (same cases; difference = system − {ref})", ""]
+    lines.append("| System | subset | n | ΔR-L [95% CI] | p | ΔF1-13 µ [95% CI] | p |")
+    lines.append("|---|---|---|---|---|---|---|")
+    for name, subsets in paired.items():
+        for subset, tests in subsets.items():
+            rl, cl = tests["rougeL"], tests.get("clinical_micro_f1")
+            cells = [_diff_cell(rl), _fmt(rl["p_value"], 3)]
+            cells += [_diff_cell(cl), _fmt(cl["p_value"], 3)] if cl else ["–", "–"]
+            lines.append(f"| {name} | {subset} | {rl['n']} | " + " | ".join(cells) + " |")
+    lines.append("")
+    return lines
+
+
+def _diff_cell(test: dict) -> str:
+    diff, (low, high) = test.get("mean_diff"), test.get("ci95", [None, None])
+    if diff is None or diff != diff:  # nan: no cases
+        return "–"
+    return f"{diff:+.4f} [{low:+.4f}, {high:+.4f}]"
 
 
 def leaderboard_csv(metrics: dict) -> str:
@@ -236,6 +293,7 @@ def html_cases(systems: Sequence[SystemCases]) -> list[dict]:
                 "rougeL": round(case["rougeL"], 4),
                 "clinical": round(case["clinical_agreement"], 4),
                 "labels": case["labels_prediction"],
+                "status": case.get("status", "ok"),
             }
     for row in rows.values():
         label_sets = {tuple(o["labels"]) for o in row["outputs"].values()}
@@ -256,8 +314,9 @@ td.num{text-align:right;white-space:nowrap}
 .muted{color:#777}
 </style></head><body>
 <h1>RadLlama — per-case comparison</h1>
-<p class="muted">R-L: ROUGE-L F1 against the reference. Clin: agreement of clinical labels (F1 of present
-CheXpert observations). Click a column header to sort.</p>
+<p class="muted">R-L: ROUGE-L F1 against the reference. Clin: agreement of clinical labels (F1 of the positive
+CheXpert findings of the prediction against those of the reference, No Finding apart; 1 when both state none).
+A failed or missing answer is shown empty and scored as empty. Click a column header to sort.</p>
 <div class="controls">
 <input id="search" type="search" placeholder="search text…" size="40">
 <label><input id="disagree" type="checkbox"> only cases where systems disagree (clinical labels)</label>
@@ -275,7 +334,8 @@ for (const s of systems) {
   cols.push({key:'cl:'+s,label:'Clin '+s,num:true});
 }
 function value(row,key){
-  if(key.startsWith('pred:')){const o=row.outputs[key.slice(5)];return o?o.prediction:'';}
+  if(key.startsWith('pred:')){const o=row.outputs[key.slice(5)];
+    return o?(o.status&&o.status!=='ok'?'['+o.status+', scored as empty]':o.prediction):'';}
   if(key.startsWith('rl:')){const o=row.outputs[key.slice(3)];return o?o.rougeL:-1;}
   if(key.startsWith('cl:')){const o=row.outputs[key.slice(3)];return o?o.clinical:-1;}
   return row[key]??'';

@@ -66,7 +66,9 @@ MENTIONS: dict[str, list[str]] = {
     "Cardiomegaly": [
         r"cardiomegaly",
         r"enlarged (heart|cardiac silhouette|cardiac size)",
-        r"(heart|cardiac silhouette|cardiac) (size )?(is |appears )?(mildly |moderately |severely )?enlarged",
+        r"(heart|cardiac silhouette|cardiac) (silhouette )?(size )?(is |appears |remains )?(again |persistently |still )?"
+        r"(\w+ly |borderline |slightly |mildly to moderately )?(enlarged|large)",
+        r"borderline (heart size|cardiac size|cardiomegaly|cardiac enlargement|enlarged heart|enlargement of the)",
         r"enlargement of the (heart|cardiac silhouette)",
         r"cardiac enlargement",
     ],
@@ -87,14 +89,20 @@ MENTIONS: dict[str, list[str]] = {
         r"interstitial (marking|prominence|disease|thickening)s?",
     ],
     "Edema": [
-        r"edema",
+        r"(?<!soft tissue )edema",
         r"oedema",
-        r"(vascular|pulmonary) congestion",
+        r"(vascular|pulmonary|venous) congestion",
+        r"vascular (prominence|engorgement|indistinctness|margination)",
+        r"(vessels|vasculature|vascularity) (are |is )?(\w+ly )?(engorged|congested|indistinct|accentuated)",
+        r"xxxx (are |is )?engorged",  # "pulmonary XXXX are engorged": the vessels, de-identified
+        r"prominen(t|ce of the) (central )?(pulmonary )?vasculature",
+        r"venous hypertension",
         r"(congestive )?heart failure",
         r"chf",
     ],
     "Consolidation": [r"consolidat\w*"],
-    "Pneumonia": [r"pneumoni\w*", r"infecti\w+", r"bronchopneumoni\w*"],
+    # A prior granulomatous infection is a healed scar, not a pneumonia.
+    "Pneumonia": [r"pneumoni\w*", r"(?<!granulomatous )infecti\w+", r"bronchopneumoni\w*"],
     "Atelectasis": [r"atelecta\w*", r"collapse"],
     "Pneumothorax": [r"pneumothora\w*"],
     "Pleural Effusion": [
@@ -126,6 +134,16 @@ MENTIONS: dict[str, list[str]] = {
         r"(surgical )?clips",
         r"hardware",
         r"valve replacement",
+        r"(prosthetic|replaced|artificial) (\w+ )?valve",
+        r"(pacing |cardiac |monitor |ecg |ekg |pacemaker |icd |defibrillator )leads?",
+        r"leads (terminat\w+|project\w*|overl\w+|in (the )?(expected|stable|unchanged|satisfactory|good))",
+        r"icd",
+        r"(generator|stimulator|pump)",
+        r"(vp |ventriculoperitoneal )?shunt( tubing| catheter)?",
+        r"(ivc )?filter",
+        r"(closure|cardiac|electronic) device",
+        # The device word is often de-identified to XXXX: "left chest XXXX with tip in the SVC".
+        r"(distal )?tips? (is |are |remains )?(now )?(in|at|over|overl\w+|project\w*|terminat\w*|near|within|positioned)",
     ],
 }
 
@@ -133,16 +151,17 @@ MENTIONS: dict[str, list[str]] = {
 NORMALS: dict[str, list[str]] = {
     "Cardiomegaly": [
         r"(normal|upper normal) (heart|cardiac) size",
+        # "Heart size is stable" says nothing about its size: not a normal.
         r"(heart|cardiac) (size|silhouette)( is| are)? (normal|within normal limits|upper limits of normal"
-        r"|stable|unremarkable|not enlarged)",
+        r"|unremarkable|not enlarged)",
         r"heart (is )?(normal in size|not enlarged|of normal size)",
         r"normal (size of the )?(heart|cardiac silhouette)",
         r"normal-sized heart",
     ],
     "Enlarged Cardiomediastinum": [
-        r"(normal|unremarkable|stable) (cardio)?mediastinal (silhouette|contours?)",
+        r"(normal|unremarkable) (cardio)?mediastinal (silhouette|contours?)",
         r"(cardio)?mediastinal (silhouette|contours?)( is| are)? (normal|within normal limits|unremarkable"
-        r"|stable|not (enlarged|widened))",
+        r"|not (enlarged|widened))",
         r"mediastinum (is )?(normal|unremarkable|not widened)",
     ],
 }
@@ -162,8 +181,9 @@ NEG_PRE = [
     r"clear of",
     r"absence of",
     r"resolution of",
+    r"clearing of",
     r"resolved",
-    r"interval removal of",
+    r"removal of",
     r"no longer",
     r"without",
     r"no",
@@ -181,6 +201,7 @@ UNC_PRE = [
     r"could",
     r"questionabl[ey]",
     r"question of",
+    r"question",
     r"suggestive of",
     r"suggest(s|ing|ed)?",
     r"concern(ing)? for",
@@ -195,10 +216,11 @@ UNC_PRE = [
     r"indeterminate",
 ]
 NEG_POST = [
-    r"(has|have) (since |now |completely )?resolved",
+    r"(has|have) (since |now |completely )?(resolved|cleared)",
     r"resolved",
     r"(is|are|has been|have been) removed",
     r"(is|are) (now )?absent",
+    r"(appears?|is|are) (within (the )?(limits of normal|normal limits)|normal)",
     r"(is|are)? ?not (seen|identified|present|visualized|appreciated|evident|demonstrated)",
 ]
 UNC_POST = [

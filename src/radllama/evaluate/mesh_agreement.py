@@ -59,11 +59,16 @@ MESH_MAP: tuple[MeshRule, ...] = (
         why="a wide or prominent mediastinum; enlarged nodes are not the silhouette",
     ),
     MeshRule("Nodule", "Lung Lesion"),
+    MeshRule("Opacity", "Lung Lesion", qualifiers=("round",), why="the indexers code a nodular opacity as round"),
+    MeshRule("Density", "Lung Lesion", qualifiers=("round",), unless=("ribs", "breast", "nipple")),
     MeshRule("Mass", "Lung Lesion"),
     MeshRule("Opacity", "Lung Opacity", unless=("bone", "ribs", "thoracic vertebrae", "spine", "soft tissue")),
     MeshRule("Infiltrate", "Lung Opacity"),
     MeshRule("Airspace Disease", "Lung Opacity", why="CheXpert counts airspace disease as lung opacity"),
     MeshRule("Density", "Lung Opacity", qualifiers=("lung", "retrocardiac"), why="densities of the lung only"),
+    MeshRule(
+        "Markings", "Lung Opacity", qualifiers=("interstitial",), why="CheXpert counts interstitial markings as opacity"
+    ),
     MeshRule("Pulmonary Edema", "Edema"),
     MeshRule("Pulmonary Congestion", "Edema", why="CheXpert counts vascular congestion as edema"),
     MeshRule("Heart Failure", "Edema", why="CheXpert counts heart failure as edema"),

@@ -79,13 +79,9 @@ MESH_MAP: tuple[MeshRule, ...] = (
     MeshRule("Hydropneumothorax", "Pneumothorax"),
     MeshRule("Hemopneumothorax", "Pneumothorax"),
     MeshRule("Pleural Effusion", "Pleural Effusion"),
-    MeshRule(
-        "Costophrenic Angle",
-        "Pleural Effusion",
-        qualifiers=("blunted",),
-        why="CheXpert counts costophrenic blunting as effusion",
-    ),
     MeshRule("Thickening", "Pleural Other", qualifiers=("pleura",), why="pleural thickening"),
+    MeshRule("Cicatrix", "Pleural Other", qualifiers=("pleura",), why="pleural scarring"),
+    MeshRule("Calcinosis", "Pleural Other", qualifiers=("pleura",), why="calcified pleural plaques"),
     MeshRule("Fractures, Bone", "Fracture"),
     MeshRule("Catheters, Indwelling", "Support Devices"),
     MeshRule("Implanted Medical Device", "Support Devices"),
@@ -94,6 +90,8 @@ MESH_MAP: tuple[MeshRule, ...] = (
     MeshRule("Stents", "Support Devices"),
     MeshRule("Surgical Instruments", "Support Devices", why="in OpenI: surgical clips and sternotomy wires"),
 )
+# Not mapped, on purpose: "Costophrenic Angle/blunted" (the indexers code blunting apart from
+# effusion, also where the report says "blunting ... without definite pleural effusion").
 UNINDEXED = "no indexing"
 
 

@@ -76,7 +76,7 @@ def context_labels(texts: list[str]) -> list[dict[str, str]]:
                     spans.append(span)
                     owner.setdefault((span.start, span.end), set()).add(obs)
         doc.ents = filter_spans(spans)
-        for name, proc in nlp.pipeline:
+        for _name, proc in nlp.pipeline:
             doc = proc(doc)
         for ent in doc.ents:
             value = c.ABSENT if ent._.is_negated else c.UNCERTAIN if ent._.is_uncertain else c.PRESENT

@@ -199,3 +199,31 @@ def test_systems_ranked_on_the_same_cases_without_split() -> None:
     assert m["issues"]["partial"]["missing_ids"] == 1 and m["issues"]["partial"]["failed"] == 1
     # a and b right, c failed (scored empty, its stale text ignored), d never answered.
     assert m["systems"]["partial"]["all"]["rougeL"]["mean"] == pytest.approx(0.5)
+
+
+def test_headline_on_real_openi_impressions() -> None:
+    """On 250 real OpenI reports: denying every stated finding, or answering the most frequent
+    impression, scores far below the references, whose ROUGE the negation barely dents."""
+    import re
+
+    from radllama.evaluate.clinical import FINDINGS, PRESENT, label_report
+    from radllama.io import read_jsonl
+
+    split = read_jsonl(Path(__file__).parent / "fixtures" / "openi" / "mesh_sample.jsonl")
+
+    def negate(text: str) -> str:
+        parts = re.split(r"(?<=[.;])\s+", text.strip())
+        stated = [any(label_report(p)[o] == PRESENT for o in FINDINGS) for p in parts]
+        pairs = zip(parts, stated, strict=True)
+        return " ".join(re.sub(r"^(\d+\.\s*)?", r"\g<1>No ", p, count=1) if s else p for p, s in pairs)
+
+    systems = {
+        "references": [{"id": r["id"], "prediction": r["impression"]} for r in split],
+        "negated": [{"id": r["id"], "prediction": negate(r["impression"])} for r in split],
+        "constant": [{"id": r["id"], "prediction": "No acute cardiopulmonary abnormality."} for r in split],
+    }
+    m = evaluate_predictions(systems, split_records=split, reference_system="references", resamples=200)
+    f1 = {name: e["all"]["clinical_micro_f1"]["mean"] for name, e in m["systems"].items()}
+    assert f1["references"] == 1.0 and f1["constant"] == 0.0 and f1["negated"] < 0.3
+    assert m["systems"]["negated"]["all"]["rougeL"]["mean"] > 0.95  # ROUGE hardly notices
+    assert m["paired_vs_reference"]["negated"]["all"]["clinical_micro_f1"]["p_value"] < 0.01

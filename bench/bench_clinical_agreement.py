@@ -232,7 +232,9 @@ def main() -> None:
         f"policy), 'uncertain counted' also counts uncertain labels. MeSH map: "
         f"`radllama.evaluate.mesh_agreement.MESH_MAP` (docs/evaluation.md). Target: micro-F1 ≥ {TARGET_MICRO} over "
         f"the mapped findings, no mapped observation below {TARGET_MIN}: **{'met' if met else 'not met'}** "
-        f"(rules micro-F1 {rules['micro']['f1']:.3f}; lowest {worst[1]} {worst[0]:.3f}). {context_note} "
+        f"(rules micro-F1 {rules['micro']['f1']:.3f}; lowest {worst[1]} {worst[0]:.3f}). In sample: the rules "
+        "and the map were refined while reading disagreements on these same reports (micro-F1 0.864 before). "
+        f"{context_note} "
         f"Time: {timing}."
     )
     table = agreement_table(results)

@@ -19,9 +19,22 @@ def eval_command(
     out: Path | None = typer.Option(None, "--out", help="Folder for metrics.json and reports."),
     resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples."),
     seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
+    model_metrics: str | None = typer.Option(
+        None, "--metrics", help="Model-based metrics too: any of bertscore,radgraph,chexbert (needs their weights)."
+    ),
+    metric_weights: Path | None = typer.Option(
+        None,
+        "--metric-weights",
+        help="Folder with one sub-folder per model metric (default $RADLLAMA_METRIC_WEIGHTS or "
+        "~/.cache/radllama/metric-weights).",
+    ),
+    allow_download: bool = typer.Option(
+        False, "--allow-download", help="Let the metric packages download missing weights (off by default)."
+    ),
 ) -> None:
     """Score prediction files: ROUGE-1/2/L, clinical F1 (CheXbert-style, positive mentions), conciseness, 95% CIs."""
-    from radllama.evaluate.metrics import metrics_from_cases, score_systems
+    from radllama.evaluate.metrics import add_model_metrics, metrics_from_cases, score_systems
+    from radllama.evaluate.model_metrics import DEFAULT_WEIGHTS, check_available, parse_metrics
     from radllama.evaluate.report import rich_table, write_reports
     from radllama.io import ensure_writable_dir, read_jsonl
     from radllama.progress import console
@@ -30,8 +43,13 @@ def eval_command(
     split_records = read_jsonl(split) if split is not None else None
     if resamples < 1:
         raise RadLlamaError("--resamples must be at least 1")
+    names = parse_metrics(model_metrics)
+    weights = metric_weights or DEFAULT_WEIGHTS
+    check_available(names, weights, allow_download)  # before any scoring: a missing weight is one line
     systems = score_systems(files, split_records)
     metrics = metrics_from_cases(systems, reference_system, resamples, seed)
+    if names:
+        add_model_metrics(metrics, systems, names, weights, allow_download, resamples, seed)
     _print_summary(metrics)
     if out is not None:
         ensure_writable_dir(out)

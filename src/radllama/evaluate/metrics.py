@@ -375,6 +375,37 @@ def _paired(systems: Sequence[SystemCases], reference: str, resamples: int, seed
     return out
 
 
+def add_model_metrics(
+    doc: dict[str, Any],
+    systems: Sequence[SystemCases],
+    names: Sequence[str],
+    weights_dir: Path,
+    allow_download: bool = False,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = DEFAULT_SEED,
+) -> None:
+    """Score BERTScore / RadGraph / CheXbert into ``doc`` (per subset; CIs where per-case)."""
+    from radllama.evaluate.model_metrics import METRICS, check_available, score_cases
+
+    check_available(names, weights_dir, allow_download)
+    doc["model_metrics"] = {n: f"{METRICS[n].pip}, weights from {Path(weights_dir) / n}" for n in names}
+    for system in systems:
+        entry = doc["systems"][system.name]
+        for subset in SUBSETS:
+            mask = _subset_mask(system.cases, subset)
+            cases = [c for c, m in zip(system.cases, mask, strict=True) if m]
+            for name in names:
+                if not cases:
+                    entry[subset][name] = {"mean": None, "ci95": [None, None]}
+                    continue
+                preds, refs = [c["prediction"] for c in cases], [c["reference"] for c in cases]
+                values = score_cases(name, preds, refs, weights_dir, allow_download)
+                if isinstance(values, list):
+                    entry[subset][name] = _mean_ci(np.asarray(values, dtype=float), resamples, seed)
+                else:  # a corpus-level figure from the package: no per-case values to resample
+                    entry[subset][name] = {"mean": float(values), "ci95": [None, None]}
+
+
 def evaluate_predictions(
     pred_files_or_records: Sequence[str | Path | dict] | Mapping[str, Sequence[dict]],
     split_records: Sequence[dict] | None = None,

@@ -121,8 +121,24 @@ def leaderboard_markdown(metrics: dict) -> str:
             cells = [_fmt_ci({"mean": row[k], "ci95": row[f"{k}_ci95"]}) for k, _ in COLUMNS]
             lines.append(f"| {row['system']} | {row['n']} | " + " | ".join(cells) + " |")
         lines.append("")
-    lines += _per_observation_markdown(metrics) + _paired_markdown(metrics)
+    lines += _per_observation_markdown(metrics) + _paired_markdown(metrics) + _model_metrics_markdown(metrics)
     return "\n".join(lines)
+
+
+def _model_metrics_markdown(metrics: dict) -> list[str]:
+    """BERTScore / RadGraph / CheXbert, when ``radllama eval --metrics`` asked for them."""
+    names = list(metrics.get("model_metrics") or {})
+    if not names:
+        return []
+    lines = ["### Model-based metrics (" + "; ".join(f"{k}: {v}" for k, v in metrics["model_metrics"].items()) + ")"]
+    lines += ["", "| System | subset | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+    for name, entry in metrics.get("systems", {}).items():
+        if not_run_reason(entry) is not None:
+            continue
+        for subset in SUBSETS:
+            cells = [_fmt_ci(entry.get(subset, {}).get(n)) for n in names]
+            lines.append(f"| {name} | {subset} | " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def _per_observation_markdown(metrics: dict) -> list[str]:

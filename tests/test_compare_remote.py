@@ -205,7 +205,8 @@ def test_compare_with_remote_server_resumes(tmp_path: Path, monkeypatch: pytest.
         lines = _lines(path)
         assert len({r["id"] for r in lines}) == len(lines) == 6
         metrics = json.loads((out / "metrics.json").read_text())
-        assert metrics["systems"]["remote"]["all"]["n"] == 3
+        assert metrics["systems"]["remote"]["all"]["n"] == 6  # 3 answered, 3 failed (scored as empty)
+        assert metrics["issues"]["remote"]["failed"] == 3
 
 
 def test_config_errors_are_clear(tmp_path: Path) -> None:

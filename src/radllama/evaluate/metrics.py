@@ -235,17 +235,20 @@ def _clinical_metrics(pred: np.ndarray, ref: np.ndarray, resamples: int, seed: i
         return {**{k: {"mean": None, "ci95": [None, None]} for k in CLINICAL_KEYS}, "clinical_per_observation": {}}
     tp, fp, fn = case_counts(pred, ref)
     # Corpus-level F1 is not a mean of per-case values: resample cases, recount, re-score.
+    # Counts per observation are summed over each resample once (resamples x observations).
     idx = resample_indices(n, resamples, seed)
+    sums = [x.sum(0) for x in (tp, fp, fn)]
+    boot_sums = [x[idx].sum(1) for x in (tp, fp, fn)]
     out: dict[str, Any] = {}
     groups = {"": _FINDINGS_COLS, "_5": _COMP5_COLS}
     for suffix, cols in groups.items():
-        point = f1_from_counts(tp[:, cols].sum(0), fp[:, cols].sum(0), fn[:, cols].sum(0))
-        boot = f1_from_counts(tp[idx][..., cols].sum(1), fp[idx][..., cols].sum(1), fn[idx][..., cols].sum(1))
+        point = f1_from_counts(*(s[cols] for s in sums))
+        boot = f1_from_counts(*(b[:, cols] for b in boot_sums))
         for name, p, b in zip(("micro", "macro"), point, boot, strict=True):
             out[f"clinical_{name}_f1{suffix}"] = _point_ci(p, b)
     col = [_NO_FINDING_COL]  # a one-column group: its micro F1 is that observation's F1
-    point, _ = f1_from_counts(tp[:, col].sum(0), fp[:, col].sum(0), fn[:, col].sum(0))
-    boot, _ = f1_from_counts(tp[idx][..., col].sum(1), fp[idx][..., col].sum(1), fn[idx][..., col].sum(1))
+    point, _ = f1_from_counts(*(s[col] for s in sums))
+    boot, _ = f1_from_counts(*(b[:, col] for b in boot_sums))
     out["clinical_no_finding_f1"] = _point_ci(point, boot)
     per_obs = {}
     for j, obs in enumerate(OBSERVATIONS):

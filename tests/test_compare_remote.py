@@ -156,9 +156,10 @@ def test_compare_with_remote_server_resumes(tmp_path: Path, monkeypatch: pytest.
         out = tmp_path / "out"
         metrics = json.loads((out / "metrics.json").read_text())
 
-        # Leaderboard builds; failed cases are counted, not scored, not silently empty.
+        # Leaderboard builds; failed cases are counted and scored as empty answers, so every
+        # system is ranked on the same 6 cases.
         assert metrics["issues"]["remote"]["failed"] == 3
-        assert metrics["systems"]["remote"]["all"]["n"] == 3
+        assert metrics["systems"]["remote"]["all"]["n"] == 6
         assert metrics["systems"]["most-frequent"]["all"]["n"] == 6
         assert metrics["systems"]["no-key"]["not_run"].startswith("API key variable RADLLAMA_TEST_UNSET_KEY")
         assert metrics["systems"]["no-weights"]["not_run"].startswith("weights not found")
@@ -204,7 +205,8 @@ def test_compare_with_remote_server_resumes(tmp_path: Path, monkeypatch: pytest.
         lines = _lines(path)
         assert len({r["id"] for r in lines}) == len(lines) == 6
         metrics = json.loads((out / "metrics.json").read_text())
-        assert metrics["systems"]["remote"]["all"]["n"] == 3
+        assert metrics["systems"]["remote"]["all"]["n"] == 6  # 3 answered, 3 failed (scored as empty)
+        assert metrics["issues"]["remote"]["failed"] == 3
 
 
 def test_config_errors_are_clear(tmp_path: Path) -> None:

@@ -78,8 +78,10 @@ def test_bad_input_is_counted_not_lost() -> None:
     assert issues["failed"] == 1
     assert issues["unknown_ids"] == 1
     assert issues["missing_ids"] == 1 and issues["examples"]["missing"] == ["d"]
-    assert m["systems"]["s"]["all"]["n"] == 2
-    assert m["systems"]["s"]["all"]["rougeL"]["mean"] == pytest.approx(0.5)  # 1.0 and 0.0
+    # The failed case (c) and the missing one (d) score as empty answers: every system is
+    # ranked on the split's 4 cases.
+    assert m["systems"]["s"]["all"]["n"] == 4
+    assert m["systems"]["s"]["all"]["rougeL"]["mean"] == pytest.approx(0.25)  # 1.0, 0.0, 0.0, 0.0
 
 
 def test_seen_findings_from_split_when_absent() -> None:
@@ -146,3 +148,82 @@ def test_eval_cli_malformed_file(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["eval", "--predictions", str(bad)])
     assert isinstance(result.exception, RadLlamaError)
     assert "malformed JSON" in str(result.exception)
+
+
+CLINICAL_SPLIT = [
+    {"id": "p1", "findings": "f", "impression": "Mild cardiomegaly.", "seen_findings": False},
+    {"id": "p2", "findings": "f", "impression": "Small left pleural effusion.", "seen_findings": False},
+    {"id": "p3", "findings": "f", "impression": "Right lower lobe pneumonia.", "seen_findings": True},
+    {"id": "p4", "findings": "f", "impression": "Left basilar atelectasis.", "seen_findings": False},
+    {"id": "n1", "findings": "f", "impression": "No acute cardiopulmonary abnormality.", "seen_findings": True},
+    {"id": "n2", "findings": "f", "impression": "Normal chest.", "seen_findings": True},
+]
+
+
+def test_clinical_headline_separates_constant_and_negated_from_references() -> None:
+    systems = {
+        "refs": [{"id": r["id"], "prediction": r["impression"]} for r in CLINICAL_SPLIT],
+        "negated": [{"id": r["id"], "prediction": "No " + r["impression"].lower()} for r in CLINICAL_SPLIT],
+        "constant": [{"id": r["id"], "prediction": "No acute cardiopulmonary abnormality."} for r in CLINICAL_SPLIT],
+    }
+    m = evaluate_predictions(systems, split_records=CLINICAL_SPLIT, reference_system="constant", resamples=200)
+    refs, neg, const = (m["systems"][s]["all"] for s in ("refs", "negated", "constant"))
+    assert refs["clinical_micro_f1"]["mean"] == 1.0 and refs["clinical_micro_f1_5"]["mean"] == 1.0
+    # Denying every finding, or saying nothing, scores 0 on the headline ...
+    for sub in (neg, const):
+        assert sub["clinical_micro_f1"]["mean"] == 0.0 and sub["clinical_macro_f1_5"]["mean"] == 0.0
+    # ... while No Finding, on its own line, rewards the normal cases (never in the headline).
+    assert const["clinical_no_finding_f1"]["mean"] == pytest.approx(2 * 2 / (2 * 2 + 4))
+    per = refs["clinical_per_observation"]
+    assert per["Cardiomegaly"]["reference_positives"] == 1 and per["Fracture"]["f1"] is None
+    paired = m["paired_vs_reference"]["refs"]["all"]["clinical_micro_f1"]
+    assert paired["mean_diff"] == 1.0 and paired["n"] == 6 and "permutation" in paired["test"]
+
+
+def test_macro_with_no_findings_anywhere_is_null_not_nan(tmp_path: Path) -> None:
+    split = [r for r in CLINICAL_SPLIT if r["id"].startswith("n")]
+    m = evaluate_predictions({"s": [{"id": r["id"], "prediction": "Normal."} for r in split]}, split, resamples=50)
+    sub = m["systems"]["s"]["all"]
+    assert sub["clinical_micro_f1"] == {"mean": None, "ci95": [None, None]}
+    assert sub["clinical_macro_f1"]["mean"] is None and sub["clinical_no_finding_f1"]["mean"] == 1.0
+    text = json.dumps(m, allow_nan=False)  # raises on NaN
+    assert "NaN" not in text
+
+
+def test_systems_ranked_on_the_same_cases_without_split() -> None:
+    full = [_pred(r["id"], "full", r["impression"]) for r in SPLIT]
+    partial = [_pred(r["id"], "partial", r["impression"]) for r in SPLIT[:2]]
+    partial.append({**_pred("c", "partial", "x"), "status": "failed", "prediction": "stale text"})
+    m = evaluate_predictions(full + partial, resamples=50)
+    assert m["systems"]["partial"]["all"]["n"] == m["systems"]["full"]["all"]["n"] == 4
+    assert m["issues"]["partial"]["missing_ids"] == 1 and m["issues"]["partial"]["failed"] == 1
+    # a and b right, c failed (scored empty, its stale text ignored), d never answered.
+    assert m["systems"]["partial"]["all"]["rougeL"]["mean"] == pytest.approx(0.5)
+
+
+def test_headline_on_real_openi_impressions() -> None:
+    """On 250 real OpenI reports: denying every stated finding, or answering the most frequent
+    impression, scores far below the references, whose ROUGE the negation barely dents."""
+    import re
+
+    from radllama.evaluate.clinical import FINDINGS, PRESENT, label_report
+    from radllama.io import read_jsonl
+
+    split = read_jsonl(Path(__file__).parent / "fixtures" / "openi" / "mesh_sample.jsonl")
+
+    def negate(text: str) -> str:
+        parts = re.split(r"(?<=[.;])\s+", text.strip())
+        stated = [any(label_report(p)[o] == PRESENT for o in FINDINGS) for p in parts]
+        pairs = zip(parts, stated, strict=True)
+        return " ".join(re.sub(r"^(\d+\.\s*)?", r"\g<1>No ", p, count=1) if s else p for p, s in pairs)
+
+    systems = {
+        "references": [{"id": r["id"], "prediction": r["impression"]} for r in split],
+        "negated": [{"id": r["id"], "prediction": negate(r["impression"])} for r in split],
+        "constant": [{"id": r["id"], "prediction": "No acute cardiopulmonary abnormality."} for r in split],
+    }
+    m = evaluate_predictions(systems, split_records=split, reference_system="references", resamples=200)
+    f1 = {name: e["all"]["clinical_micro_f1"]["mean"] for name, e in m["systems"].items()}
+    assert f1["references"] == 1.0 and f1["constant"] == 0.0 and f1["negated"] < 0.3
+    assert m["systems"]["negated"]["all"]["rougeL"]["mean"] > 0.95  # ROUGE hardly notices
+    assert m["paired_vs_reference"]["negated"]["all"]["clinical_micro_f1"]["p_value"] < 0.01

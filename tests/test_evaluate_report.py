@@ -55,13 +55,28 @@ def test_html_is_self_contained_and_escapes_script() -> None:
     assert 'id="search"' in page and 'id="disagree"' in page
 
 
-def test_paper_rows_only_found_numbers() -> None:
+def test_paper_rows_as_printed_and_kept_apart() -> None:
+    for dataset in ("MIMIC-CXR", "OpenI"):
+        assert len(reported_rows(dataset)) == 17  # every system of Table 2
     rows = {r["system"]: r for r in reported_rows("MIMIC-CXR")}
-    assert rows["Radiology-Llama2"]["rouge1"] == 0.4834
-    assert rows["Radiology-Llama2"]["rouge2"] is None
-    assert all(r["rouge1"] is None for name, r in rows.items() if name != "Radiology-Llama2")
+    assert (rows["Radiology-Llama2"]["rouge1"], rows["Radiology-Llama2"]["rougeL"]) == (0.4834, 0.4427)
+    assert rows["Baichuan-7B"]["rougeL"] == 0.0029  # odd as printed, kept as printed
+    assert {r["system"]: r["rouge1"] for r in reported_rows("OpenI")}["Anthropic Claude2"] == 0.2372
     _, metrics = _scored()
     md = paper_table_markdown(metrics, "MIMIC-CXR")
-    measured, reported = md.split("Reported by the paper, not measured here")
+    measured, reported = md.split("Reported by the paper, not measured here", 1)
     assert "| good | 2 |" in measured and "Radiology-Llama2" not in measured
-    assert "| Radiology-Llama2 | 0.4834 | not found | not found |" in reported
+    assert "| Radiology-Llama2 | 0.4834 | 0.3240 | 0.4427 |" in reported
+    assert "not found" not in md and "names neither its ROUGE implementation" in reported
+    assert "Table 1: the 10 examples" in reported and "| Alpaca | 0.3464 |" in reported
+    assert "The paper reports no figures" in paper_table_markdown(metrics, "my-hospital")
+
+
+def test_expert_scores_reported_apart() -> None:
+    from radllama.evaluate.paper_reported import expert_reported_markdown, expert_scores
+
+    scores = expert_scores()
+    assert scores["Clinical Utility"] == {"Radiology-Llama2": 50.0, "Llama": 13.0}
+    md = expert_reported_markdown()
+    assert md.startswith("## Reported by the paper, not measured here")
+    assert "| Radiology-Llama2 | 48.5 | 47.5 | 46.5 | 49 | 50 |" in md and "| Dolly | – | – | – | 27.5 | – |" in md

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from radllama.evaluate.stats import bootstrap_ci, bootstrap_statistic_ci, paired_bootstrap
+from radllama.evaluate.stats import bootstrap_ci, bootstrap_statistic_ci, paired_permutation, paired_permutation_f1
 
 
 def test_ci_contains_mean_and_is_seeded() -> None:
@@ -23,28 +23,57 @@ def test_statistic_ci_matches_mean_ci_for_mean() -> None:
     assert bootstrap_statistic_ci(50, lambda idx: values[idx].mean(axis=1)) == bootstrap_ci(values)
 
 
-def test_paired_bootstrap_detects_clear_difference() -> None:
+def test_paired_permutation_detects_clear_difference() -> None:
     rng = np.random.default_rng(2)
     b = rng.uniform(0, 1, size=100)
     a = b + 0.1 + rng.normal(0, 0.02, size=100)
-    out = paired_bootstrap(a, b)
+    out = paired_permutation(a, b)
     assert out["mean_diff"] == pytest.approx(0.1, abs=0.01)
     assert out["ci95"][0] > 0
     assert out["p_value"] < 0.01
     assert out["n"] == 100
 
 
-def test_paired_bootstrap_no_difference() -> None:
+def test_paired_permutation_no_difference() -> None:
     rng = np.random.default_rng(3)
     a = rng.uniform(0, 1, size=100)
     b = a + rng.normal(0, 0.05, size=100)
     b = b - (b - a).mean()  # exact zero mean difference
-    out = paired_bootstrap(a, b)
+    out = paired_permutation(a, b)
     assert out["ci95"][0] < 0 < out["ci95"][1]
     assert out["p_value"] > 0.5
-    assert paired_bootstrap(a, a)["p_value"] == 1.0
+    assert paired_permutation(a, a)["p_value"] == 1.0
 
 
-def test_paired_bootstrap_shape_mismatch() -> None:
+def test_paired_permutation_shape_mismatch() -> None:
     with pytest.raises(ValueError):
-        paired_bootstrap([1, 2], [1])
+        paired_permutation([1, 2], [1])
+
+
+def test_paired_permutation_is_a_test_under_the_null() -> None:
+    # Under the null (A and B exchangeable case by case) p is roughly uniform: about 5% of
+    # seeds fall below 0.05; an inverted bootstrap CI would not be calibrated like this.
+    rng = np.random.default_rng(4)
+    ps = []
+    for _ in range(100):
+        a, b = rng.uniform(0, 1, size=(2, 40))
+        ps.append(paired_permutation(a, b, resamples=200, seed=int(rng.integers(1 << 30)))["p_value"])
+    assert 0.0 <= np.mean(np.array(ps) < 0.05) <= 0.12
+    assert 0.35 < np.mean(ps) < 0.65
+
+
+def test_paired_permutation_small_n_is_exact() -> None:
+    # 5 cases, all A > B: the exact two-sided sign-flip p is 2 / 2**5.
+    out = paired_permutation([1, 1, 1, 1, 1], [0, 0, 0, 0, 0], resamples=1000)
+    assert out["p_value"] == pytest.approx(2 / 32)
+
+
+def test_paired_permutation_f1_separates_and_ties() -> None:
+    rng = np.random.default_rng(5)
+    good = np.stack([rng.integers(1, 3, 300), np.zeros(300), np.zeros(300)], axis=1)  # all TP
+    bad = np.stack([np.zeros(300), np.zeros(300), good[:, 0]], axis=1)  # every finding missed
+    out = paired_permutation_f1(good, bad, resamples=500)
+    assert out["mean_diff"] == pytest.approx(1.0) and out["p_value"] < 0.01 and out["ci95"][0] > 0.9
+    assert paired_permutation_f1(good, good)["p_value"] == 1.0
+    with pytest.raises(ValueError):
+        paired_permutation_f1(good, bad[:, :2])

@@ -14,14 +14,27 @@ def eval_command(
     more: list[Path] = typer.Argument(None, help="More prediction files (after --predictions)."),
     split: Path | None = typer.Option(None, "--split", help="Test split JSONL (references, ids)."),
     reference_system: str | None = typer.Option(
-        None, "--reference-system", help="Paired bootstrap of every other system against this one."
+        None, "--reference-system", help="Paired permutation test of every other system against this one."
     ),
     out: Path | None = typer.Option(None, "--out", help="Folder for metrics.json and reports."),
     resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples."),
     seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
+    model_metrics: str | None = typer.Option(
+        None, "--metrics", help="Model-based metrics too: any of bertscore,radgraph,chexbert (needs their weights)."
+    ),
+    metric_weights: Path | None = typer.Option(
+        None,
+        "--metric-weights",
+        help="Folder with one sub-folder per model metric (default $RADLLAMA_METRIC_WEIGHTS or "
+        "~/.cache/radllama/metric-weights).",
+    ),
+    allow_download: bool = typer.Option(
+        False, "--allow-download", help="Let the metric packages download missing weights (off by default)."
+    ),
 ) -> None:
-    """Score prediction files: ROUGE-1/2/L, clinical F1, conciseness, 95% bootstrap CIs."""
-    from radllama.evaluate.metrics import metrics_from_cases, score_systems
+    """Score prediction files: ROUGE-1/2/L, clinical F1 (CheXbert-style, positive mentions), conciseness, 95% CIs."""
+    from radllama.evaluate.metrics import add_model_metrics, metrics_from_cases, score_systems
+    from radllama.evaluate.model_metrics import DEFAULT_WEIGHTS, check_available, parse_metrics
     from radllama.evaluate.report import rich_table, write_reports
     from radllama.io import ensure_writable_dir, read_jsonl
     from radllama.progress import console
@@ -30,8 +43,13 @@ def eval_command(
     split_records = read_jsonl(split) if split is not None else None
     if resamples < 1:
         raise RadLlamaError("--resamples must be at least 1")
+    names = parse_metrics(model_metrics)
+    weights = metric_weights or DEFAULT_WEIGHTS
+    check_available(names, weights, allow_download)  # before any scoring: a missing weight is one line
     systems = score_systems(files, split_records)
     metrics = metrics_from_cases(systems, reference_system, resamples, seed)
+    if names:
+        add_model_metrics(metrics, systems, names, weights, allow_download, resamples, seed)
     _print_summary(metrics)
     if out is not None:
         ensure_writable_dir(out)
@@ -55,11 +73,16 @@ def _print_summary(metrics: dict) -> None:
             text = ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in problems.items())
             console.print(f"[yellow]{name}[/]: {text} (scored {issues.get('scored', 0)})")
     for name, subsets in metrics.get("paired_vs_reference", {}).items():
-        test = subsets["all"]["rougeL"]
-        console.print(
-            f"{name} vs {metrics['reference_system']}: ΔR-L {test['mean_diff']:+.4f} "
-            f"[{test['ci95'][0]:+.4f}, {test['ci95'][1]:+.4f}] p={test['p_value']:.3f} (n={test['n']})"
-        )
+        parts = []
+        for key, label in (("rougeL", "ΔR-L"), ("clinical_micro_f1", "ΔF1-13 µ")):
+            test = subsets["all"].get(key)
+            if test and test["n"]:
+                parts.append(
+                    f"{label} {test['mean_diff']:+.4f} [{test['ci95'][0]:+.4f}, {test['ci95'][1]:+.4f}] "
+                    f"p={test['p_value']:.3f}"
+                )
+        n = subsets["all"]["rougeL"]["n"]
+        console.print(f"{name} vs {metrics['reference_system']} (paired permutation, n={n}): " + "; ".join(parts))
 
 
 def compare_command(

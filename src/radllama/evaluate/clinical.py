@@ -17,12 +17,16 @@ plain regular expressions, so it needs no model download and runs in millisecond
    mention (``... cannot be excluded``, ``... has resolved``, ``... versus``) apply when no
    comma separates them from it. A following uncertainty cue outranks everything else.
 6. **Aggregate** mentions per report: present > uncertain > absent > not mentioned.
-7. **No Finding** (for a non-empty text) is present when no observation other than Support Devices is present or
-   uncertain, absent otherwise.
+7. **No Finding** is present when no observation other than Support Devices is present or
+   uncertain and the text says something: a mention, or a normal statement (``normal``, ``no acute``,
+   ``clear`` ...); absent when a finding is present or uncertain; not mentioned for an empty text
+   or one we cannot read (garbage, another language).
 
-The clinical score is the F1 of the *present* labels of a prediction against those of its
-reference: micro (pooled over cases and observations) and macro (mean over observations
-that are present in at least one reference or prediction).
+The clinical score (:mod:`radllama.evaluate.metrics`) is the F1 of the *present* labels of a
+prediction against those of its reference (uncertain = not positive on both sides), micro
+and macro over the 13 :data:`FINDINGS` and over :data:`COMPETITION5`; No Finding on its own.
+The rules were checked against OpenI's manual MeSH coding
+(:mod:`radllama.evaluate.mesh_agreement`, docs/evaluation.md).
 """
 
 from __future__ import annotations
@@ -49,6 +53,10 @@ OBSERVATIONS: tuple[str, ...] = (
     "Fracture",
     "Support Devices",
 )
+# The headline averages: the 13 findings (No Finding stays on its own line, never inside an
+# average) and the 5 observations of the CheXpert competition.
+FINDINGS: tuple[str, ...] = OBSERVATIONS[1:]
+COMPETITION5: tuple[str, ...] = ("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion")
 PRESENT, UNCERTAIN, ABSENT, NOT_MENTIONED = "present", "uncertain", "absent", "not mentioned"
 _RANK = {PRESENT: 3, UNCERTAIN: 2, ABSENT: 1, NOT_MENTIONED: 0}
 
@@ -57,12 +65,17 @@ MENTIONS: dict[str, list[str]] = {
     "Enlarged Cardiomediastinum": [
         r"(enlarged|widened|prominent) (cardio)?mediastin\w*",
         r"(cardio)?mediastin\w* (silhouette |contours? )?(is |are )?(enlarged|widened|widening|enlargement)",
-        r"widening of the mediastinum",
+        r"(widening|prominence|enlargement) of (the )?(upper |superior |right |left )?(cardio)?mediastin\w*",
+        r"(prominence|widening) of the (right |left )?paratracheal",
+        r"paratracheal (stripe |soft tissue )?(prominence|widening)",
+        r"mediastinal (prominence|widening|enlargement)",
     ],
     "Cardiomegaly": [
         r"cardiomegaly",
         r"enlarged (heart|cardiac silhouette|cardiac size)",
-        r"(heart|cardiac silhouette|cardiac) (size )?(is |appears )?(mildly |moderately |severely )?enlarged",
+        r"(heart|cardiac silhouette|cardiac) (silhouette )?(size )?(is |appears |remains )?"
+        r"(again |persistently |still )?(\w+ly |borderline |slightly |mildly to moderately )?(enlarged|large)",
+        r"borderline (heart size|cardiac size|cardiomegaly|cardiac enlargement|enlarged heart|enlargement of the)",
         r"enlargement of the (heart|cardiac silhouette)",
         r"cardiac enlargement",
     ],
@@ -83,14 +96,20 @@ MENTIONS: dict[str, list[str]] = {
         r"interstitial (marking|prominence|disease|thickening)s?",
     ],
     "Edema": [
-        r"edema",
+        r"(?<!soft tissue )edema",
         r"oedema",
-        r"(vascular|pulmonary) congestion",
+        r"(vascular|pulmonary|venous) congestion",
+        r"vascular (prominence|engorgement|indistinctness|margination)",
+        r"(vessels|vasculature|vascularity) (are |is )?(\w+ly )?(engorged|congested|indistinct|accentuated)",
+        r"xxxx (are |is )?engorged",  # "pulmonary XXXX are engorged": the vessels, de-identified
+        r"prominen(t|ce of the) (central )?(pulmonary )?vasculature",
+        r"venous hypertension",
         r"(congestive )?heart failure",
         r"chf",
     ],
     "Consolidation": [r"consolidat\w*"],
-    "Pneumonia": [r"pneumoni\w*", r"infecti\w+", r"bronchopneumoni\w*"],
+    # A prior granulomatous infection is a healed scar, not a pneumonia.
+    "Pneumonia": [r"pneumoni\w*", r"(?<!granulomatous )infecti\w+", r"bronchopneumoni\w*"],
     "Atelectasis": [r"atelecta\w*", r"collapse"],
     "Pneumothorax": [r"pneumothora\w*"],
     "Pleural Effusion": [
@@ -104,6 +123,7 @@ MENTIONS: dict[str, list[str]] = {
         r"pleural (thickening|plaques?|scarring|fibrosis)",
         r"fibrothorax",
         r"pleural-parenchymal scarring",
+        r"(apical )?(pleural )?capping",
     ],
     "Fracture": [r"fractur\w*", r"fx"],
     "Support Devices": [
@@ -122,6 +142,17 @@ MENTIONS: dict[str, list[str]] = {
         r"(surgical )?clips",
         r"hardware",
         r"valve replacement",
+        r"(prosthetic|replaced|artificial) (\w+ )?valve",
+        r"(pacing |cardiac |monitor |ecg |ekg |pacemaker |icd |defibrillator )leads?",
+        r"leads (terminat\w+|project\w*|overl\w+|in (the )?(expected|stable|unchanged|satisfactory|good))",
+        r"icd",
+        r"(generator|stimulator|pump)",
+        r"(vp |ventriculoperitoneal )?shunt( tubing| catheter)?",
+        r"(ivc )?filter",
+        r"(closure|cardiac|electronic) device",
+        # The device word is often de-identified to XXXX: "left chest XXXX with tip in the SVC".
+        r"(distal )?tips? (is |are |remains )?(now )?"
+        r"(in|at|over|overl\w+|project\w*|terminat\w*|near|within|positioned)",
     ],
 }
 
@@ -129,16 +160,17 @@ MENTIONS: dict[str, list[str]] = {
 NORMALS: dict[str, list[str]] = {
     "Cardiomegaly": [
         r"(normal|upper normal) (heart|cardiac) size",
+        # "Heart size is stable" says nothing about its size: not a normal.
         r"(heart|cardiac) (size|silhouette)( is| are)? (normal|within normal limits|upper limits of normal"
-        r"|stable|unremarkable|not enlarged)",
+        r"|unremarkable|not enlarged)",
         r"heart (is )?(normal in size|not enlarged|of normal size)",
         r"normal (size of the )?(heart|cardiac silhouette)",
         r"normal-sized heart",
     ],
     "Enlarged Cardiomediastinum": [
-        r"(normal|unremarkable|stable) (cardio)?mediastinal (silhouette|contours?)",
+        r"(normal|unremarkable) (cardio)?mediastinal (silhouette|contours?)",
         r"(cardio)?mediastinal (silhouette|contours?)( is| are)? (normal|within normal limits|unremarkable"
-        r"|stable|not (enlarged|widened))",
+        r"|not (enlarged|widened))",
         r"mediastinum (is )?(normal|unremarkable|not widened)",
     ],
 }
@@ -158,8 +190,9 @@ NEG_PRE = [
     r"clear of",
     r"absence of",
     r"resolution of",
+    r"clearing of",
     r"resolved",
-    r"interval removal of",
+    r"removal of",
     r"no longer",
     r"without",
     r"no",
@@ -169,6 +202,10 @@ UNC_PRE = [
     r"cannot be excluded",
     r"can ?not exclude",
     r"cannot rule out",
+    r"(difficult|hard) to (completely |entirely )?exclude",
+    r"correlat(e|ion) (clinically )?(for|as to)",
+    r"clinical correlation for",
+    r"alternatively",
     r"possib(le|ly)",
     r"probabl[ey]",
     r"likely",
@@ -177,6 +214,7 @@ UNC_PRE = [
     r"could",
     r"questionabl[ey]",
     r"question of",
+    r"question",
     r"suggestive of",
     r"suggest(s|ing|ed)?",
     r"concern(ing)? for",
@@ -191,14 +229,17 @@ UNC_PRE = [
     r"indeterminate",
 ]
 NEG_POST = [
-    r"(has|have) (since |now |completely )?resolved",
+    r"(has|have) (since |now |completely )?(resolved|cleared)",
     r"resolved",
     r"(is|are|has been|have been) removed",
     r"(is|are) (now )?absent",
+    r"(appears?|is|are) (within (the )?(limits of normal|normal limits)|normal)",
     r"(is|are)? ?not (seen|identified|present|visualized|appreciated|evident|demonstrated)",
 ]
 UNC_POST = [
-    r"(cannot|can not|could not) be (excluded|ruled out)",
+    r"(cannot|can not|could not) be (entirely |completely )?(excluded|ruled out)",
+    r"(is )?in the differential",
+    r"(is )?another consideration",
     r"(is|are)? ?not (entirely |completely )?(excluded|ruled out)",
     r"(is|are) (possible|suspected|likely|questioned|not excluded)",
     r"versus",
@@ -207,6 +248,11 @@ UNC_POST = [
 TERMINATORS = (
     r"\b(but|however|although|though|which|except|aside from|apart from|whereas|otherwise)\b"
     r"|, there (is|are)\b"
+    # "No pneumothorax and small left effusion": an "and" that opens a described finding ends
+    # the negation ("no effusion or pneumothorax" still negates both).
+    r"|\band (?=(a |an |the )?(small|large|mild|moderate|severe|minimal|trace|tiny|left|right|bilateral|new"
+    r"|persistent|stable|increas\w+|decreas\w+|worsen\w+|improv\w+|unchanged|residual|chronic|acute|bibasilar"
+    r"|basilar|patchy|streaky|focal|diffuse)\b)"
 )
 
 
@@ -222,6 +268,11 @@ _UNC_PRE_RE = _alternation(UNC_PRE)
 _NEG_POST_RE = _alternation(NEG_POST)
 _UNC_POST_RE = _alternation(UNC_POST)
 _TERM_RE = re.compile(TERMINATORS)
+# A text with no mention counts as "No Finding" only if it says something normal.
+_NORMAL_HINT_RE = re.compile(
+    r"\b(normal|no acute|unremarkable|clear|negative|no active|no evidence|no (significant |focal )?abnormalit\w*"
+    r"|no (radiographic |acute )?(disease|findings?|process))\b"
+)
 # Sentence ends: . ; ! ? (not inside a decimal such as 2.5) and newlines.
 _SENT_RE = re.compile(r"(?<!\d)[.;!?](?!\d)|\n")
 
@@ -276,7 +327,11 @@ def label_report(text: str) -> dict[str, str]:
 
     pathologies = [o for o in OBSERVATIONS if o not in ("No Finding", "Support Devices")]
     abnormal = any(labels[o] in (PRESENT, UNCERTAIN) for o in pathologies)
-    labels["No Finding"] = ABSENT if abnormal else PRESENT
+    if abnormal:
+        labels["No Finding"] = ABSENT
+    elif any(v != NOT_MENTIONED for v in labels.values()) or _NORMAL_HINT_RE.search(text.lower()):
+        labels["No Finding"] = PRESENT
+    # else: text that states nothing we can read (garbage, another language) mentions nothing.
     return labels
 
 
@@ -317,17 +372,21 @@ def case_counts(pred: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return pred & ref, pred & ~ref, ~pred & ref
 
 
+_FINDING_COLS = [OBSERVATIONS.index(o) for o in FINDINGS]
+
+
 def clinical_f1(predictions: Sequence[str], references: Sequence[str]) -> dict[str, float]:
-    """Micro and macro F1 of the present labels of predictions vs references."""
-    tp, fp, fn = case_counts(present_matrix(predictions), present_matrix(references))
+    """The headline: micro and macro F1 of the positive labels over the 13 findings."""
+    pred, ref = present_matrix(predictions), present_matrix(references)
+    tp, fp, fn = case_counts(pred[:, _FINDING_COLS], ref[:, _FINDING_COLS])
     micro, macro = f1_from_counts(tp.sum(0), fp.sum(0), fn.sum(0))
     return {"micro_f1": float(micro), "macro_f1": float(macro)}
 
 
 def case_agreement(prediction: str, reference: str) -> float:
-    """Per-case F1 of present labels (1.0 when both sets agree exactly)."""
-    p = present_matrix([prediction])[0]
-    r = present_matrix([reference])[0]
+    """Per-case F1 of the positive findings (1.0 when both state the same, or none)."""
+    p = present_matrix([prediction])[0, _FINDING_COLS]
+    r = present_matrix([reference])[0, _FINDING_COLS]
     tp, fp, fn = int((p & r).sum()), int((p & ~r).sum()), int((~p & r).sum())
     return 1.0 if tp + fp + fn == 0 else 2 * tp / (2 * tp + fp + fn)
 

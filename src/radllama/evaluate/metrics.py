@@ -3,7 +3,14 @@
 :func:`evaluate_predictions` is the library entry point shared by ``radllama eval``,
 ``radllama compare`` and the demo. It never loses a case silently: failed lines, empty
 predictions, duplicates, ids missing from or unknown to the split are counted per system
-under ``issues`` and every row states its ``n``.
+under ``issues`` and every row states its ``n``. A case a system failed, or never answered,
+is scored as an empty answer, so every system is ranked on the same cases (the split's, or
+without a split the union of all systems' cases).
+
+The clinical headline follows the F1-CheXbert convention: F1 of *positive* mentions per
+observation, micro and macro over the 13 findings of CheXpert's 14 observations and over
+the 5 of the CheXpert competition; "No Finding" is scored on its own line, never inside an
+average. Uncertain mentions count as not positive, in predictions and references alike.
 """
 
 from __future__ import annotations
@@ -16,19 +23,36 @@ from typing import Any
 import numpy as np
 
 from radllama.errors import RadLlamaError
-from radllama.evaluate.clinical import OBSERVATIONS, case_counts, f1_from_counts, present_matrix, word_count
+from radllama.evaluate.clinical import (
+    COMPETITION5,
+    FINDINGS,
+    OBSERVATIONS,
+    case_counts,
+    f1_from_counts,
+    present_matrix,
+    word_count,
+)
 from radllama.evaluate.rouge import ROUGE_TYPES, SCORER_NAME, rouge_pair
 from radllama.evaluate.stats import (
     DEFAULT_RESAMPLES,
     DEFAULT_SEED,
+    TEST_NAME,
     bootstrap_ci,
-    paired_bootstrap,
+    paired_permutation,
+    paired_permutation_f1,
     resample_indices,
 )
 from radllama.io import read_jsonl
 
 SUBSETS: tuple[str, ...] = ("all", "unseen")
-CLINICAL_LABELLER = "radllama rule-based CheXpert-style labeller (14 observations), F1 of present labels"
+CLINICAL_LABELLER = (
+    "radllama rule-based CheXpert-style labeller; F1 of positive mentions (uncertain = not positive, both sides), "
+    "micro/macro over 13 findings (No Finding apart) and over the 5 competition observations"
+)
+# Column indices of the headline averages in the (cases x 14 observations) matrices.
+_FINDINGS_COLS = np.array([OBSERVATIONS.index(o) for o in FINDINGS])
+_COMP5_COLS = np.array([OBSERVATIONS.index(o) for o in COMPETITION5])
+_NO_FINDING_COL = OBSERVATIONS.index("No Finding")
 MAX_LISTED_IDS = 20  # issue lists keep the first few ids; the counts are always complete
 
 
@@ -83,13 +107,13 @@ def _collect(name: str, lines: list[tuple[str, dict]], split_by_id: dict[str, di
             duplicates.append(rid)  # keep the first line, report the rest
             continue
         seen.add(rid)
-        if rec.get("status", "ok") == "failed":
-            failed.append(rid)
-            continue
         split_rec = split_by_id.get(rid) if split_by_id is not None else None
         if split_by_id is not None and split_rec is None:
             unknown.append(rid)
             continue
+        status = "failed" if rec.get("status", "ok") == "failed" else "ok"
+        if status == "failed":
+            failed.append(rid)  # scored below as an empty answer: a failure costs its case
         reference = rec.get("reference")
         if reference is None and split_rec is not None:
             reference = split_rec.get("impression")
@@ -100,24 +124,16 @@ def _collect(name: str, lines: list[tuple[str, dict]], split_by_id: dict[str, di
             seen_flag = split_rec.get("seen_findings")
         if seen_flag is None:
             seen_unknown += 1
-        prediction = rec.get("prediction") or ""
-        if not str(prediction).strip():
+        prediction = "" if status == "failed" else str(rec.get("prediction") or "")
+        if status == "ok" and not prediction.strip():
             empty += 1
         findings = rec.get("findings") or (split_rec or {}).get("findings", "")
-        scores = rouge_pair(str(prediction), str(reference))
-        out.cases.append(
-            {
-                "id": rid,
-                "findings": findings,
-                "reference": str(reference),
-                "prediction": str(prediction),
-                "seen_findings": seen_flag,
-                **scores,
-                "words": word_count(str(prediction)),
-                "reference_words": word_count(str(reference)),
-            }
-        )
+        out.cases.append(_case(rid, findings, str(reference), prediction, seen_flag, status))
     missing = sorted(set(split_by_id) - seen) if split_by_id is not None else []
+    for rid in missing:
+        rec = split_by_id[rid]
+        reference = str(rec.get("impression") or "")
+        out.cases.append(_case(rid, rec.get("findings", ""), reference, "", rec.get("seen_findings"), "missing"))
     listed = {"failed": failed, "duplicate": duplicates, "missing": missing, "unknown": unknown}
     out.issues = {
         "lines": len(lines),
@@ -133,11 +149,44 @@ def _collect(name: str, lines: list[tuple[str, dict]], split_by_id: dict[str, di
     return out
 
 
+def _case(rid: str, findings: str, reference: str, prediction: str, seen: bool | None, status: str) -> dict:
+    """One scored case; a failed or missing case carries an empty prediction and its status."""
+    return {
+        "id": rid,
+        "findings": findings,
+        "reference": reference,
+        "prediction": prediction,
+        "seen_findings": seen,
+        "status": status,
+        **rouge_pair(prediction, reference),
+        "words": word_count(prediction),
+        "reference_words": word_count(reference),
+    }
+
+
+def _align(systems: list[SystemCases]) -> None:
+    """Without a split, give every system the union of cases: one it lacks scores as empty."""
+    union: dict[str, dict] = {}
+    for system in systems:
+        for case in system.cases:
+            union.setdefault(case["id"], case)
+    for system in systems:
+        have = {c["id"] for c in system.cases}
+        lacking = [rid for rid in union if rid not in have]
+        for rid in lacking:
+            c = union[rid]
+            system.cases.append(_case(rid, c["findings"], c["reference"], "", c["seen_findings"], "missing"))
+        if lacking:
+            system.issues["missing_ids"] += len(lacking)
+            system.issues["examples"]["missing"] = lacking[:MAX_LISTED_IDS]
+
+
 def _add_clinical(cases: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     """Label every case once; store per-case agreement (F1 of present labels) on each case."""
     pred = present_matrix([c["prediction"] for c in cases])
     ref = present_matrix([c["reference"] for c in cases])
-    tp, fp, fn = case_counts(pred, ref)
+    # Per case: F1 over the 13 findings (1.0 when both state none), as in the headline.
+    tp, fp, fn = case_counts(pred[:, _FINDINGS_COLS], ref[:, _FINDINGS_COLS])
     denom = 2 * tp.sum(1) + fp.sum(1) + fn.sum(1)
     agree = np.where(denom > 0, 2 * tp.sum(1) / np.maximum(denom, 1), 1.0)
     for i, case in enumerate(cases):
@@ -159,18 +208,7 @@ def _subset_metrics(cases: list[dict], pred: np.ndarray, ref: np.ndarray, resamp
     out: dict[str, Any] = {"n": n}
     for name in ROUGE_TYPES:
         out[name] = _mean_ci(np.array([c[name] for c in cases], dtype=float), resamples, seed)
-    if n:
-        tp, fp, fn = case_counts(pred, ref)
-        micro, macro = f1_from_counts(tp.sum(0), fp.sum(0), fn.sum(0))
-        # Corpus-level F1 is not a mean of per-case values: resample cases, recount, re-score.
-        idx = resample_indices(n, resamples, seed)
-        b_micro, b_macro = f1_from_counts(tp[idx].sum(1), fp[idx].sum(1), fn[idx].sum(1))
-        pairs = {"clinical_micro_f1": (micro, b_micro), "clinical_macro_f1": (macro, b_macro)}
-        for key, (point, boot) in pairs.items():
-            low, high = np.nanquantile(boot, [0.025, 0.975]) if np.isfinite(boot).any() else (np.nan, np.nan)
-            out[key] = {"mean": _num(point), "ci95": [_num(low), _num(high)]}
-    else:
-        out["clinical_micro_f1"] = out["clinical_macro_f1"] = {"mean": None, "ci95": [None, None]}
+    out.update(_clinical_metrics(pred, ref, resamples, seed))
     words = np.array([c["words"] for c in cases], dtype=float)
     ref_words = np.array([c["reference_words"] for c in cases], dtype=float)
     out["words"] = _mean_ci(words, resamples, seed)
@@ -179,6 +217,58 @@ def _subset_metrics(cases: list[dict], pred: np.ndarray, ref: np.ndarray, resamp
     out["length_ratio"] = _mean_ci(words[keep] / ref_words[keep], resamples, seed)
     out["empty_predictions"] = int(sum(1 for c in cases if not c["prediction"].strip()))
     return out
+
+
+CLINICAL_KEYS: tuple[str, ...] = (
+    "clinical_micro_f1",
+    "clinical_macro_f1",
+    "clinical_micro_f1_5",
+    "clinical_macro_f1_5",
+    "clinical_no_finding_f1",
+)
+
+
+def _clinical_metrics(pred: np.ndarray, ref: np.ndarray, resamples: int, seed: int) -> dict[str, Any]:
+    """Headline clinical F1s with bootstrap CIs, and the per-observation table."""
+    n = pred.shape[0]
+    if n == 0:
+        return {**{k: {"mean": None, "ci95": [None, None]} for k in CLINICAL_KEYS}, "clinical_per_observation": {}}
+    tp, fp, fn = case_counts(pred, ref)
+    # Corpus-level F1 is not a mean of per-case values: resample cases, recount, re-score.
+    # Counts per observation are summed over each resample once (resamples x observations).
+    idx = resample_indices(n, resamples, seed)
+    sums = [x.sum(0) for x in (tp, fp, fn)]
+    boot_sums = [x[idx].sum(1) for x in (tp, fp, fn)]
+    out: dict[str, Any] = {}
+    groups = {"": _FINDINGS_COLS, "_5": _COMP5_COLS}
+    for suffix, cols in groups.items():
+        point = f1_from_counts(*(s[cols] for s in sums))
+        boot = f1_from_counts(*(b[:, cols] for b in boot_sums))
+        for name, p, b in zip(("micro", "macro"), point, boot, strict=True):
+            out[f"clinical_{name}_f1{suffix}"] = _point_ci(p, b)
+    col = [_NO_FINDING_COL]  # a one-column group: its micro F1 is that observation's F1
+    point, _ = f1_from_counts(*(s[col] for s in sums))
+    boot, _ = f1_from_counts(*(b[:, col] for b in boot_sums))
+    out["clinical_no_finding_f1"] = _point_ci(point, boot)
+    per_obs = {}
+    for j, obs in enumerate(OBSERVATIONS):
+        t, f_p, f_n = int(tp[:, j].sum()), int(fp[:, j].sum()), int(fn[:, j].sum())
+        per_obs[obs] = {
+            "precision": t / (t + f_p) if t + f_p else None,
+            "recall": t / (t + f_n) if t + f_n else None,
+            "f1": 2 * t / (2 * t + f_p + f_n) if t + f_p + f_n else None,
+            "reference_positives": t + f_n,
+            "predicted_positives": t + f_p,
+        }
+    out["clinical_per_observation"] = per_obs
+    return out
+
+
+def _point_ci(point: np.ndarray | float, boot: np.ndarray) -> dict[str, Any]:
+    """A corpus-level figure with the percentile CI of its bootstrap (None, never NaN, in JSON)."""
+    boot = np.asarray(boot, dtype=float)
+    low, high = np.nanquantile(boot, [0.025, 0.975]) if np.isfinite(boot).any() else (np.nan, np.nan)
+    return {"mean": _num(float(point)), "ci95": [_num(low), _num(high)]}
 
 
 def _num(x: float) -> float | None:
@@ -205,6 +295,8 @@ def score_systems(
     if not grouped:
         raise RadLlamaError("no predictions to evaluate")
     systems = [_collect(name, lines, split_by_id) for name, lines in grouped.items()]
+    if split_by_id is None:
+        _align(systems)
     for system in systems:
         system.pred_present, system.ref_present = _add_clinical(system.cases)
     return systems
@@ -224,6 +316,7 @@ def metrics_from_cases(
         "scorer": SCORER_NAME,
         "clinical_labeller": CLINICAL_LABELLER,
         "bootstrap": {"resamples": resamples, "seed": seed, "level": 0.95, "method": "percentile"},
+        "paired_test": TEST_NAME,
         "subsets": {"all": "every scored case", "unseen": "findings text does not occur in train"},
         "systems": {},
         "issues": {},
@@ -245,9 +338,24 @@ def metrics_from_cases(
     return doc
 
 
+def _finding_counts(system: SystemCases) -> dict[str, np.ndarray]:
+    """Per case: TP, FP, FN of positive labels summed over the 13 findings (cases x 3)."""
+    tp, fp, fn = case_counts(system.pred_present[:, _FINDINGS_COLS], system.ref_present[:, _FINDINGS_COLS])
+    counts = np.stack([tp.sum(1), fp.sum(1), fn.sum(1)], axis=1)
+    return {c["id"]: counts[i] for i, c in enumerate(system.cases)}
+
+
 def _paired(systems: Sequence[SystemCases], reference: str, resamples: int, seed: int) -> dict[str, Any]:
-    """Paired bootstrap of every system against the reference, on the cases both scored."""
+    """Paired permutation test of every system against the reference, on the same cases.
+
+    ROUGE: per-case scores (sign-flip permutation of the differences). Clinical: the corpus
+    micro F1 over the 13 findings (swap the systems' labels on random cases, re-score).
+    """
+    for s in systems:
+        if s.pred_present is None or s.ref_present is None:
+            s.pred_present, s.ref_present = _add_clinical(s.cases)
     by_name = {s.name: {c["id"]: c for c in s.cases} for s in systems}
+    counts = {s.name: _finding_counts(s) for s in systems}
     ref_cases = by_name[reference]
     out: dict[str, Any] = {}
     for name, cases in by_name.items():
@@ -257,16 +365,48 @@ def _paired(systems: Sequence[SystemCases], reference: str, resamples: int, seed
         out[name] = {}
         for subset in SUBSETS:
             ids = [rid for rid in common if subset == "all" or cases[rid]["seen_findings"] is False]
-            out[name][subset] = {
-                metric: paired_bootstrap(
-                    [cases[i][metric] for i in ids],
-                    [ref_cases[i][metric] for i in ids],
-                    resamples=resamples,
-                    seed=seed,
+            tests = {
+                metric: paired_permutation(
+                    [cases[i][metric] for i in ids], [ref_cases[i][metric] for i in ids], resamples, seed
                 )
-                for metric in (*ROUGE_TYPES, "clinical_agreement")
+                for metric in ROUGE_TYPES
             }
+            a = np.array([counts[name][i] for i in ids]).reshape(-1, 3)
+            b = np.array([counts[reference][i] for i in ids]).reshape(-1, 3)
+            tests["clinical_micro_f1"] = paired_permutation_f1(a, b, resamples, seed)
+            out[name][subset] = tests
     return out
+
+
+def add_model_metrics(
+    doc: dict[str, Any],
+    systems: Sequence[SystemCases],
+    names: Sequence[str],
+    weights_dir: Path,
+    allow_download: bool = False,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = DEFAULT_SEED,
+) -> None:
+    """Score BERTScore / RadGraph / CheXbert into ``doc`` (per subset; CIs where per-case)."""
+    from radllama.evaluate.model_metrics import METRICS, check_available, score_cases
+
+    check_available(names, weights_dir, allow_download)
+    doc["model_metrics"] = {n: f"{METRICS[n].pip}, weights from {Path(weights_dir) / n}" for n in names}
+    for system in systems:
+        entry = doc["systems"][system.name]
+        for subset in SUBSETS:
+            mask = _subset_mask(system.cases, subset)
+            cases = [c for c, m in zip(system.cases, mask, strict=True) if m]
+            for name in names:
+                if not cases:
+                    entry[subset][name] = {"mean": None, "ci95": [None, None]}
+                    continue
+                preds, refs = [c["prediction"] for c in cases], [c["reference"] for c in cases]
+                values = score_cases(name, preds, refs, weights_dir, allow_download)
+                if isinstance(values, list):
+                    entry[subset][name] = _mean_ci(np.asarray(values, dtype=float), resamples, seed)
+                else:  # a corpus-level figure from the package: no per-case values to resample
+                    entry[subset][name] = {"mean": float(values), "ci95": [None, None]}
 
 
 def evaluate_predictions(
@@ -283,7 +423,7 @@ def evaluate_predictions(
             or a mapping ``{system: [records]}``.
         split_records: the test split; supplies missing references/``seen_findings`` and
             lets missing and unknown ids be reported.
-        reference_system: if given, every other system gets a paired bootstrap test against it.
+        reference_system: if given, every other system gets a paired permutation test against it.
         resamples: bootstrap resamples for every CI and test.
         seed: bootstrap seed.
 

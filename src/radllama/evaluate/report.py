@@ -16,7 +16,7 @@ from typing import Any
 from rich.table import Table
 
 from radllama.evaluate.metrics import SUBSETS, SystemCases
-from radllama.evaluate.paper_reported import PAPER, reported_rows
+from radllama.evaluate.paper_reported import DATASETS, PAPER, ROUGE_CAVEAT, expert_sample_rows, reported_rows
 from radllama.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 # (metrics key, short column label) of the leaderboard, in display order.
@@ -24,12 +24,20 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("rouge1", "R-1"),
     ("rouge2", "R-2"),
     ("rougeL", "R-L"),
-    ("clinical_micro_f1", "Clin µF1"),
-    ("clinical_macro_f1", "Clin MF1"),
+    ("clinical_micro_f1", "F1-13 µ"),
+    ("clinical_macro_f1", "F1-13 M"),
+    ("clinical_micro_f1_5", "F1-5 µ"),
+    ("clinical_macro_f1_5", "F1-5 M"),
+    ("clinical_no_finding_f1", "No Finding F1"),
     ("words", "Words"),
     ("length_ratio", "Len ratio"),
 )
-CHART_METRICS: tuple[str, ...] = ("rouge1", "rouge2", "rougeL", "clinical_micro_f1")
+CLINICAL_NOTE = (
+    "Clinical: F1 of positive CheXpert mentions (rule labeller; uncertain counts as not positive in predictions and "
+    "references alike): F1-13 over the 13 findings, F1-5 over atelectasis, cardiomegaly, consolidation, edema and "
+    "pleural effusion; µ micro, M macro; No Finding on its own, in no average."
+)
+CHART_METRICS: tuple[str, ...] = ("rouge1", "rouge2", "rougeL", "clinical_micro_f1", "clinical_micro_f1_5")
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
@@ -98,7 +106,9 @@ def rich_table(metrics: dict, subset: str = "all") -> Table:
 
 def leaderboard_markdown(metrics: dict) -> str:
     """Markdown leaderboard, one table per subset, mean [95% CI]."""
-    lines = [f"Scorer: {metrics.get('scorer', '')}. Clinical: {metrics.get('clinical_labeller', '')}.", ""]
+    lines = [f"Scorer: {metrics.get('scorer', '')}. {CLINICAL_NOTE}", ""]
+    if metrics.get("paired_test"):
+        lines += [f"Paired tests: {metrics['paired_test']}.", ""]
     for subset in SUBSETS:
         lines += [f"### Subset `{subset}`", ""]
         header = ["System", "n", *[label for _, label in COLUMNS]]
@@ -111,7 +121,70 @@ def leaderboard_markdown(metrics: dict) -> str:
             cells = [_fmt_ci({"mean": row[k], "ci95": row[f"{k}_ci95"]}) for k, _ in COLUMNS]
             lines.append(f"| {row['system']} | {row['n']} | " + " | ".join(cells) + " |")
         lines.append("")
+    lines += _per_observation_markdown(metrics) + _paired_markdown(metrics) + _model_metrics_markdown(metrics)
     return "\n".join(lines)
+
+
+def _model_metrics_markdown(metrics: dict) -> list[str]:
+    """BERTScore / RadGraph / CheXbert, when ``radllama eval --metrics`` asked for them."""
+    names = list(metrics.get("model_metrics") or {})
+    if not names:
+        return []
+    lines = ["### Model-based metrics (" + "; ".join(f"{k}: {v}" for k, v in metrics["model_metrics"].items()) + ")"]
+    lines += ["", "| System | subset | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+    for name, entry in metrics.get("systems", {}).items():
+        if not_run_reason(entry) is not None:
+            continue
+        for subset in SUBSETS:
+            cells = [_fmt_ci(entry.get(subset, {}).get(n)) for n in names]
+            lines.append(f"| {name} | {subset} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _per_observation_markdown(metrics: dict) -> list[str]:
+    """F1 of positive mentions per observation (subset `all`), with the references' positives."""
+    from radllama.evaluate.clinical import OBSERVATIONS
+
+    rows = [r for r in leaderboard_rows(metrics, "all") if r["status"] == "ok"]
+    if not rows:
+        return []
+    lines = ["### Clinical F1 per observation (subset `all`; n pos = reference positives)", ""]
+    lines.append("| System | " + " | ".join(OBSERVATIONS) + " |")
+    lines.append("|" + "---|" * (len(OBSERVATIONS) + 1))
+    for row in rows:
+        per = metrics["systems"][row["system"]]["all"].get("clinical_per_observation", {})
+        cells = [_fmt(per.get(o, {}).get("f1"), 3) for o in OBSERVATIONS]
+        lines.append(f"| {row['system']} | " + " | ".join(cells) + " |")
+    per = metrics["systems"][rows[0]["system"]]["all"].get("clinical_per_observation", {})
+    counts = [str(per.get(o, {}).get("reference_positives", "–")) for o in OBSERVATIONS]
+    lines += ["| n pos | " + " | ".join(counts) + " |", ""]
+    return lines
+
+
+def _paired_markdown(metrics: dict) -> list[str]:
+    """Paired tests of every system against the reference system: difference, 95% CI, p."""
+    paired = metrics.get("paired_vs_reference") or {}
+    if not paired:
+        return []
+    ref = metrics.get("reference_system")
+    lines = [f"### Paired tests against `{ref}` (same cases; difference = system − {ref})", ""]
+    lines.append("| System | subset | n | ΔR-L [95% CI] | p | ΔF1-13 µ [95% CI] | p |")
+    lines.append("|---|---|---|---|---|---|---|")
+    for name, subsets in paired.items():
+        for subset, tests in subsets.items():
+            rl, cl = tests["rougeL"], tests.get("clinical_micro_f1")
+            cells = [_diff_cell(rl), _fmt(rl["p_value"], 3)]
+            cells += [_diff_cell(cl), _fmt(cl["p_value"], 3)] if cl else ["–", "–"]
+            lines.append(f"| {name} | {subset} | {rl['n']} | " + " | ".join(cells) + " |")
+    lines.append("")
+    return lines
+
+
+def _diff_cell(test: dict) -> str:
+    diff, (low, high) = test.get("mean_diff"), test.get("ci95", [None, None])
+    if diff is None or diff != diff:  # nan: no cases
+        return "–"
+    return f"{diff:+.4f} [{low:+.4f}, {high:+.4f}]"
 
 
 def leaderboard_csv(metrics: dict) -> str:
@@ -141,44 +214,42 @@ def paper_table_markdown(metrics: dict, dataset: str = "OpenI") -> str:
     lines = [
         f"#### Measured here ({dataset} test split, {metrics.get('scorer', '')})",
         "",
-        "| System | n | R-1 | R-2 | R-L | n unseen | R-1 unseen | R-2 unseen | R-L unseen |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| System | n | R-1 | R-2 | R-L | F1-13 µ | n unseen | R-1 unseen | R-2 unseen | R-L unseen |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     all_rows = {r["system"]: r for r in leaderboard_rows(metrics, "all")}
     unseen_rows = {r["system"]: r for r in leaderboard_rows(metrics, "unseen")}
     for name, row in all_rows.items():
         if row["status"] != "ok":
-            lines.append(f"| {name} | – | {row['status']} | | | | | | |")
+            lines.append(f"| {name} | – | {row['status']} | | | | | | | |")
             continue
         u = unseen_rows[name]
         lines.append(
             f"| {name} | {row['n']} | {_fmt(row['rouge1'])} | {_fmt(row['rouge2'])} | {_fmt(row['rougeL'])} "
-            f"| {u['n']} | {_fmt(u['rouge1'])} | {_fmt(u['rouge2'])} | {_fmt(u['rougeL'])} |"
+            f"| {_fmt(row['clinical_micro_f1'])} | {u['n']} | {_fmt(u['rouge1'])} | {_fmt(u['rouge2'])} "
+            f"| {_fmt(u['rougeL'])} |"
         )
+    lines += ["", f"F1-13 µ: {CLINICAL_NOTE[len('Clinical: ') :]}", "", *paper_reported_markdown(dataset)]
+    return "\n".join(lines) + "\n"
+
+
+def paper_reported_markdown(dataset: str = "OpenI") -> list[str]:
+    """The paper's Table 2 rows for ``dataset`` and its Table 1, each labelled as not measured here."""
+    rouge = ("rouge1", "rouge2", "rougeL")
+    lines = [f"#### Reported by the paper, not measured here ({dataset}; {PAPER}, Table 2)", ""]
+    if dataset not in DATASETS:
+        return lines + [f"The paper reports no figures on {dataset}.", ""]
+    lines += [ROUGE_CAVEAT, "", "| System | R-1 | R-2 | R-L |", "|---|---|---|---|"]
+    lines += [f"| {r['system']} | " + " | ".join(_fmt(r[k]) for k in rouge) + " |" for r in reported_rows(dataset)]
     lines += [
         "",
-        f"#### Reported by the paper, not measured here ({dataset}; {PAPER})",
+        "#### Reported by the paper, not measured here (Table 1: the 10 examples its radiologists rated)",
         "",
-        "Different test split, prompts and scorer settings: not comparable number for number.",
-        "",
-        "| System | R-1 | R-2 | R-L | source |",
-        "|---|---|---|---|---|",
+        "| System | R-1 | R-2 | R-L |",
+        "|---|---|---|---|",
     ]
-    rows = reported_rows(dataset)
-    # Systems without any figure are named below: a row of "not found" cells says nothing.
-    missing = [r for r in rows if all(r[k] is None for k in ("rouge1", "rouge2", "rougeL"))]
-    for row in rows:
-        if row in missing:
-            continue
-        cells = [_fmt(row[k]) if row[k] is not None else "not found" for k in ("rouge1", "rouge2", "rougeL")]
-        lines.append(f"| {row['system']} | " + " | ".join(cells) + f" | {row['source']} |")
-    if missing:
-        lines += [
-            "",
-            "The paper also reports " + ", ".join(r["system"] for r in missing) + "; their figures were not found in "
-            "the sources available to us, so none are shown.",
-        ]
-    return "\n".join(lines) + "\n"
+    lines += [f"| {r['system']} | " + " | ".join(_fmt(r[k]) for k in rouge) + " |" for r in expert_sample_rows()]
+    return lines
 
 
 def write_charts(metrics: dict, out_dir: Path) -> list[Path]:
@@ -236,6 +307,7 @@ def html_cases(systems: Sequence[SystemCases]) -> list[dict]:
                 "rougeL": round(case["rougeL"], 4),
                 "clinical": round(case["clinical_agreement"], 4),
                 "labels": case["labels_prediction"],
+                "status": case.get("status", "ok"),
             }
     for row in rows.values():
         label_sets = {tuple(o["labels"]) for o in row["outputs"].values()}
@@ -256,8 +328,9 @@ td.num{text-align:right;white-space:nowrap}
 .muted{color:#777}
 </style></head><body>
 <h1>RadLlama — per-case comparison</h1>
-<p class="muted">R-L: ROUGE-L F1 against the reference. Clin: agreement of clinical labels (F1 of present
-CheXpert observations). Click a column header to sort.</p>
+<p class="muted">R-L: ROUGE-L F1 against the reference. Clin: agreement of clinical labels (F1 of the positive
+CheXpert findings of the prediction against those of the reference, No Finding apart; 1 when both state none).
+A failed or missing answer is shown empty and scored as empty. Click a column header to sort.</p>
 <div class="controls">
 <input id="search" type="search" placeholder="search text…" size="40">
 <label><input id="disagree" type="checkbox"> only cases where systems disagree (clinical labels)</label>
@@ -275,7 +348,8 @@ for (const s of systems) {
   cols.push({key:'cl:'+s,label:'Clin '+s,num:true});
 }
 function value(row,key){
-  if(key.startsWith('pred:')){const o=row.outputs[key.slice(5)];return o?o.prediction:'';}
+  if(key.startsWith('pred:')){const o=row.outputs[key.slice(5)];
+    return o?(o.status&&o.status!=='ok'?'['+o.status+', scored as empty]':o.prediction):'';}
   if(key.startsWith('rl:')){const o=row.outputs[key.slice(3)];return o?o.rougeL:-1;}
   if(key.startsWith('cl:')){const o=row.outputs[key.slice(3)];return o?o.clinical:-1;}
   return row[key]??'';

@@ -9,6 +9,7 @@ import sqlite3
 from pathlib import Path
 
 from radllama.errors import RadLlamaError
+from radllama.evaluate.paper_reported import expert_reported_markdown
 from radllama.io import atomic_write_bytes, atomic_write_json, atomic_write_text, ensure_writable_dir
 from radllama.review import stats, store
 from radllama.review.create import load_predictions
@@ -224,5 +225,6 @@ def render_markdown(s: dict) -> str:
         "",
         "![scores](scores.png)",
         "",
+        expert_reported_markdown(),  # the paper's own study, kept apart from the scores above
     ]
     return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""The three non-neural baselines."""
+"""The non-neural baselines."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ TRAIN = [
 
 
 def test_registry_names_match_classes() -> None:
-    assert set(BASELINES) == {"most-frequent", "last-sentence", "tfidf-retrieval"}
+    assert set(BASELINES) == {"most-frequent", "last-sentence", "tfidf-retrieval", "retrieval-consensus"}
     for name in BASELINES:
         assert make_baseline(name).name == name
 
@@ -62,3 +62,17 @@ def test_tfidf_retrieval_returns_nearest_training_impression() -> None:
         "Heart failure.",
     ]
     assert model.predict([]) == []
+
+
+def test_retrieval_consensus_answers_what_the_neighbours_agree_on() -> None:
+    train = [
+        {"id": "1", "findings": "Small right pleural effusion. Heart normal.", "impression": "Small right effusion."},
+        {"id": "2", "findings": "Small right pleural effusion.", "impression": "Odd wording entirely."},
+        {"id": "3", "findings": "Right pleural effusion, small.", "impression": "Small right pleural effusion."},
+        {"id": "4", "findings": "Pleural effusion on the right, small.", "impression": "Right effusion, small."},
+        {"id": "5", "findings": "Right effusion, small. Heart normal.", "impression": "Small right effusion."},
+    ]
+    top1 = make_baseline("tfidf-retrieval").fit(train).predict(["Small right pleural effusion."])
+    vote = make_baseline("retrieval-consensus").fit(train).predict(["Small right pleural effusion."])
+    assert top1 == ["Odd wording entirely."]  # the single nearest report is the odd one
+    assert vote == ["Small right effusion."]  # the neighbours agree on this one

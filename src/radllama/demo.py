@@ -19,7 +19,7 @@ from radllama.io import atomic_write_text, ensure_writable_dir, read_jsonl
 from radllama.progress import console, results
 
 CONFIG_DIR = Path(__file__).parent / "configs"
-BASELINES = ("most-frequent", "last-sentence", "tfidf-retrieval")
+BASELINES = ("most-frequent", "last-sentence", "tfidf-retrieval", "retrieval-consensus")
 # Tiny sizes for smoke tests: the whole pipeline in about a minute.
 QUICK_BASE = [
     "mini.hidden_size=64",

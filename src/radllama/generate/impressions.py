@@ -33,8 +33,13 @@ def clean_findings(text: str) -> str:
 
 def impression_prompts(loaded: LoadedModel, findings: Sequence[str]) -> list[str]:
     """Render the prompts exactly as in training (same style, same retrieval index)."""
+    return prompts_and_examples(loaded, findings)[0]
+
+
+def prompts_and_examples(loaded: LoadedModel, findings: Sequence[str]) -> tuple[list[str], list]:
+    """The trained prompts and, per prompt, the retrieved training impressions it shows (or None)."""
     shown = retrieved_impressions(loaded.retriever, findings, loaded.style.retrieval_k)
-    return [loaded.style.render(loaded.tokenizer, f, ex) for f, ex in zip(findings, shown, strict=True)]
+    return [loaded.style.render(loaded.tokenizer, f, ex) for f, ex in zip(findings, shown, strict=True)], shown
 
 
 def encode_prompts(loaded: LoadedModel, prompts: Sequence[str], max_new_tokens: int) -> list[list[int]]:
@@ -58,9 +63,7 @@ def complete_impressions(
     mbr: MbrSettings | None = None,
 ) -> list[Completion]:
     """Completions (text + token counts) for a list of findings: greedy, or MBR with ``mbr``."""
-    cleaned = [clean_findings(f) for f in findings]
-    shown = retrieved_impressions(loaded.retriever, cleaned, loaded.style.retrieval_k)
-    prompts = [loaded.style.render(loaded.tokenizer, f, ex) for f, ex in zip(cleaned, shown, strict=True)]
+    prompts, shown = prompts_and_examples(loaded, [clean_findings(f) for f in findings])
     ids = encode_prompts(loaded, prompts, max_new_tokens)
     if mbr is None:
         return loaded.backend.generate(ids, Decoding(max_new_tokens=max_new_tokens), on_done)
@@ -78,22 +81,25 @@ MBR_CHUNK = 64
 
 
 def _mbr_chunk(
-    loaded: LoadedModel, ids: list[list[int]], shown: list[list[dict]], max_new_tokens: int, mbr: MbrSettings
+    loaded: LoadedModel, ids: list[list[int]], shown: list, max_new_tokens: int, mbr: MbrSettings
 ) -> list[Completion]:
     greedy = loaded.backend.generate(ids, Decoding(max_new_tokens=max_new_tokens))
     sampling = Decoding(max_new_tokens, mbr.temperature, mbr.top_p, seed=mbr.seed)
     sampled = loaded.backend.generate([p for p in ids for _ in range(mbr.samples)], sampling) if mbr.samples else []
-    picked = []
-    for i, first in enumerate(greedy):
-        own = [first, *sampled[i * mbr.samples : (i + 1) * mbr.samples]]
-        retrieved = [r["impression"] for r in shown[i]] if mbr.retrieved else []
-        texts = [c.text for c in own] + retrieved
-        best = consensus(texts)
-        spent = sum(c.completion_tokens for c in own)  # the case's decoding cost, whichever wins
-        source = "greedy" if best == 0 else "sample" if best < len(own) else "retrieved"
-        picked.append(Completion(texts[best], first.prompt_tokens, spent, "stop" if best >= len(own) else
-                                 own[best].finish_reason, source))  # fmt: skip
-    return picked
+    return [
+        mbr_pick([first, *sampled[i * mbr.samples : (i + 1) * mbr.samples]], shown[i], mbr)
+        for i, first in enumerate(greedy)
+    ]
+
+
+def mbr_pick(own: list[Completion], shown: list[str] | None, mbr: MbrSettings) -> Completion:
+    """The consensus of a case's generated candidates (greedy first) and retrieved impressions."""
+    texts = [c.text for c in own] + (list(shown or []) if mbr.retrieved else [])
+    best = consensus(texts)
+    spent = sum(c.completion_tokens for c in own)  # the case's decoding cost, whichever wins
+    source = "greedy" if best == 0 else "sample" if best < len(own) else "retrieved"
+    reason = own[best].finish_reason if best < len(own) else "stop"
+    return Completion(texts[best], own[0].prompt_tokens, spent, reason, source)
 
 
 def generate_impressions(

@@ -22,6 +22,9 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import Headers, MutableHeaders
 
+from radllama.generate.impressions import mbr_pick
+from radllama.generate.mbr import MbrSettings
+from radllama.inference.base import Completion
 from radllama.serve.batching import Job, QueueFull, Row, Sampling
 from radllama.serve.openai_schema import (
     ApiError,
@@ -123,17 +126,34 @@ def create_app(service: ModelService) -> FastAPI:
     @app.post("/v1/impressions")
     async def impressions(request: Request) -> dict[str, Any]:
         req: ImpressionRequest = parse_body(await _read_body(request, settings.max_body_bytes), ImpressionRequest)
-        prompts = await service.impression_prompts(req.findings)
+        prompts, shown = await service.impression_prompts(req.findings)
         rows = [Row(ids, service.budget(ids, req.max_tokens)) for ids in await service.encode_many(prompts)]
+        samples = req.samples if req.decode == "mbr" else 0
+        if len(rows) * (1 + samples) > 4 * MAX_ROWS_PER_REQUEST:
+            raise ApiError(400, f"{len(rows)} findings x {1 + samples} candidates is over {4 * MAX_ROWS_PER_REQUEST} "
+                           "per request; split it", "too_many_completions")  # fmt: skip
+        sampled = [Row(r.prompt_ids, r.max_new_tokens) for r in rows for _ in range(samples)]
         started = time.perf_counter()
-        job = _submit(service, rows, Sampling(), stream=False)
-        await _wait_done(request, job, settings.timeout_s)
-        _log_done("impressions", job, started, settings, req.findings)
+        jobs = [_submit(service, rows, Sampling(), stream=False)]
+        if sampled:
+            jobs.append(_submit(service, sampled, Sampling(req.temperature, 0.95), stream=False))
+        try:
+            for job in jobs:
+                await _wait_done(request, job, settings.timeout_s)
+        finally:
+            for job in jobs:
+                job.cancel()
+        _log_done("impressions", jobs[0], started, settings, req.findings)
+        texts = [r.text for r in rows]
+        if req.decode == "mbr":
+            mbr = MbrSettings(samples=samples, temperature=req.temperature)
+            texts = [mbr_pick([_as_completion(r) for r in [row, *sampled[i * samples : (i + 1) * samples]]],
+                              shown[i], mbr).text for i, row in enumerate(rows)]  # fmt: skip
         return {
             "object": "impressions",
             "model": service.name,
-            "impressions": [r.text for r in rows],
-            "usage": _usage(sum(len(r.prompt_ids) for r in rows), rows),
+            "impressions": texts,
+            "usage": _usage(sum(len(r.prompt_ids) for r in rows), rows + sampled),
         }
 
     @app.get("/", include_in_schema=False)
@@ -256,6 +276,10 @@ async def _wait_done(request: Request, job: Job, timeout_s: float) -> None:
     except BaseException:
         job.cancel()
         raise
+
+
+def _as_completion(row: Row) -> Completion:
+    return Completion(row.text, len(row.prompt_ids), row.completion_tokens, row.finish_reason or "stop")
 
 
 def _usage(prompt_tokens: int, rows: list[Row]) -> dict[str, int]:

@@ -88,6 +88,9 @@ class CompletionRequest(_Sampling):
 class ImpressionRequest(_Body):
     findings: list[StrictStr] = Field(min_length=1, max_length=64)
     max_tokens: StrictInt = Field(128, ge=1)
+    decode: Literal["greedy", "mbr"] = "greedy"  # mbr: minimum Bayes risk (radllama.generate.mbr)
+    samples: StrictInt = Field(8, ge=0, le=16)  # mbr: sampled candidates per findings text
+    temperature: StrictFloat = Field(0.7, gt=0, le=2)  # mbr: their sampling temperature
 
 
 def parse_body(raw: bytes, schema: type[BaseModel]) -> Any:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from radllama.generate.impressions import clean_findings, impression_prompts
+from radllama.generate.impressions import clean_findings, prompts_and_examples
 from radllama.models.loading import LoadedModel
 from radllama.serve.batching import Batcher, Sampling, TransformersDecoder
 from radllama.serve.openai_schema import ApiError
@@ -121,8 +121,8 @@ class ModelService:
         except Exception as exc:  # jinja2 raise_exception in the chat template, e.g. roles out of order
             raise ApiError(400, f"cannot render these messages: {exc}", "invalid_value") from exc
 
-    async def impression_prompts(self, findings: list[str]) -> list[str]:
-        """The trained prompts (style + retrieval index) for findings texts.
+    async def impression_prompts(self, findings: list[str]) -> tuple[list[str], list]:
+        """The trained prompts (style + retrieval index) for findings texts, and the retrieved examples.
 
         Rendering and retrieval run in a worker thread, off the event loop, so one large request
         never stalls the others. Requests that arrive while a rendering runs are rendered together
@@ -147,20 +147,23 @@ class ModelService:
         while self._pending_prompts:
             pending, self._pending_prompts = self._pending_prompts, []
             try:
-                prompts = await asyncio.to_thread(impression_prompts, self.loaded, [f for fs, _ in pending for f in fs])
+                prompts, shown = await asyncio.to_thread(
+                    prompts_and_examples, self.loaded, [f for fs, _ in pending for f in fs]
+                )
             except Exception as exc:  # noqa: BLE001 - every waiting request gets the error
                 for _, future in pending:
                     if not future.done():
                         future.set_exception(exc)
                 continue
-            self._deliver(pending, prompts)
+            self._deliver(pending, prompts, shown)
         self._rendering = False
 
-    def _deliver(self, pending: list[tuple[list[str], asyncio.Future]], prompts: list[str]) -> None:
+    def _deliver(self, pending: list[tuple[list[str], asyncio.Future]], prompts: list[str], shown: list) -> None:
         start = 0
         for findings, future in pending:
             if not future.done():  # a request cancelled meanwhile has no one waiting
-                future.set_result(prompts[start : start + len(findings)])
+                end = start + len(findings)
+                future.set_result((prompts[start:end], shown[start:end]))
             start += len(findings)
 
     def budget(self, prompt_ids: list[int], max_tokens: int | None) -> int:

@@ -1,0 +1,89 @@
+"""Minimum Bayes risk decoding: the consensus rule, the generate CLI and the server's /v1/impressions."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from test_serve_support import BACKENDS, FINDINGS, live_server, tiny_loaded, tiny_model_dir
+
+from radllama.generate.impressions import complete_impressions
+from radllama.generate.mbr import MbrSettings, consensus
+from radllama.inference.transformers_backend import TransformersBackend
+from radllama.io import read_jsonl, write_jsonl
+from radllama.train.examples import retrieved_impressions
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def test_consensus_answers_what_the_candidates_agree_on() -> None:
+    odd = "Right upper lobe pneumonia."
+    agree = ["No acute cardiopulmonary abnormality.", "No acute cardiopulmonary disease.", "No acute abnormality."]
+    assert consensus([odd, *agree]) == 1  # the odd greedy answer loses to what the others share
+    assert consensus(["a b", "c d"]) == 0  # a tie goes to the first (greedy) candidate
+    assert consensus(["only"]) == 0
+
+
+def _loaded():
+    loaded = tiny_loaded()
+    loaded.backend = loaded.backend or TransformersBackend(loaded.model, loaded.tokenizer)
+    return loaded
+
+
+def test_mbr_picks_among_greedy_samples_and_retrieved() -> None:
+    loaded = _loaded()
+    greedy = complete_impressions(loaded, FINDINGS[:6], 8)
+    picked = complete_impressions(loaded, FINDINGS[:6], 8, mbr=MbrSettings(samples=3))
+    again = complete_impressions(loaded, FINDINGS[:6], 8, mbr=MbrSettings(samples=3))
+    assert [c.text for c in picked] == [c.text for c in again]  # seeded: reproducible
+    for g, c in zip(greedy, picked, strict=True):
+        assert c.source in ("greedy", "sample", "retrieved")
+        assert c.completion_tokens >= g.completion_tokens  # it paid for its samples
+        if c.source == "greedy":
+            assert c.text == g.text
+    assert len({c.source for c in picked}) > 1  # more than one kind of candidate wins across cases
+
+    # No samples, no retrieval: MBR is greedy. No samples, retrieval: the consensus of greedy and the
+    # impressions the prompt shows.
+    alone = complete_impressions(loaded, FINDINGS[:6], 8, mbr=MbrSettings(samples=0, retrieved=False))
+    assert [c.text for c in alone] == [c.text for c in greedy]
+    shown = retrieved_impressions(loaded.retriever, FINDINGS[:6], loaded.style.retrieval_k)
+    voted = complete_impressions(loaded, FINDINGS[:6], 8, mbr=MbrSettings(samples=0))
+    for g, ex, c in zip(greedy, shown, voted, strict=True):
+        texts = [g.text, *ex]
+        assert c.text == texts[consensus(texts)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_server_mbr_equals_offline_mbr_without_samples(backend: str) -> None:
+    """With no samples MBR is deterministic (greedy + retrieved): the server must pick as offline does."""
+    findings = FINDINGS[:4]
+    expected = [c.text for c in complete_impressions(_loaded(), findings, 8, mbr=MbrSettings(samples=0))]
+    with live_server(backend=backend) as url:
+        body = {"findings": findings, "max_tokens": 8, "decode": "mbr", "samples": 0}
+        assert httpx.post(f"{url}/v1/impressions", json=body, timeout=120).json()["impressions"] == expected
+        sampled = httpx.post(f"{url}/v1/impressions", json={**body, "samples": 3}, timeout=120).json()
+        greedy = httpx.post(f"{url}/v1/impressions", json={**body, "decode": "greedy"}, timeout=120).json()
+        assert len(sampled["impressions"]) == 4 and all(sampled["impressions"])
+        assert sampled["usage"]["completion_tokens"] > greedy["usage"]["completion_tokens"]
+        too_many = httpx.post(f"{url}/v1/impressions", json={"findings": ["x"] * 64, "decode": "mbr", "samples": 16})
+        assert too_many.status_code == 400 and too_many.json()["error"]["code"] == "too_many_completions"
+
+
+@pytest.mark.slow
+def test_generate_cli_mbr_records_the_winning_candidate(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "in.jsonl", [{"id": str(i), "findings": f} for i, f in enumerate(FINDINGS[:4])])
+    args = ["generate", "--model", str(tiny_model_dir()), "--input", str(tmp_path / "in.jsonl"), "--output",
+            str(tmp_path / "out.jsonl"), "--max-new-tokens", "6", "--decode", "mbr", "--samples", "2",
+            "--backend", "transformers"]  # fmt: skip
+    r = subprocess.run([sys.executable, "-m", "radllama.cli", *args], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    rows = read_jsonl(tmp_path / "out.jsonl")
+    assert len(rows) == 4 and all(row["candidate"] in ("greedy", "sample", "retrieved") for row in rows)
+    greedy = subprocess.run([sys.executable, "-m", "radllama.cli", *args[:-6], "--backend", "transformers"],
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert greedy.returncode == 1 and "different decoding" in greedy.stderr  # provenance knows the mode

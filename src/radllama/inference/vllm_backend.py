@@ -171,6 +171,14 @@ def _completion(prompt_len: int, out: Any) -> Completion:
     return Completion(out.text.strip(), prompt_len, len(out.token_ids), reason)
 
 
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -206,7 +214,9 @@ class VllmServer:
         self.log_path = Path(tempfile.mkstemp(prefix="radllama-vllm-", suffix=".log")[1])
         env = {**os.environ, "VLLM_API_KEY": self.key}  # the key stays out of the process list
         with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
+            # Its own process group: the engine core and workers it spawns go with it, even when the
+            # server process itself died (killed, crashed) and left them orphaned.
+            self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         self._wait_ready(startup_timeout_s)
         self.context_window = self._max_model_len()
 
@@ -247,11 +257,23 @@ class VllmServer:
         return int(next(c for c in cards if c["id"] == SERVED_NAME)["max_model_len"])
 
     def stop(self) -> None:
-        """End the engine process (SIGTERM, then SIGKILL after 20 s)."""
-        if self.alive:
-            self.process.terminate()
+        """End the engine's processes (SIGTERM, then SIGKILL after 20 s), the orphaned ones too."""
+        import signal
+
+        def signal_group(sig: int) -> None:
             try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+                os.killpg(self.process.pid, sig)
+            except ProcessLookupError:
+                pass  # the whole group is gone
+
+        signal_group(signal.SIGTERM)
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            pass
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _group_alive(self.process.pid):
+            time.sleep(0.2)
+        signal_group(signal.SIGKILL)
+        if self.process.poll() is None:
+            self.process.wait(5)

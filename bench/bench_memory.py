@@ -5,7 +5,8 @@
 * ``radllama demo --quick`` into a temporary folder (peak RSS from ``wait4``), and the full
   demo's figure when ``/usr/bin/time -v`` output of it is in ``--full-demo-time``;
 * ``radllama serve`` on radllama-mini (base + LoRA from ``--run``) after ``--requests``
-  ``/v1/impressions`` requests from 8 client threads (``VmHWM`` from ``/proc/PID/status``);
+  ``/v1/impressions`` requests from 8 client threads, per backend (``VmHWM`` from
+  ``/proc/PID/status``, summed over the server and its child processes for vLLM);
 * ``radllama compare --config`` (three baselines + radllama-mini LoRA, ``--limit 50``);
 * the floor they all stand on: a Python process that only imports torch, transformers and
   ``radllama.cli``.
@@ -32,7 +33,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import publish  # noqa: E402
 
-from radllama.demo import BASELINES  # noqa: E402
+from radllama.demo import BASELINES, compare_config  # noqa: E402
 from radllama.errors import RadLlamaError  # noqa: E402
 from radllama.io import read_jsonl  # noqa: E402
 
@@ -65,15 +66,21 @@ def free_port() -> int:
 
 
 def vm_hwm(pid: int) -> int:
-    """Peak RSS (MiB) of a live process."""
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) // 1024
+    """Peak RSS (MiB) of a live process and its live children (each one's own peak, summed)."""
+    import psutil
+
+    total = 0
+    for proc in [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]:
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+        total += int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) // 1024
+    return total
 
 
-def serve_peak(run: Path, findings: list[str], log: Path) -> tuple[int, float]:
+def serve_peak(run: Path, findings: list[str], log: Path, backend: str) -> tuple[int, float]:
     """Start ``radllama serve`` on the mini model, send the findings; (peak RSS MiB, seconds of requests)."""
     port = free_port()
-    cmd = [*RADLLAMA, "serve", "--model", str(run / "mini" / "base"), "--adapter", str(run / "mini" / "lora")]
+    cmd = [*RADLLAMA, "serve", "--model", str(run / "mini" / "base"), "--adapter", str(run / "mini" / "lora"),
+           "--backend", backend]  # fmt: skip
     with log.open("wb") as fh:
         proc = subprocess.Popen([*cmd, "--port", str(port)], stdout=fh, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
@@ -111,6 +118,7 @@ def main() -> None:
     ap.add_argument("--full-demo-time", type=Path, default=Path("/tmp/demo_full.time"))
     ap.add_argument("--requests", type=int, default=64)
     ap.add_argument("--limit", type=int, default=50, help="compare: first N test cases")
+    ap.add_argument("--backends", nargs="+", default=["transformers", "vllm"])
     ap.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     args = ap.parse_args()
     run = args.run.resolve()
@@ -136,29 +144,20 @@ def main() -> None:
             )
 
         findings = [r["findings"] for r in read_jsonl(run / "data" / "test.jsonl")][: args.requests]
-        peak, secs = serve_peak(run, findings, tmp / "serve.log")
-        rows.append(
-            f"| `radllama serve` (mini base + LoRA) | {peak:,} | {secs:.1f} | {len(findings)} `/v1/impressions` "
-            "requests, 8 clients, max 64 tokens |"
-        )
+        for backend in args.backends:
+            peak, secs = serve_peak(run, findings, tmp / f"serve-{backend}.log", backend)
+            rows.append(
+                f"| `radllama serve --backend {backend}` (mini base + LoRA) | {peak:,} | {secs:.1f} | "
+                f"{len(findings)} `/v1/impressions` requests, 8 clients, max 64 tokens"
+                + (" (server + engine processes)" if backend == "vllm" else "")
+                + " |"
+            )
 
-        systems = [{"name": b, "kind": "baseline", "baseline": b} for b in BASELINES]
-        systems.append(
-            {
-                "name": "radllama-mini-lora",
-                "kind": "local",
-                "model": {"path": str(run / "mini" / "base"), "adapter": str(run / "mini" / "lora")},
-                "batch_size": 64,
-                "max_new_tokens": 64,
-            }
-        )
-        config = {
-            "dataset": "OpenI",
-            "split": {"test": str(run / "data" / "test.jsonl"), "train": str(run / "data" / "train.jsonl")},
-            "reference_system": "tfidf-retrieval",
-            "bootstrap": {"resamples": 1000, "seed": 0},
-            "systems": systems,
-        }
+        # The demo's own comparison, less the untuned model: baselines + the tuned one.
+        config = compare_config(run)
+        config["systems"] = [
+            s for s in config["systems"] if s["kind"] == "baseline" or s["name"] == "radllama-mini-lora"
+        ]
         (tmp / "compare.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
         cmd = [*RADLLAMA, "compare", "--config", str(tmp / "compare.yaml"), "--out", str(tmp / "compare")]
         code, secs, peak = run_peak([*cmd, "--limit", str(args.limit)], tmp / "compare.log")

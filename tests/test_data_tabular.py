@@ -139,3 +139,36 @@ def test_cli_happy_path(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads((out / "manifest.json").read_text())["source"] == "table"
+
+
+def table_args(src: Path, out: Path, *extra: str) -> list[str]:
+    return ["data", "table", "--input", str(src), "--findings-col", "findings_text",
+            "--impression-col", "impression_text", "--out", str(out), *extra]  # fmt: skip
+
+
+def test_cli_without_group_col_warns_that_patients_may_span_splits(tmp_path: Path) -> None:
+    src = write_csv(tmp_path / "reports.csv")
+    proc = run_cli(*table_args(src, tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr
+    warning = next(line for line in proc.stderr.splitlines() if line.startswith("warning:"))
+    assert "no --group-col" in warning and "one patient may land in different splits" in warning
+    assert "column 'patient' looks like a patient id" in warning
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["patient_level"] is False and manifest["warnings"] == [warning.removeprefix("warning: ")]
+    # And it is true: without the patient column, this table's patients do span splits.
+    patients = {name: {r["id"].split("-")[0] for r in read(tmp_path / "out", name)} for name in SPLIT_NAMES}
+    assert patients["train"] & patients["test"]
+
+    proc = run_cli(*table_args(src, tmp_path / "grouped", "--group-col", "patient"))
+    assert proc.returncode == 0 and "warning" not in proc.stderr, proc.stderr
+    manifest = json.loads((tmp_path / "grouped" / "manifest.json").read_text())
+    assert manifest["patient_level"] is True and manifest["warnings"] == []
+
+
+def test_reports_without_a_patient_are_one_group_and_said_so(tmp_path: Path) -> None:
+    src = tmp_path / "reports.jsonl"
+    rows = [{"f": f"Finding {i}.", "i": f"Impression {i}.", "p": "" if i < 3 else f"P{i}"} for i in range(20)]
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    manifest = build_table_splits(src, tmp_path / "out", "f", "i", group_col="p")
+    assert manifest["warnings"] == ["3 report(s) have no 'p': they are kept together as one group"]
+    assert sum(manifest["groups"].values()) == 18  # 17 patients + the patient-less group

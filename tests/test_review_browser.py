@@ -101,6 +101,14 @@ def test_rater_session_in_chromium(tmp_path: Path, chromium) -> None:  # noqa: A
         page.goto(f"{base}/r/{token}")  # a new visit after finishing lands on the done screen
         page.wait_for_selector("#done-view:not([hidden])")
         html = page.content()
+        # A finished review is shown read-only (the server would answer 409 anyway).
+        page.click("#review-again")
+        wait_case(page, 1)
+        radios = page.locator("#candidates input[type=radio]")
+        assert radios.count() == n_cands * len(store.CRITERIA) * 5
+        expect(page.locator("#candidates input[type=radio]:not([disabled])")).to_have_count(0)
+        expect(page.locator("#candidates textarea:not([readonly])")).to_have_count(0)
+        expect(page.locator("#case-status")).to_contain_text("not editable")
         context.close()
     assert errors == []
     assert all(r["system"] not in html for r in rows)

@@ -8,12 +8,14 @@ import pytest
 from radllama.errors import RadLlamaError
 from radllama.models.mini import train_tokenizer
 from radllama.prompts import PromptStyle
+from radllama.retrieval import TfidfRetriever
 from radllama.train.examples import (
     IGNORE_INDEX,
     build_sft_examples,
     build_task_examples,
     encode_sft,
     pack_blocks,
+    retrieved_impressions,
     term_phrase,
 )
 from radllama.train.tiny import INVENTED_TEXT
@@ -121,3 +123,39 @@ def test_unknown_task_is_clear(tok) -> None:
 def test_term_phrase() -> None:
     assert term_phrase("Calcified Granuloma/lung/upper lobe/right") == "Calcified Granuloma (lung)"
     assert term_phrase("Cardiomegaly") == "Cardiomegaly"
+
+
+# Templated reports: "a2" has a's findings up to case and whitespace (the same data.records.text_key).
+TWINS = [
+    {"id": "a", "findings": "Heart size normal. Lungs are clear.", "impression": "Impression alpha."},
+    {"id": "a2", "findings": "  heart size NORMAL.  Lungs are clear. ", "impression": "Impression twin."},
+    {"id": "b", "findings": "Heart size normal. Lungs are clear. No effusion.", "impression": "Impression beta."},
+    {"id": "c", "findings": "Large right pleural effusion.", "impression": "Impression gamma."},
+]
+
+
+def prompt_text(tok, example) -> str:  # noqa: ANN001
+    return tok.decode([t for t, lab in zip(example.input_ids, example.labels, strict=True) if lab == IGNORE_INDEX])
+
+
+def test_training_retrieval_leaves_out_records_with_the_same_findings(tok) -> None:
+    retriever = TfidfRetriever(TWINS)
+    # Leave-one-out by id alone would show the twin's impression first.
+    assert retriever.query([TWINS[0]["findings"]], k=1, exclude_ids=["a"])[0][0]["id"] == "a2"
+    style = PromptStyle(instruction="Derive the impression", system="Be brief.", retrieval_k=2)
+    examples, _ = build_sft_examples(TWINS, tok, style, 512, retriever)
+    prompts = [prompt_text(tok, e) for e in examples]
+    for own, twin in ((0, 1), (1, 0)):
+        assert TWINS[twin]["impression"] not in prompts[own] and TWINS[own]["impression"] not in prompts[own]
+        assert "Impression beta." in prompts[own] and "Impression gamma." in prompts[own]
+    assert "Impression alpha." in prompts[2] and "Impression twin." in prompts[2]  # b has no twin: both shown
+    # At inference nothing is left out: a query equal to a training report's findings finds it.
+    assert retrieved_impressions(retriever, [TWINS[1]["findings"]], 1) == [["Impression alpha."]]
+
+
+def test_left_out_records_are_never_returned_even_when_k_is_larger() -> None:
+    retriever = TfidfRetriever(TWINS[:2])
+    assert retriever.query([TWINS[0]["findings"]], k=2, exclude_findings=[TWINS[0]["findings"]]) == [[]]
+    assert [h["id"] for h in retriever.query([TWINS[0]["findings"]], k=2, exclude_ids=["a"])[0]] == ["a2"]
+    got = retrieved_impressions(retriever, [TWINS[0]["findings"]], 3, ["a"], leave_out_same_findings=True)
+    assert got == [[]]

@@ -1,8 +1,10 @@
 """TF-IDF nearest-neighbour retrieval over *training* reports.
 
 Used by the retrieval baseline and by retrieval-augmented prompts (ImpressionGPT-style
-dynamic examples). The index is built from the train split only; callers pass
-``exclude_ids`` so a training example never retrieves itself.
+dynamic examples). The index is built from the train split only. During training, callers
+pass ``exclude_ids`` and ``exclude_findings`` so an example retrieves neither itself nor any
+training report with the same normalised findings (OpenI is templated: a twin would put the
+target impression in its own prompt).
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ import numpy as np
 import sklearn
 from sklearn.feature_extraction.text import TfidfVectorizer
 
+from radllama.data.records import text_key
 from radllama.errors import RadLlamaError
+
+_EXCLUDED = -1.0  # below every cosine similarity
 
 
 class TfidfRetriever:
@@ -30,16 +35,28 @@ class TfidfRetriever:
         # Terms x documents, laid out for one-query products (``matrix.T`` per query costs more
         # than the product itself: the server retrieves for one findings text per request).
         self._by_term = self.matrix.T.tocsr()
+        # Record indices per normalised findings (the rule the splits use for "seen" findings).
+        self._by_key: dict[str, list[int]] = {}
+        for i, r in enumerate(self.records):
+            self._by_key.setdefault(text_key(r["findings"]), []).append(i)
 
     def query(
-        self, findings: Sequence[str], k: int = 1, exclude_ids: Sequence[str | None] | None = None
+        self,
+        findings: Sequence[str],
+        k: int = 1,
+        exclude_ids: Sequence[str | None] | None = None,
+        exclude_findings: Sequence[str | None] | None = None,
     ) -> list[list[dict]]:
         """Return, for each query, its ``k`` nearest training records (best first).
+
+        Excluded records are never returned, so a query may get fewer than ``k``.
 
         Args:
             findings: query texts.
             k: neighbours per query.
             exclude_ids: per query, a record id that must not be returned (leave-one-out).
+            exclude_findings: per query, a findings text: no record whose findings have the same
+                :func:`~radllama.data.records.text_key` is returned (leave-duplicates-out).
         """
         if not findings:
             return []
@@ -51,8 +68,13 @@ class TfidfRetriever:
             index = {rid: i for i, rid in enumerate(self.ids)}
             for row, rid in enumerate(exclude_ids):
                 if rid is not None and rid in index:
-                    sims[row, index[rid]] = -1.0
+                    sims[row, index[rid]] = _EXCLUDED
+        if exclude_findings is not None:
+            for row, text in enumerate(exclude_findings):
+                if text is not None:
+                    sims[row, self._by_key.get(text_key(text), [])] = _EXCLUDED
         k = min(k, len(self.records))
         # Stable sort keeps ties in index order, so results are deterministic.
         order = np.argsort(-sims, axis=1, kind="stable")[:, :k]
-        return [[self.records[j] for j in row] for row in order]
+        # Cosine similarities are >= 0, so only excluded records are below 0.
+        return [[self.records[j] for j in row if sims[r, j] >= 0] for r, row in enumerate(order)]

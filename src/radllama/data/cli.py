@@ -56,11 +56,14 @@ def table_command(
     test_frac: float = typer.Option(0.15, "--test-frac", help="Fraction of reports for test."),
     validation_frac: float = typer.Option(0.1, "--validation-frac", help="Fraction of reports for validation."),
 ) -> None:
-    """A CSV/JSONL table of reports → group-disjoint train/validation/test splits."""
+    """A CSV/JSONL table of reports → train/validation/test splits, patient-disjoint with --group-col."""
     from radllama.data.splits import print_summary
     from radllama.data.tabular import build_table_splits
+    from radllama.progress import console
 
     manifest = build_table_splits(
         input_path, out, findings_col, impression_col, id_col, group_col, seed, test_frac, validation_frac
     )
     print_summary(manifest, out)
+    for warning in manifest["warnings"]:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,8 @@ from radllama.errors import RadLlamaError
 from radllama.io import read_jsonl
 
 SOURCE_NAME = "table"
+# Column names that usually hold a patient id (MIMIC's subject_id, a hospital's MRN, ...).
+_PATIENT_LIKE = re.compile(r"patient|subject|mrn|person|pat_?id", re.IGNORECASE)
 
 
 def read_table(path: Path) -> tuple[list[dict], list[str]]:
@@ -88,7 +91,8 @@ def build_table_splits(
         findings_col: column with the findings text.
         impression_col: column with the impression text.
         id_col: column with a unique report id (default: ``row-<line>``).
-        group_col: column with the patient/group (default: every report is its own group).
+        group_col: column with the patient/group (default: every report is its own group, and the
+            manifest's ``warnings`` say that one patient's reports may span splits).
         seed: seed of the group shuffle.
         test_frac: fraction of reports for test.
         validation_frac: fraction of reports for validation.
@@ -115,6 +119,7 @@ def build_table_splits(
     if not records:
         raise RadLlamaError(f"{input_path}: no row has both {findings_col!r} and {impression_col!r}")
     splits = group_split(list(records.values()), seed, test_frac, validation_frac)
+    warnings = _grouping_warnings(list(records.values()), columns, group_col)
     manifest = {
         "source": SOURCE_NAME,
         "source_location": str(input_path),
@@ -126,5 +131,22 @@ def build_table_splits(
         "kept": len(records),
         "dropped": sp.dropped_summary(dropped),
         "groups": {name: len({r["group"] for r in recs}) for name, recs in splits.items()},
+        "patient_level": group_col is not None,
+        "warnings": warnings,
     }
     return sp.write_splits(out_dir, splits, manifest)
+
+
+def _grouping_warnings(records: list[dict], columns: list[str], group_col: str | None) -> list[str]:
+    """What the user must know about how patient-disjoint these splits are."""
+    if group_col is None:
+        hint = [c for c in columns if _PATIENT_LIKE.search(c)]
+        return [
+            "no --group-col: every report is its own group, so reports of one patient may land in different "
+            "splits (test reports whose patient is also in train)"
+            + (f"; column {', '.join(map(repr, hint))} looks like a patient id" if hint else "")
+        ]
+    empty = sum(1 for r in records if not r["group"])
+    if empty:
+        return [f"{empty} report(s) have no {group_col!r}: they are kept together as one group"]
+    return []

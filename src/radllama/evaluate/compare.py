@@ -7,6 +7,8 @@ A YAML config names the split and the systems (see ``configs/compare/*.yaml``). 
 - ``openai``: any OpenAI-compatible endpoint; the key is read from the environment
   variable named by ``api_key_env`` (never from the file). ``prompt: zero-shot`` sends the
   paper's instruction; ``prompt: few-shot`` adds ``k`` similar *training* cases as turns.
+  Report text goes to ``base_url``: an address off this machine is refused unless the
+  system says ``allow_remote: true``, and every recipient is printed before the first request.
 - ``not_run``: a system that cannot run here; its leaderboard row says why, never a number.
 
 A ``local`` system whose ``model.path`` does not exist, or an ``openai`` system whose key
@@ -73,7 +75,45 @@ def load_config(path: Path) -> dict[str, Any]:
             raise RadLlamaError(f"{path}: system {name!r}: prompt must be 'zero-shot' or 'few-shot'")
         if kind == "openai" and ("api_key" in sys_cfg):
             raise RadLlamaError(f"{path}: system {name!r}: no API key in the file; name its env var in 'api_key_env'")
+        if kind == "openai" and not isinstance(sys_cfg.get("allow_remote", False), bool):
+            raise RadLlamaError(f"{path}: system {name!r}: allow_remote must be true or false")
     return cfg
+
+
+# The openai client's own default when neither base_url nor OPENAI_BASE_URL is given.
+OPENAI_DEFAULT_URL = "https://api.openai.com/v1"
+
+
+def openai_url(sys_cfg: dict[str, Any]) -> str:
+    """The URL an ``openai`` system sends report text to (what the client would pick), made explicit."""
+    return str(sys_cfg.get("base_url") or os.environ.get("OPENAI_BASE_URL") or OPENAI_DEFAULT_URL)
+
+
+def check_recipients(systems: Sequence[dict[str, Any]]) -> list[str]:
+    """One line per ``openai`` system about to run: who receives report text (findings of every case).
+
+    Raises RadLlamaError for a system whose URL is not on this machine (loopback) unless its
+    config says ``allow_remote: true``: report text must not leave the hospital by default.
+    """
+    from urllib.parse import urlsplit
+
+    from radllama.serve.cli import is_loopback
+
+    lines = []
+    for sys_cfg in systems:
+        url = openai_url(sys_cfg)
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise RadLlamaError(f"system {sys_cfg['name']!r}: base_url {url!r} is not an http(s) URL")
+        local = is_loopback(parts.hostname)
+        if not local and sys_cfg.get("allow_remote") is not True:
+            raise RadLlamaError(
+                f"system {sys_cfg['name']!r} would send report text to {parts.hostname}, off this machine; "
+                "set 'allow_remote: true' for it in the config if that is intended"
+            )
+        where = "this machine" if local else "REMOTE, allow_remote: true"
+        lines.append(f"{sys_cfg['name']} → {url} (model {sys_cfg.get('model')}; {where})")
+    return lines
 
 
 def not_run_reason(sys_cfg: dict[str, Any]) -> str | None:
@@ -241,7 +281,7 @@ def run_openai(sys_cfg: dict, train: Sequence[dict], todo: Sequence[dict], out: 
     name = sys_cfg["name"]
     # max_retries=0: we retry ourselves so that the backoff and the failure record are ours.
     client = openai.OpenAI(
-        base_url=sys_cfg.get("base_url"),
+        base_url=openai_url(sys_cfg),  # the URL check_recipients checked, not a later default
         api_key=os.environ[sys_cfg["api_key_env"]],
         timeout=float(sys_cfg.get("timeout_s", 60)),
         max_retries=0,
@@ -306,6 +346,10 @@ def run_comparison(
     from radllama.evaluate.report import write_reports
 
     cfg = load_config(Path(config_path))
+    runnable = [s for s in cfg["systems"] if s["kind"] == "openai" and not_run_reason(s) is None]
+    recipients = check_recipients(runnable)  # before anything is written or sent: refuse, or name them
+    if recipients:
+        console.print("report text will be sent to: " + "; ".join(recipients), highlight=False)
     out = Path(out_dir or cfg.get("out") or "runs/compare")
     ensure_writable_dir(out / "predictions")
     test = read_jsonl(Path(cfg["split"]["test"]))

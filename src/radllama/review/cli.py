@@ -1,6 +1,7 @@
 """``radllama review ...``: the blinded expert study of Radiology-Llama2 §4.2 (five criteria, 1-5).
 
 create → add-rater (one secret link each) → serve (raters score in the browser) → export / report.
+A rater's "finish" freezes their scores; ``reopen`` (run by whoever holds the study file) thaws them.
 """
 
 from __future__ import annotations
@@ -67,27 +68,59 @@ def serve_command(
     study: Path = typer.Argument(..., help="Study file."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (loopback by default)."),
     port: int = typer.Option(8765, "--port", help="TCP port."),
+    allow_remote: bool = typer.Option(
+        False, "--allow-remote", help="Allow a non-loopback --host: other machines can then reach the study."
+    ),
 ) -> None:
     """Serve the rater pages (each rater opens /r/<token>)."""
+    from radllama.errors import RadLlamaError
     from radllama.progress import console
     from radllama.review import store
     from radllama.review.server import serve
+    from radllama.serve.cli import bind_socket, is_loopback
 
     conn = store.open_study(study)
     try:
         n_raters = conn.execute("SELECT COUNT(*) FROM raters").fetchone()[0]
     finally:
         conn.close()
-    if host not in ("127.0.0.1", "localhost", "::1"):
+    if not is_loopback(host):
+        if not allow_remote:
+            raise RadLlamaError(
+                f"refusing to serve the study on {host}, where other machines can reach it: rater links are its "
+                "only protection and traffic is plain HTTP; pass --allow-remote to do it anyway (put TLS in front)"
+            )
         console.print(
             f"[yellow]warning:[/] binding {host}: anyone who can reach it sees the login page; rater "
             "tokens are the only protection, and traffic is plain HTTP (put TLS in front).",
             highlight=False,
         )
+    sock = bind_socket(host, port)  # a taken port fails here, in one line
     if n_raters == 0:
         console.print("[yellow]warning:[/] no raters yet: radllama review add-rater STUDY NAME")
-    console.print(f"serving {study} on http://{host}:{port}/ ({n_raters} raters); Ctrl-C stops")
-    serve(study, host, port)
+    shown = f"[{host}]" if ":" in host else host
+    console.print(f"serving {study} on http://{shown}:{port}/ ({n_raters} raters); Ctrl-C stops", highlight=False)
+    serve(study, sock)
+
+
+@app.command("reopen")
+def reopen_command(
+    study: Path = typer.Argument(..., help="Study file."),
+    name: str = typer.Argument(..., help="The rater whose finished review may be changed again."),
+) -> None:
+    """Let a rater who finished change their scores again (they finish again when done)."""
+    from radllama.progress import console
+    from radllama.review import store
+
+    conn = store.open_study(study)
+    try:
+        was_finished = store.reopen_rater(conn, name)
+    finally:
+        conn.close()
+    if was_finished:
+        console.print(f"reopened {name}: their scores can be changed until they finish again", highlight=False)
+    else:
+        console.print(f"{name} has not finished: their scores can already be changed", highlight=False)
 
 
 @app.command("export")

@@ -3,10 +3,13 @@
 Blinding: every response is built from explicit column lists that never include
 ``candidates.system``; a rater only ever reads their own scores. Rater tokens are the only auth,
 so access logs (which would record tokens in URLs) are off and nothing logs report text.
+Once a rater finishes, their scores and comments are frozen (409) until the study owner runs
+``radllama review reopen STUDY NAME``.
 """
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 from collections.abc import Iterator
 from importlib import resources
@@ -95,6 +98,14 @@ def create_app(study_path: Path) -> FastAPI:
         if row is None:
             raise HTTPException(status_code=404, detail="no such candidate in this case")
 
+    def still_open(conn: sqlite3.Connection, who: sqlite3.Row) -> None:
+        # Checked inside the write transaction, so a finish that lands first always wins.
+        if store.is_finished(conn, who["rater_id"]):
+            raise HTTPException(
+                status_code=409,
+                detail="this review is finished and its answers are final; ask the study coordinator to reopen it",
+            )
+
     def progress(conn: sqlite3.Connection, rater_id: int) -> dict:
         total = store.case_count(conn)
         done = store.completed_cases(conn, rater_id)
@@ -174,6 +185,7 @@ def create_app(study_path: Path) -> FastAPI:
             raise HTTPException(status_code=422, detail=f"unknown criterion {body.criterion!r}")
         candidate_in_case(conn, position, body.candidate_id)
         with store.transaction(conn):
+            still_open(conn, who)
             # Upsert on UNIQUE(rater, candidate, criterion): resubmitting is idempotent.
             conn.execute(
                 """INSERT INTO ratings(rater_id, case_position, candidate_id, criterion, score, updated)
@@ -189,6 +201,7 @@ def create_app(study_path: Path) -> FastAPI:
         candidate_in_case(conn, position, body.candidate_id)
         text = body.comment.strip()
         with store.transaction(conn):
+            still_open(conn, who)
             if text:
                 conn.execute(
                     """INSERT INTO comments(rater_id, candidate_id, comment, updated) VALUES (?, ?, ?, ?)
@@ -221,8 +234,9 @@ def create_app(study_path: Path) -> FastAPI:
     return app
 
 
-def serve(study_path: Path, host: str = "127.0.0.1", port: int = 8765) -> None:
-    """Run the rater app with uvicorn until interrupted (no access log: URLs carry rater tokens)."""
+def serve(study_path: Path, sock: socket.socket) -> None:
+    """Run the rater app with uvicorn on a bound socket until interrupted (no access log: URLs carry tokens)."""
     import uvicorn
 
-    uvicorn.run(create_app(study_path), host=host, port=port, access_log=False, log_level="warning")
+    config = uvicorn.Config(create_app(study_path), access_log=False, log_level="warning")
+    uvicorn.Server(config).run(sockets=[sock])

@@ -189,6 +189,23 @@ def rater_for_token(conn: sqlite3.Connection, token: str) -> sqlite3.Row | None:
     ).fetchone()
 
 
+def reopen_rater(conn: sqlite3.Connection, name: str) -> bool:
+    """Let a rater who finished change their scores again; returns False if they had not finished."""
+    with transaction(conn):
+        row = conn.execute("SELECT rater_id, finished FROM raters WHERE name = ?", (name.strip(),)).fetchone()
+        if row is None:
+            names = [r["name"] for r in conn.execute("SELECT name FROM raters ORDER BY rater_id")]
+            raise RadLlamaError(f"no rater named {name!r} in this study (raters: {', '.join(names) or 'none'})")
+        conn.execute("UPDATE raters SET finished = NULL WHERE rater_id = ?", (row["rater_id"],))
+    return row["finished"] is not None
+
+
+def is_finished(conn: sqlite3.Connection, rater_id: int) -> bool:
+    """Whether the rater has finished (their scores and comments are then frozen)."""
+    row = conn.execute("SELECT finished FROM raters WHERE rater_id = ?", (rater_id,)).fetchone()
+    return row is not None and row["finished"] is not None
+
+
 def case_count(conn: sqlite3.Connection) -> int:
     """Number of cases in the study."""
     return conn.execute("SELECT COUNT(*) FROM cases").fetchone()[0]

@@ -70,11 +70,16 @@ def retrieved_impressions(
     findings: Sequence[str],
     k: int,
     exclude_ids: Sequence[str] | None = None,
+    leave_out_same_findings: bool = False,
 ) -> list[list[str] | None]:
-    """The impressions of the ``k`` most similar training reports per query (None when k=0)."""
+    """The impressions of the ``k`` most similar training reports per query (None when k=0).
+
+    ``leave_out_same_findings`` (training): no record whose normalised findings equal the query's.
+    """
     if retriever is None or k <= 0:
         return [None] * len(findings)
-    hits = retriever.query(findings, k=k, exclude_ids=exclude_ids)
+    same = findings if leave_out_same_findings else None
+    hits = retriever.query(findings, k=k, exclude_ids=exclude_ids, exclude_findings=same)
     return [[h["impression"] for h in row] for row in hits]
 
 
@@ -87,10 +92,12 @@ def build_sft_examples(
 ) -> tuple[list[Example], int]:
     """Instruction examples for the impression task; returns (examples, number cut).
 
-    Retrieval is leave-one-out: a training report never sees its own impression.
+    Retrieval leaves out the report itself and every training report with the same normalised
+    findings: OpenI is templated, and a twin's impression is usually the target itself.
     """
     ids = [str(r["id"]) for r in records]
-    shown = retrieved_impressions(retriever, [r["findings"] for r in records], style.retrieval_k, ids)
+    findings = [r["findings"] for r in records]
+    shown = retrieved_impressions(retriever, findings, style.retrieval_k, ids, leave_out_same_findings=True)
     out, n_cut = [], 0
     for rec, ex in zip(records, shown, strict=True):
         example, cut = encode_sft(tokenizer, style, rec["findings"], rec["impression"], ex, max_seq_len)

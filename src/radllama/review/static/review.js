@@ -116,7 +116,8 @@ function scaleRow(cand, crit, pos) {
     el("span", { class: "help", text: crit.help })));
   const opts = el("div", { class: "opts" });
   for (let v = 1; v <= 5; v++) {
-    const input = el("input", { type: "radio", name, value: String(v) });
+    // A finished review is final (the server answers 409): shown, not editable.
+    const input = el("input", { type: "radio", name, value: String(v), disabled: state.finished });
     input.setAttribute("aria-label", `${crit.label} ${v}`);
     if (cand.scores[crit.key] === v) input.checked = true;
     input.addEventListener("change", () => {
@@ -141,7 +142,7 @@ function candidateCard(cand, pos) {
   scales.append(el("div", { class: "anchors" }, el("span", { text: "1 poor" }), el("span", { text: "5 excellent" })));
   for (const crit of state.criteria) scales.append(scaleRow(cand, crit, pos));
   card.append(scales);
-  const area = el("textarea", { rows: 2, maxLength: 4000, placeholder: "Optional comment" });
+  const area = el("textarea", { rows: 2, maxLength: 4000, placeholder: "Optional comment", readOnly: state.finished });
   area.value = cand.comment || "";
   let timer = null;
   const flush = () => {
@@ -175,7 +176,7 @@ async function openCase(pos) {
   const list = $("candidates");
   list.replaceChildren(...data.candidates.map((c) => candidateCard(c, pos)));
   renderProgress(data.progress);
-  $("case-status").textContent = "";
+  $("case-status").textContent = state.finished ? "Your review is finished: answers are shown, not editable." : "";
   showView("case-view");
   window.scrollTo(0, 0);
   const first = list.querySelector("input[type=radio]:checked, input[type=radio]");

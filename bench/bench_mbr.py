@@ -59,8 +59,9 @@ def main() -> None:
     loaded = load_model(args.model, args.adapter, backend=args.backend, batch_size=64)
     settings: list[MbrSettings | None] = [None]
     settings += [MbrSettings(samples=0)]
+    settings += [MbrSettings(samples=0, retrieved=k) for k in (5, 8)]
     settings += [MbrSettings(samples=n, temperature=t) for n in (4, 8) for t in (0.5, 0.8)]
-    settings += [MbrSettings(samples=8, temperature=0.8, retrieved=False)]
+    settings += [MbrSettings(samples=8, temperature=0.8, retrieved=0)]
     for mbr in settings:
         started = time.perf_counter()
         done = complete_impressions(loaded, findings, 64, mbr=mbr)
@@ -68,7 +69,8 @@ def main() -> None:
         if mbr is None:
             label, won = "greedy", ""
         else:
-            label = f"MBR, {mbr.samples} samples, T={mbr.temperature}" + ("" if mbr.retrieved else ", no retrieved")
+            pool = "the prompt's retrieved" if mbr.retrieved is None else f"{mbr.retrieved} retrieved"
+            label = f"MBR, {mbr.samples} samples, T={mbr.temperature}, {pool}"
             won = " / ".join(str(sum(c.source == s for c in done)) for s in ("greedy", "sample", "retrieved"))
         rows.append(f"| {label} | {score([c.text for c in done], refs)} | {per_case:.4f} | {won} |")
         print(rows[-1], flush=True)

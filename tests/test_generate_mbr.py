@@ -48,7 +48,7 @@ def test_mbr_picks_among_greedy_samples_and_retrieved() -> None:
 
     # No samples, no retrieval: MBR is greedy. No samples, retrieval: the consensus of greedy and the
     # impressions the prompt shows.
-    alone = complete_impressions(loaded, FINDINGS[:6], 8, mbr=MbrSettings(samples=0, retrieved=False))
+    alone = complete_impressions(loaded, FINDINGS[:6], 8, mbr=MbrSettings(samples=0, retrieved=0))
     assert [c.text for c in alone] == [c.text for c in greedy]
     shown = retrieved_impressions(loaded.retriever, FINDINGS[:6], loaded.style.retrieval_k)
     voted = complete_impressions(loaded, FINDINGS[:6], 8, mbr=MbrSettings(samples=0))

@@ -63,10 +63,12 @@ def complete_impressions(
     mbr: MbrSettings | None = None,
 ) -> list[Completion]:
     """Completions (text + token counts) for a list of findings: greedy, or MBR with ``mbr``."""
-    prompts, shown = prompts_and_examples(loaded, [clean_findings(f) for f in findings])
+    cleaned = [clean_findings(f) for f in findings]
+    prompts, shown = prompts_and_examples(loaded, cleaned)
     ids = encode_prompts(loaded, prompts, max_new_tokens)
     if mbr is None:
         return loaded.backend.generate(ids, Decoding(max_new_tokens=max_new_tokens), on_done)
+    shown = mbr_pool(loaded, cleaned, shown, mbr)
     results: list[Completion] = []
     for start in range(0, len(ids), MBR_CHUNK):  # chunks: results are appended as they are ready
         chunk = list(range(start, min(start + MBR_CHUNK, len(ids))))
@@ -92,9 +94,16 @@ def _mbr_chunk(
     ]
 
 
-def mbr_pick(own: list[Completion], shown: list[str] | None, mbr: MbrSettings) -> Completion:
+def mbr_pool(loaded: LoadedModel, findings: Sequence[str], shown: list, mbr: MbrSettings) -> list:
+    """The retrieved impressions that compete in MBR, per case: the prompt's own, or ``mbr.retrieved`` nearest."""
+    if mbr.retrieved is None:
+        return shown
+    return retrieved_impressions(loaded.retriever, findings, mbr.retrieved)
+
+
+def mbr_pick(own: list[Completion], retrieved: list[str] | None, mbr: MbrSettings) -> Completion:
     """The consensus of a case's generated candidates (greedy first) and retrieved impressions."""
-    texts = [c.text for c in own] + (list(shown or []) if mbr.retrieved else [])
+    texts = [c.text for c in own] + list(retrieved or [])
     best = consensus(texts)
     spent = sum(c.completion_tokens for c in own)  # the case's decoding cost, whichever wins
     source = "greedy" if best == 0 else "sample" if best < len(own) else "retrieved"

@@ -2,8 +2,9 @@
 candidate that agrees most with all the others.
 
 A decoding method, not a new model (issue #13). For each case the candidates are the greedy answer,
-``samples`` sampled answers (temperature ``temperature``, nucleus ``top_p``) and, with
-``retrieved``, the impressions of the most similar training reports that the prompt already shows.
+``samples`` sampled answers (temperature ``temperature``, nucleus ``top_p``) and the impressions of
+the most similar training reports: by default those the prompt already shows, or ``retrieved``
+nearest ones from the model's retrieval index (0: none).
 The answer is the candidate with the highest expected utility (mean ROUGE F1 of rouge-score, the
 metric we report) against the other candidates: a consensus, so an odd sample or an off-topic
 neighbour rarely wins. Cost per case: ``samples + 1`` generations and ``(candidates)²`` ROUGE
@@ -25,7 +26,7 @@ class MbrSettings:
     samples: int = 8
     temperature: float = 0.7
     top_p: float = 0.95
-    retrieved: bool = True  # the prompt's retrieved training impressions are candidates too
+    retrieved: int | None = None  # retrieved training impressions as candidates: None = the prompt's own
     seed: int = 0
 
     def describe(self) -> dict:

@@ -22,7 +22,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import Headers, MutableHeaders
 
-from radllama.generate.impressions import mbr_pick
+from radllama.generate.impressions import mbr_pick, mbr_pool
 from radllama.generate.mbr import MbrSettings
 from radllama.inference.base import Completion
 from radllama.serve.batching import Job, QueueFull, Row, Sampling
@@ -147,6 +147,7 @@ def create_app(service: ModelService) -> FastAPI:
         texts = [r.text for r in rows]
         if req.decode == "mbr":
             mbr = MbrSettings(samples=samples, temperature=req.temperature)
+            shown = mbr_pool(service.loaded, req.findings, shown, mbr)
             texts = [mbr_pick([_as_completion(r) for r in [row, *sampled[i * samples : (i + 1) * samples]]],
                               shown[i], mbr).text for i, row in enumerate(rows)]  # fmt: skip
         return {

@@ -60,7 +60,7 @@ def main() -> None:
     settings: list[MbrSettings | None] = [None]
     settings += [MbrSettings(samples=0)]
     settings += [MbrSettings(samples=0, retrieved=k) for k in (5, 8)]
-    settings += [MbrSettings(samples=n, temperature=t) for n in (4, 8) for t in (0.5, 0.8)]
+    settings += [MbrSettings(samples=4, temperature=0.8), MbrSettings(samples=4, temperature=0.8, retrieved=8)]
     settings += [MbrSettings(samples=8, temperature=0.8, retrieved=0)]
     for mbr in settings:
         started = time.perf_counter()

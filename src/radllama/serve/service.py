@@ -58,9 +58,10 @@ class ModelService:
         if engine is None:
             decoder = TransformersDecoder(loaded.model, loaded.tokenizer)
             engine = Batcher(decoder.decode, settings.max_batch, settings.batch_window_ms / 1000, settings.queue_size)
-            engine.context_window = decoder.context_window
+            self.context_window = decoder.context_window
+        else:
+            self.context_window = engine.context_window
         self.engine = engine
-        self.context_window: int = engine.context_window
         self._pending_prompts: list[tuple[list[str], asyncio.Future]] = []  # see impression_prompts
         self._rendering = False
         self._tok_lock = threading.Lock()  # fast tokenizers are not safe to use from many threads at once

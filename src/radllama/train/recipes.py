@@ -24,6 +24,7 @@ from radllama.progress import console
 from radllama.prompts import PromptStyle
 from radllama.retrieval import TfidfRetriever
 from radllama.train import loop
+from radllama.train.checkpoint import file_sha256, model_fingerprint
 from radllama.train.config import TrainConfig, dump_config
 from radllama.train.examples import build_task_examples, nearest_reports, neighbour_chain, pack_blocks, report_text
 
@@ -93,7 +94,17 @@ def _train(
         keep_last=cfg.checkpoint.keep_last,
         resume=resume,
         log_every=cfg.log_every,
+        parallel=cfg.parallel,
+        provenance=provenance(cfg),
     )
+
+
+def provenance(cfg: TrainConfig) -> dict[str, str]:
+    """Contents (not paths) that a checkpoint must share with the run resuming it."""
+    found = {"data.train sha256": file_sha256(Path(cfg.data.train))}
+    if cfg.recipe == "lora_sft":
+        found["base model"] = model_fingerprint(Path(cfg.model.path))
+    return found
 
 
 def pretraining_blocks(tokenizer: Any, records: list[dict], texts: list[str], cfg: TrainConfig):
@@ -138,8 +149,8 @@ def pretrain_mini(cfg: TrainConfig, resume: bool = False) -> dict:
     if not blocks:
         raise RadLlamaError("training text is shorter than one block; lower data.max_seq_len")
 
-    def save(folder: Path) -> None:
-        save_pretrained(model, tokenizer, folder)
+    def save(folder: Path, state_dict: dict | None) -> None:
+        save_pretrained(model, tokenizer, folder, state_dict)
         style.save(folder)
 
     accelerator = _accelerator()
@@ -179,8 +190,9 @@ def lora_sft(cfg: TrainConfig, resume: bool = False) -> dict:
             f"{n_cut} of {len(examples)} examples had their findings cut to fit {cfg.data.max_seq_len} tokens"
         )
 
-    def save(folder: Path) -> None:
-        model.save_pretrained(folder)  # adapter only when LoRA; full weights otherwise
+    def save(folder: Path, state_dict: dict | None) -> None:
+        # Adapter only when LoRA; full weights otherwise. state_dict: gathered under FSDP.
+        model.save_pretrained(folder, state_dict=state_dict)
         tokenizer.save_pretrained(folder)
         style.save(folder)
         if retriever is not None:

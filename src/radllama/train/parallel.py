@@ -63,6 +63,7 @@ class Parallel:
         for layer in layers:
             fully_shard(layer)
         fully_shard(model)
+        self.accelerator.print(f"FSDP2: {len(layers)} decoder layers and the model sharded over {self.world} processes")
         return model
 
     def prepare(self, model: Any, optimizer: Any, batch_size: int, micro_batch_size: int, grad_clip: float) -> Any:

@@ -1,6 +1,7 @@
-"""Several processes on CPU (gloo) through torchrun: DDP on one node, DDP over two "nodes" that
-meet through the c10d rendezvous (as docs/training.md's multi-node command), and FSDP2 with a
-checkpoint and a resume. Each gives the same losses and weights as one process."""
+"""Several processes on CPU (gloo): DDP through accelerate's launcher and configs/accelerate/ddp.yaml,
+DDP over two "nodes" (two torchrun launchers) that meet through the c10d rendezvous as in
+docs/training.md's multi-node command, FSDP2 and DeepSpeed ZeRO-2, each with a checkpoint and a
+resume. Each gives the same losses and weights as one process."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 LOSS_TOLERANCE = 1e-5  # relative; only the order of float additions differs between the runs
 WEIGHT_TOLERANCE = 1e-5
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+DDP_CONFIG = Path(__file__).parents[1] / "configs" / "accelerate" / "ddp.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +83,10 @@ def single_process(setup: dict[str, Path], name: str, *extra: str) -> Path:
 
 
 def test_two_process_ddp_matches_single_process(setup) -> None:
+    """Through accelerate's launcher with the shipped configs/accelerate/ddp.yaml."""
     ddp = setup["root"] / "ddp"
-    cmd = torchrun("--nproc_per_node", "2", "--master_port", "29517", *train_cli(setup, ddp))
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(DDP_CONFIG)]
+    cmd = [*launch, "--num_processes", "2", "--main_process_port", "29517", *train_cli(setup, ddp)]
     text = check(subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300))
     assert text.count("trainable parameters") == 2  # both ranks trained
     single = single_process(setup, "single")
@@ -151,3 +155,26 @@ def test_two_process_fsdp_matches_single_process_and_resumes(setup) -> None:
     print(f"FSDP resumed from step 2 vs uninterrupted: max |weight difference| {worst:.2e}")
     assert worst <= 1e-6
     assert [json.loads(line)["step"] for line in (fsdp / "train_log.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
+
+
+def test_two_process_deepspeed_zero2_matches_single_process_and_resumes(setup) -> None:
+    """DeepSpeed ZeRO-2 on CPU: the engine accumulates two micro-batches per rank and steps once per
+    global batch (losses equal to one process); its partitioned optimiser state resumes exactly."""
+    zero2 = setup["root"] / "zero2"
+    extra = ("parallel=zero2", "checkpoint.every_steps=2")
+    cmd = torchrun("--nproc_per_node", "2", "--master_port", "29551", *train_cli(setup, zero2, *extra))
+    check(subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300))
+    single = single_process(setup, "single")  # the same run as one process (LoRA, plain loop)
+
+    assert len(losses(zero2)) == 4 and losses(zero2) == pytest.approx(losses(single), rel=LOSS_TOLERANCE)
+    assert max_difference(zero2, single, "adapter_model.safetensors") <= WEIGHT_TOLERANCE
+    [ckpt] = list_checkpoints(zero2)
+    shards = sorted(p.name for p in (ckpt / "deepspeed").iterdir() if "optim_states" in p.name)
+    assert len(shards) == 2  # one optimiser partition per rank
+
+    finished = load_file(zero2 / "adapter_model.safetensors")
+    check(subprocess.run([*cmd, "--resume"], capture_output=True, text=True, env=ENV, timeout=300))
+    resumed = load_file(zero2 / "adapter_model.safetensors")
+    worst = max((resumed[k] - finished[k]).abs().max().item() for k in finished)
+    print(f"ZeRO-2 resumed from step 2 vs uninterrupted: max |adapter difference| {worst:.2e}")
+    assert worst <= 1e-6

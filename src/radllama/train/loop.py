@@ -118,8 +118,9 @@ def build_optimizer(model: Any, args: OptimArgs) -> torch.optim.Optimizer:
     trainable = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in trainable if p.ndim >= 2]
     no_decay = [p for p in trainable if p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(
-        [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        [g for g in groups if g["params"]],  # no empty group (LoRA has no 1-d weights; ZeRO drops them)
         lr=args.lr,
         betas=(0.9, 0.95),
         # One fused kernel over all parameters: the default per-tensor loop cost a third of
@@ -278,7 +279,7 @@ def _resume(
     if ckpt is None:
         accelerator.print(f"no checkpoint in {output_dir}: starting from step 0")
         return None
-    state = load_state(ckpt, optimizer_file=par.mode != "deepspeed")
+    state = load_state(ckpt, optimizer_file=par.mode != "zero2")
     diffs = resume_differences(ckpt, config_yaml, provenance, accelerator.num_processes)
     if diffs:
         raise RadLlamaError(

@@ -5,9 +5,11 @@
   Parameters, gradients and optimiser state are sharded; checkpoints and the final save gather
   full state dicts (``get_model_state_dict(full_state_dict=True, cpu_offload=True)``), so they are
   the same files as under DDP. accelerate's FSDP path needs a GPU; this one also runs on CPU/gloo.
-* ``deepspeed``: DeepSpeed ZeRO-2 through ``accelerate launch`` with a DeepSpeed config. The
-  engine accumulates (micro-batch size and accumulation steps are set from ``optim``), clips,
-  and steps only at the end of each global batch.
+* ``zero2``: DeepSpeed ZeRO stage 2 (optimiser state and gradients partitioned) through
+  ``deepspeed.initialize`` under the same launcher. The engine accumulates (micro-batch size and
+  accumulation steps are set from ``optim``), clips, and steps only at the end of each global batch.
+  accelerate's own DeepSpeed path is not used: on a machine without GPUs it reports one process
+  per rank (accelerate 1.15), so it cannot be exercised there.
 
 In every mode the loss of a micro-batch is the summed token loss times the world size over the
 global target-token count: each backend averages gradients over processes.
@@ -24,7 +26,7 @@ from accelerate.utils import DistributedType
 
 from radllama.errors import RadLlamaError
 
-MODES = ("ddp", "fsdp")
+MODES = ("ddp", "fsdp", "zero2")
 DEEPSPEED_TAG = "deepspeed"  # DeepSpeed's own files inside a step-NNNNNN/ checkpoint
 
 
@@ -40,14 +42,14 @@ class Parallel:
     def __init__(self, accelerator: Accelerator, mode: str) -> None:
         if mode not in MODES:
             raise RadLlamaError(f"parallel must be one of {', '.join(MODES)}, not {mode!r}")
+        if accelerator.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP):
+            raise RadLlamaError(
+                "accelerate's DeepSpeed/FSDP launch configs are not used: launch with torchrun (or "
+                "configs/accelerate/ddp.yaml) and set parallel=fsdp or parallel=zero2 (docs/training.md)"
+            )
         self.accelerator = accelerator
         self.world = accelerator.num_processes
-        if accelerator.distributed_type == DistributedType.DEEPSPEED:
-            if mode == "fsdp":
-                raise RadLlamaError("parallel=fsdp under a DeepSpeed launch config: choose one")
-            self.mode = "deepspeed"
-        else:
-            self.mode = mode if self.world > 1 else "ddp"  # one process: nothing to shard
+        self.mode = mode if self.world > 1 else "ddp"  # one process: nothing to shard
 
     # --- set-up -------------------------------------------------------------------------------
     def shard(self, model: Any) -> Any:
@@ -69,27 +71,14 @@ class Parallel:
     def prepare(self, model: Any, optimizer: Any, batch_size: int, micro_batch_size: int, grad_clip: float) -> Any:
         if self.mode == "fsdp":
             return model, optimizer
-        if self.mode == "deepspeed":
-            per_rank = batch_size // self.world
-            if batch_size % self.world or per_rank % micro_batch_size:
-                raise RadLlamaError(
-                    f"DeepSpeed needs optim.batch_size ({batch_size}) to split into {self.world} processes x "
-                    f"whole micro-batches of optim.micro_batch_size ({micro_batch_size})"
-                )
-            ds = self.accelerator.state.deepspeed_plugin.deepspeed_config
-            if ds.get("zero_optimization", {}).get("stage", 0) > 2:
-                raise RadLlamaError("DeepSpeed ZeRO-3 is not supported (its checkpoints need gathering): use stage 2")
-            ds["train_micro_batch_size_per_gpu"] = micro_batch_size
-            ds["gradient_accumulation_steps"] = per_rank // micro_batch_size
-            ds["train_batch_size"] = batch_size
-            ds["gradient_clipping"] = grad_clip
-            ds["zero_allow_untested_optimizer"] = True  # our AdamW, as in every other mode
+        if self.mode == "zero2":
+            return _deepspeed_zero2(model, optimizer, self.world, batch_size, micro_batch_size, grad_clip)
         return self.accelerator.prepare(model, optimizer)
 
     # --- one step -----------------------------------------------------------------------------
     def sync_context(self, model: Any, last_micro_batch: bool) -> Any:
         """Hold back the gradient exchange until the global batch's last micro-batch."""
-        if self.world == 1 or self.mode == "deepspeed":  # the engine knows its accumulation boundary
+        if self.world == 1 or self.mode == "zero2":  # the engine knows its accumulation boundary
             return nullcontext()
         if self.mode == "fsdp":
             model.set_requires_gradient_sync(last_micro_batch)
@@ -97,14 +86,14 @@ class Parallel:
         return nullcontext() if last_micro_batch else self.accelerator.no_sync(model)
 
     def backward(self, model: Any, loss: torch.Tensor) -> None:
-        if self.mode == "deepspeed":
+        if self.mode == "zero2":
             model.backward(loss, scale_wrt_gas=False)  # our loss is already per global batch
             model.step()  # a no-op until the engine's accumulation boundary
         else:
             self.accelerator.backward(loss)
 
     def optimizer_step(self, model: Any, optimizer: Any, grad_clip: float) -> None:
-        if self.mode == "deepspeed":
+        if self.mode == "zero2":
             return  # stepped (and clipped) by the engine at the boundary
         if grad_clip:
             if self.mode == "fsdp":
@@ -116,6 +105,8 @@ class Parallel:
 
     # --- state --------------------------------------------------------------------------------
     def unwrap(self, model: Any) -> Any:
+        if self.mode == "zero2":
+            return model.module  # ZeRO-2 keeps every parameter whole on every rank
         return model if self.mode == "fsdp" else self.accelerator.unwrap_model(model)
 
     def full_state(self, model: Any) -> dict[str, torch.Tensor] | None:
@@ -155,7 +146,7 @@ class Parallel:
     def optimizer_state(self, model: Any, optimizer: Any) -> dict[str, Any] | None:
         """Full optimiser state for ``optimizer.pt`` (collective under FSDP); None under DeepSpeed,
         whose partitioned state goes into its own files (:meth:`save_engine`)."""
-        if self.mode == "deepspeed":
+        if self.mode == "zero2":
             return None
         if self.mode == "fsdp":
             from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
@@ -164,7 +155,7 @@ class Parallel:
         return optimizer.state_dict()
 
     def load_optimizer(self, model: Any, optimizer: Any, ckpt: Any) -> None:
-        if self.mode == "deepspeed":
+        if self.mode == "zero2":
             path, _ = model.load_checkpoint(
                 str(ckpt), tag=DEEPSPEED_TAG, load_module_strict=False, load_lr_scheduler_states=False
             )
@@ -181,11 +172,40 @@ class Parallel:
 
     def save_engine(self, model: Any, tmp: Any) -> None:
         """DeepSpeed's partitioned optimiser state (every rank writes its part)."""
-        if self.mode == "deepspeed":
-            model.save_checkpoint(str(tmp), tag=DEEPSPEED_TAG, save_latest=False)
+        if self.mode == "zero2":
+            # Frozen weights are left out: the base model is not copied into every checkpoint.
+            model.save_checkpoint(str(tmp), tag=DEEPSPEED_TAG, save_latest=False, exclude_frozen_parameters=True)
 
 
 def _base(model: Any) -> Any:
     """The transformers model under a peft wrapper (it carries ``_no_split_modules``)."""
     get_base = getattr(model, "get_base_model", None)
     return get_base() if callable(get_base) else model
+
+
+def _deepspeed_zero2(
+    model: Any, optimizer: Any, world: int, batch_size: int, micro_batch_size: int, grad_clip: float
+) -> tuple[Any, Any]:
+    """The DeepSpeed engine for ZeRO-2 over the already initialised process group."""
+    per_rank = batch_size // world
+    if batch_size % world or per_rank % micro_batch_size:
+        raise RadLlamaError(
+            f"parallel=zero2 needs optim.batch_size ({batch_size}) to split into {world} processes x whole "
+            f"micro-batches of optim.micro_batch_size ({micro_batch_size})"
+        )
+    try:
+        import deepspeed
+    except ImportError as exc:
+        raise RadLlamaError("parallel=zero2 needs DeepSpeed: pip install 'radllama[deepspeed]'") from exc
+    config = {
+        "train_batch_size": batch_size,
+        "train_micro_batch_size_per_gpu": micro_batch_size,
+        "gradient_accumulation_steps": per_rank // micro_batch_size,
+        "gradient_clipping": grad_clip,
+        "zero_optimization": {"stage": 2},
+        "zero_allow_untested_optimizer": True,  # our AdamW, as in every other mode
+        "steps_per_print": 2**31 - 1,  # radllama logs the loss itself
+    }
+    # The scheduler was built on ``optimizer``: ZeRO keeps its param_groups, so lr changes reach it.
+    engine, ds_optimizer, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=config)
+    return engine, ds_optimizer

@@ -13,6 +13,11 @@ no ``playwright install``. Flags: --headless --no-sandbox --disable-gpu --disabl
 Playwright gives every launch a fresh, temporary user-data-dir (deleted on close), so no
 profile state leaks between tests. It never skips: a missing Chromium FAILS the test, saying
 how to install it. The browser is session-scoped; open a new context/page per test.
+
+``llama2_real_tokenizer`` / ``llama3_style_model`` — folders of a tiny random Llama (2 layers,
+64 wide) with the real 32k Llama-family SentencePiece tokenizer (from mistral_common), Llama-2's
+chat template, or Llama-3's turn tokens with two stop ids in ``generation_config.json``.
+Session-scoped, read-only; ``build_real_tokenizer_llama(folder, chat_template=...)`` makes others.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ global target-token count: each backend averages gradients over processes.
 
 from __future__ import annotations
 
+import os
 from contextlib import nullcontext
 from typing import Any
 
@@ -42,7 +43,9 @@ class Parallel:
     def __init__(self, accelerator: Accelerator, mode: str) -> None:
         if mode not in MODES:
             raise RadLlamaError(f"parallel must be one of {', '.join(MODES)}, not {mode!r}")
-        if accelerator.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP):
+        # On CPU accelerate ignores these configs and would quietly run DDP: refuse them by their env too.
+        launched_with = [k for k in ("ACCELERATE_USE_DEEPSPEED", "ACCELERATE_USE_FSDP") if os.environ.get(k) == "true"]
+        if accelerator.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP) or launched_with:
             raise RadLlamaError(
                 "accelerate's DeepSpeed/FSDP launch configs are not used: launch with torchrun (or "
                 "configs/accelerate/ddp.yaml) and set parallel=fsdp or parallel=zero2 (docs/training.md)"

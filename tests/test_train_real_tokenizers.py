@@ -112,3 +112,24 @@ def test_stop_token_ids_without_generation_config(llama2_real_tokenizer, tmp_pat
     assert stop_token_ids(loaded.model, loaded.tokenizer) == [2]
     loaded.model.generation_config.eos_token_id = None
     assert stop_token_ids(loaded.model, loaded.tokenizer) == [2]  # the tokenizer's eos still stops
+
+
+@pytest.mark.slow
+def test_training_a_model_whose_template_refuses_a_system_message_is_one_line(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    from conftest import MISTRAL_CHAT_TEMPLATE, build_real_tokenizer_llama
+
+    base = build_real_tokenizer_llama(tmp_path / "mistral-like", chat_template=MISTRAL_CHAT_TEMPLATE)
+    (tmp_path / "train.jsonl").write_text(json.dumps({"id": "1", "findings": FINDINGS, "impression": IMPRESSION}))
+    (tmp_path / "lora.yaml").write_text("recipe: lora_sft\n")
+    cmd = [sys.executable, "-m", "radllama.cli", "train", "--config", str(tmp_path / "lora.yaml")]
+    cmd += [f"model.path={base}", f"data.train={tmp_path / 'train.jsonl'}", f"output_dir={tmp_path / 'out'}"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr + done.stdout
+    assert "chat template accepts no system message" in done.stderr + done.stdout
+    assert "prompt.system=null" in done.stderr + done.stdout
+    cmd.append("prompt.system=null")  # as the line says
+    cmd.append("optim.max_steps=1")
+    assert subprocess.run(cmd, capture_output=True, text=True, timeout=300).returncode == 0

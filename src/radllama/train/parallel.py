@@ -125,8 +125,10 @@ class Parallel:
         """What training changes (LoRA weights, or all) as full CPU tensors, on the main process."""
         inner = self.unwrap(model)
         names = {n for n, p in inner.named_parameters() if p.requires_grad}
-        full = self.full_state(model)
+        full = self.full_state(model)  # FSDP: every rank takes part, rank 0 receives
         if full is None:
+            if not self.accelerator.is_main_process:
+                return {}  # every rank holds the same weights: only the writer copies them
             full = inner.state_dict()
         return {k: v.detach().cpu() for k, v in full.items() if k in names}
 
@@ -155,7 +157,7 @@ class Parallel:
             from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
 
             return get_optimizer_state_dict(model, optimizer, options=_full_options())
-        return optimizer.state_dict()
+        return optimizer.state_dict() if self.accelerator.is_main_process else None
 
     def load_optimizer(self, model: Any, optimizer: Any, ckpt: Any) -> None:
         if self.mode == "zero2":
@@ -200,7 +202,11 @@ def _deepspeed_zero2(
         import deepspeed
     except ImportError as exc:
         raise RadLlamaError("parallel=zero2 needs DeepSpeed: pip install 'radllama[deepspeed]'") from exc
+    dtypes = {p.dtype for p in model.parameters() if p.requires_grad}
     config = {
+        # Half-precision trainable weights get DeepSpeed's fp32 master copy, as ZeRO expects.
+        "bf16": {"enabled": torch.bfloat16 in dtypes},
+        "fp16": {"enabled": torch.float16 in dtypes},
         "train_batch_size": batch_size,
         "train_micro_batch_size_per_gpu": micro_batch_size,
         "gradient_accumulation_steps": per_rank // micro_batch_size,

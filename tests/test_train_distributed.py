@@ -178,3 +178,22 @@ def test_two_process_deepspeed_zero2_matches_single_process_and_resumes(setup) -
     worst = max((resumed[k] - finished[k]).abs().max().item() for k in finished)
     print(f"ZeRO-2 resumed from step 2 vs uninterrupted: max |adapter difference| {worst:.2e}")
     assert worst <= 1e-6
+
+
+def test_each_rank_restores_its_own_rng_state(setup) -> None:
+    """LoRA dropout on: each rank draws its own masks (a stream of (seed, rank)), so a resume that
+    gave every rank rank 0's RNG state would change the adapter."""
+    import torch
+
+    out = setup["root"] / "ddp-dropout"
+    extra = ("lora.dropout=0.3", "checkpoint.every_steps=2")
+    cmd = torchrun("--nproc_per_node", "2", "--master_port", "29561", *train_cli(setup, out, *extra))
+    check(subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300))
+    [ckpt] = list_checkpoints(out)
+    states = [torch.load(ckpt / f"rng_rank{r}.pt", weights_only=False)["torch"] for r in (0, 1)]
+    assert not torch.equal(states[0], states[1])  # the ranks' generators are in different places
+
+    finished = load_file(out / "adapter_model.safetensors")
+    check(subprocess.run([*cmd, "--resume"], capture_output=True, text=True, env=ENV, timeout=300))
+    resumed = load_file(out / "adapter_model.safetensors")
+    assert max((resumed[k] - finished[k]).abs().max().item() for k in finished) <= 1e-6

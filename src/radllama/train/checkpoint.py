@@ -200,13 +200,23 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def _with_defaults(tree: dict[str, Any]) -> dict[str, Any]:
+    """A saved config read with today's schema: keys added since it was written take their defaults."""
+    from radllama.train.config import TrainConfig, _build, config_to_dict
+
+    try:
+        return config_to_dict(_build(TrainConfig, tree, ""))
+    except RadLlamaError:  # a key that no longer exists: compare the texts as they are
+        return tree
+
+
 def resume_differences(ckpt: Path, config_yaml: str, provenance: dict[str, Any], world_size: int) -> list[str]:
     """What differs between the run that wrote ``ckpt`` and this one, in anything that changes the
     result: config keys (except :data:`RESULT_NEUTRAL_KEYS`), the data and base model contents,
     and the number of processes (each rank draws its own dropout masks)."""
     state = json.loads((ckpt / STATE_FILE).read_text(encoding="utf-8"))
-    saved = _flatten(yaml.safe_load((ckpt / "config.yaml").read_text(encoding="utf-8")) or {})
-    now = _flatten(yaml.safe_load(config_yaml) or {})
+    saved = _flatten(_with_defaults(yaml.safe_load((ckpt / "config.yaml").read_text(encoding="utf-8")) or {}))
+    now = _flatten(_with_defaults(yaml.safe_load(config_yaml) or {}))
     diffs = []
     for key in sorted(set(saved) | set(now)):
         if any(key == k or key.startswith(k + ".") for k in RESULT_NEUTRAL_KEYS):

@@ -165,9 +165,11 @@ def train(
         min_lr_rate=args.min_lr_ratio,
     )
     model, optimizer = par.prepare(model, optimizer, args.batch_size, args.micro_batch_size, args.grad_clip)
-    # Weights are initialised alike on every rank (same seed); from here each rank draws its own
-    # dropout masks from a stream of (seed, rank), which its checkpoints save and resume restores.
-    torch.manual_seed(int(np.random.SeedSequence([seed, accelerator.process_index]).generate_state(1)[0]))
+    # Weights are initialised alike on every rank (same seed); from here each other rank draws its
+    # own dropout masks from a stream of (seed, rank) (rank 0 goes on with the seed's stream, so a
+    # one-process run is unchanged). Checkpoints save each rank's state and resume restores it.
+    if accelerator.process_index > 0:
+        torch.manual_seed(int(np.random.SeedSequence([seed, accelerator.process_index]).generate_state(1)[0]))
     start, losses = 0, []
     counters = {"tokens_seen": 0, "padded_tokens": 0, "target_tokens": 0}
     if resume:

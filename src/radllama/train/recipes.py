@@ -18,7 +18,7 @@ import torch
 
 from radllama.errors import RadLlamaError
 from radllama.io import atomic_write_json, atomic_write_text, ensure_writable_dir, read_jsonl, write_jsonl
-from radllama.models.loading import RETRIEVAL_INDEX_FILE, load_causal_lm, load_tokenizer
+from radllama.models.loading import RETRIEVAL_INDEX_FILE, load_causal_lm, load_tokenizer, pick_dtype
 from radllama.models.mini import build_model, save_pretrained, train_tokenizer
 from radllama.progress import console
 from radllama.prompts import PromptStyle
@@ -29,6 +29,7 @@ from radllama.train.config import TrainConfig, dump_config
 from radllama.train.examples import build_task_examples, nearest_reports, neighbour_chain, pack_blocks, report_text
 
 COMPLETE_FILE = "train_summary.json"
+DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 
 def seed_everything(seed: int) -> None:
@@ -165,12 +166,16 @@ def lora_sft(cfg: TrainConfig, resume: bool = False) -> dict:
     records = read_training_records(cfg.data.train)
     accelerator = _accelerator()
     tokenizer = load_tokenizer(cfg.model.path, cfg.model.trust_remote_code)
+    device = str(accelerator.device)  # each process its own GPU
+    # Under FSDP the whole model need not fit one GPU: it is loaded into CPU memory and
+    # fully_shard moves each rank's shards to its GPU. The dtype is still chosen for the GPU.
+    sharded = cfg.parallel == "fsdp" and accelerator.num_processes > 1
     model = load_causal_lm(
         cfg.model.path,
-        dtype=cfg.model.dtype,
+        dtype=DTYPE_NAMES[pick_dtype(cfg.model.dtype, device)],
         trust_remote_code=cfg.model.trust_remote_code,
         load_in_4bit=cfg.model.load_in_4bit,
-        device=str(accelerator.device),  # each process its own GPU under DDP
+        device="cpu" if sharded else device,
     )
     model = prepare_for_training(model, cfg)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -121,7 +121,7 @@ def seven_b_shape() -> dict:
         pad_id=0,
         seed=0,
         output_dir=Path(ARGS.out) / "7b",
-        save_weights=lambda d: None,
+        save_weights=lambda d, state_dict: None,
         config_yaml="",
         accelerator=Accelerator(),
         log_every=0,

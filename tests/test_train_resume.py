@@ -107,8 +107,59 @@ def test_half_written_checkpoints_are_ignored_or_named(setup, capsys) -> None:
         run(load_config(None, overrides(setup, out, steps=10)), resume=True)
 
 
-def test_resume_with_changed_data_is_refused(setup) -> None:
+def test_resume_refuses_a_checkpoint_of_another_run_and_says_what_differs(setup) -> None:
     out = setup["root"] / "changed"
-    run(load_config(None, overrides(setup, out, steps=6)))
-    with pytest.raises(RadLlamaError, match="the data order would differ"):
-        run(load_config(None, [*overrides(setup, out, steps=6), "optim.batch_size=2"]), resume=True)
+    run(load_config(None, overrides(setup, out, steps=6)))  # checkpoint at step 4
+    ckpt = list_checkpoints(out)[-1]
+    assert sorted(p.name for p in ckpt.iterdir()) == [
+        "config.yaml",
+        "optimizer.pt",
+        "rng_rank0.pt",
+        "scheduler.pt",
+        "trainer_state.json",
+        "weights.pt",
+    ]
+    assert json.loads((ckpt / "trainer_state.json").read_text())["world_size"] == 1
+    changes = {
+        "optim.lr=1e-3": r"optim\.lr: 0\.01 in the checkpoint, 0\.001 now",
+        "lora.r=4": r"lora\.r: 8 in the checkpoint, 4 now",
+        "optim.batch_size=2": r"optim\.batch_size: 4 in the checkpoint, 2 now",
+        "seed=1": r"seed: 0 in the checkpoint, 1 now",
+    }
+    for change, message in changes.items():
+        with pytest.raises(RadLlamaError, match=f"written by a different run.*{message}"):
+            run(load_config(None, [*overrides(setup, out, steps=6), change]), resume=True)
+    # The same data under another name resumes; the same name with other content does not.
+    copy = setup["root"] / "train-copy.jsonl"
+    copy.write_text((setup["root"] / "train.jsonl").read_text())
+    edited = setup["root"] / "train-edited.jsonl"
+    edited.write_text((setup["root"] / "train.jsonl").read_text().replace("Finding 1.", "Finding 4."))
+    with pytest.raises(RadLlamaError, match=r"data\.train sha256 differs"):
+        run(load_config(None, [*overrides(setup, out, steps=6), f"data.train={edited}"]), resume=True)
+    # Keys that do not change the result may change: micro-batches, logging, checkpoint cadence.
+    neutral = [f"data.train={copy}", "optim.micro_batch_size=1", "log_every=2", "checkpoint.every_steps=5"]
+    summary = run(load_config(None, [*overrides(setup, out, steps=6), *neutral]), resume=True)
+    assert summary["steps"] == 6
+
+
+def test_checkpoint_files_are_fsynced_before_the_rename(setup, monkeypatch) -> None:
+    import radllama.train.checkpoint as checkpoint
+
+    events: list[tuple[str, str]] = []
+    real_fsync, real_rename = os.fsync, Path.rename
+    monkeypatch.setattr(
+        checkpoint.os,
+        "fsync",
+        lambda fd: events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))) or real_fsync(fd),
+    )
+    monkeypatch.setattr(
+        Path, "rename", lambda self, target: events.append(("rename", str(self))) or real_rename(self, target)
+    )
+    out = setup["root"] / "durable"
+    run(load_config(None, overrides(setup, out, steps=5)))  # one checkpoint, at step 4
+    tmp = str(out / "step-000004.tmp")
+    renamed = events.index(("rename", tmp))
+    synced = {Path(path).name for kind, path in events[:renamed] if kind == "fsync"}
+    assert {"weights.pt", "optimizer.pt", "scheduler.pt", "rng_rank0.pt", "config.yaml", "trainer_state.json"} <= synced
+    assert "step-000004.tmp" in synced  # the folder entry itself
+    assert ("fsync", str(out)) in events[renamed:]  # and the parent, so the rename is durable

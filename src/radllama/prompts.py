@@ -81,7 +81,7 @@ class PromptStyle:
     def render_messages(self, tokenizer: Any, messages: list[dict[str, str]]) -> str:
         """Render a conversation (ending with a user turn) for generation."""
         if self.use_chat_template and getattr(tokenizer, "chat_template", None):
-            return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            return _apply_template(tokenizer, messages)
         # Alpaca-style fallback: "### System/Input/Response:" blocks, answer after the last header.
         text = tokenizer.bos_token or ""
         for m in messages:
@@ -109,3 +109,27 @@ class PromptStyle:
         if unknown:
             raise RadLlamaError(f"{path}: unknown prompt-style keys {sorted(unknown)}")
         return cls(**data)
+
+
+def _apply_template(tokenizer: Any, messages: list[dict[str, str]]) -> str:
+    """The tokenizer's chat template; a template that refuses the messages is one clear error.
+
+    Templates signal refusal with jinja's ``raise_exception`` (Mistral-Instruct and Gemma accept
+    no system role); a traceback from inside jinja tells a user nothing about what to change.
+    """
+    from jinja2 import TemplateError
+
+    try:
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    except TemplateError as exc:
+        if messages and messages[0]["role"] == "system":
+            try:
+                tokenizer.apply_chat_template(messages[1:], tokenize=False, add_generation_prompt=True)
+            except TemplateError:
+                pass
+            else:
+                raise RadLlamaError(
+                    f"this model's chat template accepts no system message ({exc}): set prompt.system=null in "
+                    f"the training config, or system: null in the model folder's {PROMPT_STYLE_FILE}"
+                ) from exc
+        raise RadLlamaError(f"this model's chat template refused the messages: {exc}") from exc

@@ -114,6 +114,17 @@ def load_tokenizer(path: str | Path, trust_remote_code: bool = False) -> Any:
     return tok
 
 
+def stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
+    """Every id that ends a reply: the model's ``generation_config.eos_token_id`` (Llama-3 lists
+    end-of-turn and end-of-text) and the tokenizer's eos. Pass this, not ``tokenizer.eos_token_id``,
+    as ``eos_token_id`` to ``model.generate``: a single id would let a Llama-3 reply run past its turn."""
+    config = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids = [config] if isinstance(config, int) else list(config or [])
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
+        ids.append(tokenizer.eos_token_id)
+    return ids
+
+
 def load_causal_lm(
     path: str | Path,
     *,

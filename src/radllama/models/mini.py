@@ -85,8 +85,12 @@ def build_model(args: MiniModelArgs, tokenizer: PreTrainedTokenizerFast, seed: i
     return LlamaForCausalLM(config)
 
 
-def save_pretrained(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, folder: Path) -> None:
-    """Save model and tokenizer in Hugging Face format (loadable by plain transformers)."""
+def save_pretrained(
+    model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, folder: Path, state_dict: dict | None = None
+) -> None:
+    """Save model and tokenizer in Hugging Face format (loadable by plain transformers).
+
+    ``state_dict``: the gathered full weights when the model itself is sharded (FSDP)."""
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.save_pretrained(folder)
+    model.save_pretrained(folder, state_dict=state_dict)
     tokenizer.save_pretrained(folder)

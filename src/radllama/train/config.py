@@ -99,6 +99,10 @@ class TrainConfig:
     output_dir: str = "runs/lora"
     seed: int = 0
     log_every: int = 5
+    # How several processes share the work (see radllama.train.parallel): ddp (also one process),
+    # fsdp (torch FSDP2: parameters, gradients and optimiser state sharded), or zero2 (DeepSpeed
+    # ZeRO-2: optimiser state and gradients partitioned; pip install 'radllama[deepspeed]').
+    parallel: str = "ddp"
     data: DataArgs = field(default_factory=DataArgs)
     model: ModelArgs = field(default_factory=ModelArgs)
     lora: LoraArgs = field(default_factory=LoraArgs)
@@ -206,6 +210,8 @@ def load_config(path: Path | None, overrides: list[str] | None = None) -> TrainC
     cfg = _build(TrainConfig, tree, "")
     if cfg.recipe not in RECIPES:
         raise RadLlamaError(f"unknown recipe '{cfg.recipe}' (choose from {', '.join(RECIPES)})")
+    if cfg.parallel not in ("ddp", "fsdp", "zero2"):
+        raise RadLlamaError(f"parallel must be ddp, fsdp or zero2, not {cfg.parallel!r}")
     if cfg.optim.batch_size % cfg.optim.micro_batch_size:
         raise RadLlamaError("optim.batch_size must be a multiple of optim.micro_batch_size")
     return cfg

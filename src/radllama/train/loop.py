@@ -2,7 +2,8 @@
 to the global batch, loss normalised by the number of target tokens, checkpoint/resume.
 
 Distributed training is the same loop under ``accelerate launch`` or ``torchrun``: each
-process takes its share of every global batch and gradients are averaged by DDP.
+process takes its share of every global batch; gradients are averaged by DDP, FSDP2 or
+DeepSpeed (radllama.train.parallel).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import json
 import math
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,14 +26,20 @@ from radllama.errors import RadLlamaError
 from radllama.progress import progress_bar
 from radllama.train.checkpoint import (
     WEIGHTS_FILE,
+    finish_checkpoint,
+    fresh_tmp_dir,
     incomplete_checkpoints,
     latest_checkpoint,
     load_state,
-    save_checkpoint,
+    resume_differences,
+    rng_file,
+    save_rank_rng,
     set_rng_state,
+    step_dir,
 )
 from radllama.train.config import OptimArgs
 from radllama.train.examples import IGNORE_INDEX, Example
+from radllama.train.parallel import Parallel
 
 
 @dataclass
@@ -107,6 +113,22 @@ def token_loss_sum(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return F.cross_entropy(shift_logits, shift_labels, ignore_index=IGNORE_INDEX, reduction="sum")
 
 
+def build_optimizer(model: Any, args: OptimArgs) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters; norms and biases are not decayed."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in trainable if p.ndim >= 2]
+    no_decay = [p for p in trainable if p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(
+        [g for g in groups if g["params"]],  # no empty group (LoRA has no 1-d weights; ZeRO drops them)
+        lr=args.lr,
+        betas=(0.9, 0.95),
+        # One fused kernel over all parameters: the default per-tensor loop cost a third of
+        # every radllama-mini step on CPU (py-spy). Fused AdamW needs floating-point params.
+        fused=all(p.is_floating_point() for p in trainable),
+    )
+
+
 def train(
     model: Any,
     examples: list[Example],
@@ -115,26 +137,26 @@ def train(
     pad_id: int,
     seed: int,
     output_dir: Path,
-    save_weights: Callable[[Path], None],
+    save_weights: Callable[[Path, dict | None], None],
     config_yaml: str,
     accelerator: Accelerator,
     checkpoint_every: int = 0,
     keep_last: int = 2,
     resume: bool = False,
     log_every: int = 5,
+    parallel: str = "ddp",
+    provenance: dict[str, Any] | None = None,
 ) -> LoopResult:
-    """Train ``model`` on ``examples``; returns losses and throughput figures."""
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in trainable if p.ndim >= 2]
-    no_decay = [p for p in trainable if p.ndim < 2]  # norms and biases are not decayed
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=args.lr,
-        betas=(0.9, 0.95),
-        # One fused kernel over all parameters: the default per-tensor loop cost a third of
-        # every radllama-mini step on CPU (py-spy). Fused AdamW needs floating-point params.
-        fused=all(p.is_floating_point() for p in trainable),
-    )
+    """Train ``model`` on ``examples``; returns losses and throughput figures.
+
+    ``save_weights(folder, state_dict)`` writes the final model on the main process;
+    ``state_dict`` is the gathered full state under FSDP, None otherwise. ``provenance``
+    (data and base model hashes) is saved in every checkpoint and must match on resume.
+    """
+    par = Parallel(accelerator, parallel)
+    provenance = provenance or {}
+    model = par.shard(model)
+    optimizer = build_optimizer(model, args)
     steps = total_steps(len(examples), args)
     scheduler = get_cosine_with_min_lr_schedule_with_warmup(
         optimizer,
@@ -142,11 +164,16 @@ def train(
         num_training_steps=steps,
         min_lr_rate=args.min_lr_ratio,
     )
-    model, optimizer = accelerator.prepare(model, optimizer)
+    model, optimizer = par.prepare(model, optimizer, args.batch_size, args.micro_batch_size, args.grad_clip)
+    # Weights are initialised alike on every rank (same seed); from here each other rank draws its
+    # own dropout masks from a stream of (seed, rank) (rank 0 goes on with the seed's stream, so a
+    # one-process run is unchanged). Checkpoints save each rank's state and resume restores it.
+    if accelerator.process_index > 0:
+        torch.manual_seed(int(np.random.SeedSequence([seed, accelerator.process_index]).generate_state(1)[0]))
     start, losses = 0, []
     counters = {"tokens_seen": 0, "padded_tokens": 0, "target_tokens": 0}
     if resume:
-        state = _resume(output_dir, accelerator, model, optimizer, scheduler, len(examples), args.batch_size, seed)
+        state = _resume(output_dir, par, model, optimizer, scheduler, config_yaml, provenance)
         if state is not None:
             start, losses = state["step"], state["losses"]
             counters = {k: state.get(k, 0) for k in counters}
@@ -170,19 +197,14 @@ def train(
                 batch = {k: v.to(accelerator.device) for k, v in collate([examples[i] for i in chunk], pad_id).items()}
                 tokens_seen += batch["input_ids"].numel()
                 padded += int((batch["attention_mask"] == 0).sum())
-                sync = j == len(micro) - 1
-                ctx = accelerator.no_sync(model) if not sync and world > 1 else nullcontext()
-                with ctx:
+                with par.sync_context(model, j == len(micro) - 1):
                     loss_sum = token_loss_sum(model, batch)
-                    # DDP averages gradients over processes, so scale by world size to get
-                    # the global sum divided by the global number of target tokens.
-                    accelerator.backward(loss_sum * world / max(1, n_target))
+                    # Every backend averages gradients over processes, so scale by world size to
+                    # get the global sum divided by the global number of target tokens.
+                    par.backward(model, loss_sum * world / max(1, n_target))
                 step_loss += loss_sum.item()
-            if args.grad_clip:
-                accelerator.clip_grad_norm_(model.parameters(), args.grad_clip)
-            optimizer.step()
+            par.optimizer_step(model, optimizer, args.grad_clip)
             scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
             loss_t = torch.tensor([step_loss], device=accelerator.device)
             step_mean = accelerator.reduce(loss_t, reduction="sum").item() / max(1, n_target)
             losses.append(step_mean)
@@ -195,70 +217,89 @@ def train(
                     {"step": done, "loss": step_mean, "lr": scheduler.get_last_lr()[0]},
                 )
             if checkpoint_every and done % checkpoint_every == 0 and done < steps:
-                if accelerator.is_main_process:
-                    state = {
-                        "losses": losses,
-                        "seed": seed,
-                        "n_examples": len(examples),
-                        "batch_size": args.batch_size,
-                        # Data position is the step itself: step_indices is a pure function of it.
-                        "tokens_seen": tokens_seen,
-                        "padded_tokens": padded,
-                        "target_tokens": target_total,
-                    }
-                    save_checkpoint(
-                        output_dir,
-                        done,
-                        lambda d: torch.save(_trainable_state(accelerator.unwrap_model(model)), d / WEIGHTS_FILE),
-                        optimizer,
-                        scheduler,
-                        state,
-                        config_yaml,
-                        keep_last,
-                    )
-                accelerator.wait_for_everyone()
+                state = {
+                    "losses": losses,
+                    "seed": seed,
+                    "n_examples": len(examples),
+                    "batch_size": args.batch_size,
+                    "world_size": world,
+                    "provenance": provenance,
+                    # Data position is the step itself: step_indices is a pure function of it.
+                    "tokens_seen": tokens_seen,
+                    "padded_tokens": padded,
+                    "target_tokens": target_total,
+                }
+                _checkpoint(output_dir, done, par, model, optimizer, scheduler, state, config_yaml, keep_last)
     seconds = time.perf_counter() - t0
     accelerator.wait_for_everyone()
+    full = par.full_state(model)  # a collective under FSDP: every rank takes part
     if accelerator.is_main_process:
-        save_weights(Path(output_dir))
+        save_weights(Path(output_dir), full)
+    accelerator.wait_for_everyone()
     return LoopResult(steps, losses[-1] if losses else float("nan"), tokens_seen, target_total, padded, seconds, losses)
+
+
+def _checkpoint(
+    output_dir: Path,
+    step: int,
+    par: Parallel,
+    model: Any,
+    optimizer: Any,
+    scheduler: Any,
+    state: dict,
+    config_yaml: str,
+    keep_last: int,
+) -> None:
+    """Every rank adds its RNG state (and DeepSpeed shard); the main process completes and renames."""
+    accelerator = par.accelerator
+    weights = par.trainable_state(model)  # collectives under FSDP: all ranks, in this order
+    optimizer_state = par.optimizer_state(model, optimizer)
+    tmp = step_dir(output_dir, step).with_name(f"step-{step:06d}.tmp")
+    if accelerator.is_main_process:
+        fresh_tmp_dir(output_dir, step)
+    accelerator.wait_for_everyone()
+    save_rank_rng(tmp, accelerator.process_index)
+    par.save_engine(model, tmp)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        finish_checkpoint(output_dir, step, tmp, weights, optimizer_state, scheduler, state, config_yaml, keep_last)
+    accelerator.wait_for_everyone()
 
 
 def _resume(
     output_dir: Path,
-    accelerator: Accelerator,
+    par: Parallel,
     model: Any,
     optimizer: Any,
     scheduler: Any,
-    n_examples: int,
-    batch_size: int,
-    seed: int,
+    config_yaml: str,
+    provenance: dict[str, Any],
 ) -> dict | None:
-    """Load the newest complete checkpoint into model, optimiser, scheduler and RNG."""
+    """Load the newest complete checkpoint into model, optimiser, scheduler and this rank's RNG,
+    after checking it was written by the same run (config, data, base model, process count)."""
+    accelerator = par.accelerator
     for bad in incomplete_checkpoints(output_dir):
         accelerator.print(f"ignoring incomplete checkpoint {bad} (no trainer_state.json: the save was cut off)")
     ckpt = latest_checkpoint(output_dir)
     if ckpt is None:
         accelerator.print(f"no checkpoint in {output_dir}: starting from step 0")
         return None
-    state = load_state(ckpt)
-    saved = (state.get("n_examples"), state.get("batch_size"), state.get("seed"))
-    if saved != (n_examples, batch_size, seed):
+    state = load_state(ckpt, optimizer_file=par.mode != "zero2")
+    diffs = resume_differences(ckpt, config_yaml, provenance, accelerator.num_processes)
+    if diffs:
         raise RadLlamaError(
-            f"{ckpt}: saved for {saved[0]} examples, batch {saved[1]}, seed {saved[2]} but this run has "
-            f"{n_examples}, {batch_size}, {seed}: the data order would differ; resume with the same data and config"
+            f"{ckpt} was written by a different run, so resuming would not give its result: {'; '.join(diffs)}. "
+            "Resume with the same config, data and number of processes, or use a new output_dir"
         )
     weights = torch.load(ckpt / WEIGHTS_FILE, weights_only=True)
-    inner = accelerator.unwrap_model(model)
-    missing, unexpected = inner.load_state_dict(weights, strict=False)
-    expected = {n for n, p in inner.named_parameters() if p.requires_grad}
-    if unexpected or expected - set(weights):
+    if not par.load_trainable(model, weights):
         raise RadLlamaError(f"{ckpt / WEIGHTS_FILE} does not match this model (LoRA settings or base changed?)")
-    optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=False))
+    par.load_optimizer(model, optimizer, ckpt)
     scheduler.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=False))
-    set_rng_state(torch.load(ckpt / "rng.pt", weights_only=False))
+    set_rng_state(torch.load(ckpt / rng_file(accelerator.process_index), weights_only=False))
     if accelerator.is_main_process:
         _trim_log(output_dir, state["step"])
+    accelerator.wait_for_everyone()
     accelerator.print(f"resuming from {ckpt}")
     return state
 
@@ -279,12 +320,6 @@ def _log_step(row: str) -> float:
         return json.loads(row).get("step", 0)
     except json.JSONDecodeError:  # a line cut by the kill
         return math.inf
-
-
-def _trainable_state(model: Any) -> dict[str, torch.Tensor]:
-    """Only what training changes (the LoRA weights, or everything when fully trained)."""
-    names = {n for n, p in model.named_parameters() if p.requires_grad}
-    return {k: v.detach().cpu() for k, v in model.state_dict().items() if k in names}
 
 
 def _log(output_dir: Path, accelerator: Accelerator, row: dict) -> None:

@@ -18,16 +18,18 @@ import torch
 
 from radllama.errors import RadLlamaError
 from radllama.io import atomic_write_json, atomic_write_text, ensure_writable_dir, read_jsonl, write_jsonl
-from radllama.models.loading import RETRIEVAL_INDEX_FILE, load_causal_lm, load_tokenizer
+from radllama.models.loading import RETRIEVAL_INDEX_FILE, load_causal_lm, load_tokenizer, pick_dtype
 from radllama.models.mini import build_model, save_pretrained, train_tokenizer
 from radllama.progress import console
 from radllama.prompts import PromptStyle
 from radllama.retrieval import TfidfRetriever
 from radllama.train import loop
+from radllama.train.checkpoint import file_sha256, model_fingerprint
 from radllama.train.config import TrainConfig, dump_config
 from radllama.train.examples import build_task_examples, nearest_reports, neighbour_chain, pack_blocks, report_text
 
 COMPLETE_FILE = "train_summary.json"
+DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 
 def seed_everything(seed: int) -> None:
@@ -93,7 +95,17 @@ def _train(
         keep_last=cfg.checkpoint.keep_last,
         resume=resume,
         log_every=cfg.log_every,
+        parallel=cfg.parallel,
+        provenance=provenance(cfg),
     )
+
+
+def provenance(cfg: TrainConfig) -> dict[str, str]:
+    """Contents (not paths) that a checkpoint must share with the run resuming it."""
+    found = {"data.train sha256": file_sha256(Path(cfg.data.train))}
+    if cfg.recipe == "lora_sft":
+        found["base model"] = model_fingerprint(Path(cfg.model.path))
+    return found
 
 
 def pretraining_blocks(tokenizer: Any, records: list[dict], texts: list[str], cfg: TrainConfig):
@@ -138,8 +150,8 @@ def pretrain_mini(cfg: TrainConfig, resume: bool = False) -> dict:
     if not blocks:
         raise RadLlamaError("training text is shorter than one block; lower data.max_seq_len")
 
-    def save(folder: Path) -> None:
-        save_pretrained(model, tokenizer, folder)
+    def save(folder: Path, state_dict: dict | None) -> None:
+        save_pretrained(model, tokenizer, folder, state_dict)
         style.save(folder)
 
     accelerator = _accelerator()
@@ -154,12 +166,16 @@ def lora_sft(cfg: TrainConfig, resume: bool = False) -> dict:
     records = read_training_records(cfg.data.train)
     accelerator = _accelerator()
     tokenizer = load_tokenizer(cfg.model.path, cfg.model.trust_remote_code)
+    device = str(accelerator.device)  # each process its own GPU
+    # Under FSDP the whole model need not fit one GPU: it is loaded into CPU memory and
+    # fully_shard moves each rank's shards to its GPU. The dtype is still chosen for the GPU.
+    sharded = cfg.parallel == "fsdp" and accelerator.num_processes > 1
     model = load_causal_lm(
         cfg.model.path,
-        dtype=cfg.model.dtype,
+        dtype=DTYPE_NAMES[pick_dtype(cfg.model.dtype, device)],
         trust_remote_code=cfg.model.trust_remote_code,
         load_in_4bit=cfg.model.load_in_4bit,
-        device=str(accelerator.device),  # each process its own GPU under DDP
+        device="cpu" if sharded else device,
     )
     model = prepare_for_training(model, cfg)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -179,8 +195,9 @@ def lora_sft(cfg: TrainConfig, resume: bool = False) -> dict:
             f"{n_cut} of {len(examples)} examples had their findings cut to fit {cfg.data.max_seq_len} tokens"
         )
 
-    def save(folder: Path) -> None:
-        model.save_pretrained(folder)  # adapter only when LoRA; full weights otherwise
+    def save(folder: Path, state_dict: dict | None) -> None:
+        # Adapter only when LoRA; full weights otherwise. state_dict: gathered under FSDP.
+        model.save_pretrained(folder, state_dict=state_dict)
         tokenizer.save_pretrained(folder)
         style.save(folder)
         if retriever is not None:

@@ -70,6 +70,19 @@ def test_llama2_training_then_generation_stops_at_eos(llama2_real_tokenizer, tmp
     assert new[-1] == loaded.tokenizer.eos_token_id and len(new) < 40  # stopped at </s>, not at the limit
     assert loaded.tokenizer.decode(new, skip_special_tokens=True).strip() == IMPRESSION
 
+    # The same through RadLlama's inference layer, on both backends (vLLM loads the SentencePiece model too).
+    from radllama.generate.impressions import complete_impressions
+    from radllama.inference import load_model
+
+    for backend in ("transformers", "vllm"):
+        served = load_model(out, backend=backend, device="cpu")
+        try:
+            (done,) = complete_impressions(served, [f"{FINDINGS} Case 99."], 40)
+        finally:
+            served.backend.close()
+        assert (done.text, done.finish_reason) == (IMPRESSION, "stop"), backend
+        assert done.completion_tokens == len(new), backend  # the answer's tokens and </s>
+
 
 def greedy_tokens(model, ids: torch.Tensor, n: int) -> list[int]:
     """The greedy continuation, by plain forward passes (no stop ids involved)."""

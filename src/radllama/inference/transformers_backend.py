@@ -12,11 +12,12 @@ from typing import Any
 import torch
 
 from radllama.inference.base import Completion, Decoding, OnDone, cut_at_stop, room
+from radllama.models.loading import stop_token_ids
 
 
 def generate_kwargs(tokenizer: Any, decoding: Decoding) -> dict[str, Any]:
     """``model.generate`` options shared by every caller: greedy unless sampling, no top-k, the
-    tokenizer's pad id (callers add ``eos_token_id=sorted(eos_ids(...))``)."""
+    tokenizer's pad id (callers add ``eos_token_id=stop_token_ids(...)``)."""
     sample = not decoding.greedy
     return {
         "do_sample": sample,
@@ -26,15 +27,6 @@ def generate_kwargs(tokenizer: Any, decoding: Decoding) -> dict[str, Any]:
         "pad_token_id": tokenizer.pad_token_id,
         "use_cache": True,
     }
-
-
-def eos_ids(model: Any, tokenizer: Any) -> set[int]:
-    """Every token id that ends a completion: the generation config's (one or a list) and the tokenizer's."""
-    ids = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    found = set(ids if isinstance(ids, list) else [] if ids is None else [ids])
-    if tokenizer.eos_token_id is not None:
-        found.add(tokenizer.eos_token_id)
-    return found
 
 
 def context_window(model: Any, tokenizer: Any) -> int:
@@ -50,7 +42,7 @@ class TransformersBackend:
     def __init__(self, model: Any, tokenizer: Any, batch_size: int = 32) -> None:
         self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
         self.context_window = context_window(model, tokenizer)
-        self.eos = eos_ids(model, tokenizer)
+        self.eos = set(stop_token_ids(model, tokenizer))
 
     def describe(self) -> dict[str, Any]:
         import transformers

@@ -207,12 +207,13 @@ class TransformersDecoder:
     """Decodes one batch of rows with ``model.generate`` (the options of the transformers backend)."""
 
     def __init__(self, model: Any, tokenizer: Any) -> None:
-        from radllama.inference.transformers_backend import context_window, eos_ids
+        from radllama.inference.transformers_backend import context_window
+        from radllama.models.loading import stop_token_ids
 
         self.model = model
         self.tokenizer = tokenizer
         self.context_window = context_window(model, tokenizer)
-        self.eos = eos_ids(model, tokenizer)
+        self.eos = set(stop_token_ids(model, tokenizer))
 
     def decode(self, rows: list[Row], sampling: Sampling) -> None:
         import torch

@@ -114,12 +114,17 @@ class ModelService:
         """Render a conversation with the model's prompt style (its system prompt first by default)."""
         if messages[-1]["role"] != "user":
             raise ApiError(400, "the last message must be from the user", "invalid_value")
+        from radllama.errors import RadLlamaError
+
         style = self.loaded.style
         if messages[0]["role"] != "system" and style.system:
-            messages = [{"role": "system", "content": style.system}, *messages]
+            try:
+                return style.render_messages(self.tokenizer, [{"role": "system", "content": style.system}, *messages])
+            except RadLlamaError:
+                pass  # a template with no system role (Mistral-Instruct, Gemma): the conversation alone
         try:
             return style.render_messages(self.tokenizer, messages)
-        except Exception as exc:  # jinja2 raise_exception in the chat template, e.g. roles out of order
+        except Exception as exc:  # the chat template refused, e.g. roles out of order
             raise ApiError(400, f"cannot render these messages: {exc}", "invalid_value") from exc
 
     async def impression_prompts(self, findings: list[str]) -> tuple[list[str], list]:

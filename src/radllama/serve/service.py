@@ -204,13 +204,12 @@ def load_service(
 
         return ModelService(load_for_inference(model_dir, adapter_dir, dtype=dtype), settings)
     from radllama.inference import vllm_weights
-    from radllama.inference.vllm_backend import VllmServer, import_vllm
-    from radllama.models.loading import check_model_folder, load_prompting, tokenizer_folder
+    from radllama.inference.vllm_backend import AsyncVllm, import_vllm
+    from radllama.models.loading import check_model_folder, load_prompting
 
     import_vllm()
     check_model_folder(Path(model_dir))
     loaded = load_prompting(model_dir, adapter_dir)
-    weights, lora, rank = vllm_weights(Path(model_dir), Path(adapter_dir) if adapter_dir else None)
-    server = VllmServer(weights, tokenizer_folder(model_dir, adapter_dir), dtype, lora, rank,
-                        tensor_parallel_size=tensor_parallel_size)  # fmt: skip
-    return ModelService(loaded, settings, VllmEngine(server, settings.queue_size, settings.max_batch))
+    weights, tokenizer, lora, rank = vllm_weights(Path(model_dir), Path(adapter_dir) if adapter_dir else None)
+    engine = AsyncVllm(weights, tokenizer, dtype, lora, rank, tensor_parallel_size=tensor_parallel_size)
+    return ModelService(loaded, settings, VllmEngine(engine, settings.queue_size, settings.max_batch))

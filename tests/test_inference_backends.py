@@ -15,7 +15,7 @@ from test_serve_support import FINDINGS, tiny_model_dir
 
 from radllama.errors import RadLlamaError
 from radllama.generate.impressions import complete_impressions, generate_impressions
-from radllama.inference import AUTO_VLLM_MIN_CASES, load_model, resolve_backend
+from radllama.inference import AUTO_VLLM_MIN_CASES_CPU, load_model, resolve_backend
 from radllama.inference.merged import merged_key
 from radllama.io import read_jsonl, write_jsonl
 
@@ -137,7 +137,9 @@ def test_context_window_limits_are_the_same_on_both() -> None:
 
 def test_auto_backend_rules(monkeypatch) -> None:
     assert resolve_backend("auto", 1) == "transformers"  # one case: vLLM's start-up is not repaid
-    assert resolve_backend("auto", AUTO_VLLM_MIN_CASES) == "vllm"
+    assert resolve_backend("auto", AUTO_VLLM_MIN_CASES_CPU, "bf16") == "vllm"
+    assert resolve_backend("auto", AUTO_VLLM_MIN_CASES_CPU - 1, "bf16") == "transformers"
+    assert resolve_backend("auto", 10**6) == "transformers"  # fp32 vLLM never repaid its start-up on CPU
     assert resolve_backend("auto", None) == "vllm"  # serving
     assert resolve_backend("transformers", 10**6) == "transformers"
     monkeypatch.setitem(sys.modules, "vllm", None)  # as where vLLM is not installed

@@ -380,7 +380,9 @@ def run_comparison(
         if sys_cfg["kind"] == "local":
             from radllama.inference import resolve_backend
 
-            sys_cfg = {**sys_cfg, "backend": resolve_backend(sys_cfg.get("backend") or backend or "auto", whole_split)}
+            requested = sys_cfg.get("backend") or backend or "auto"
+            chosen = resolve_backend(requested, whole_split, str(sys_cfg.get("dtype", "auto")))
+            sys_cfg = {**sys_cfg, "backend": chosen}
         reuse(pred_path, system_fingerprint(sys_cfg, Path(cfg["split"]["test"]), train_path), on_change=on_change)
         _drop_failed(pred_path)
         if sys_cfg["kind"] == "local":

@@ -8,7 +8,7 @@ import typer
 
 from radllama.errors import RadLlamaError
 
-BACKEND_HELP = "auto | transformers | vllm (auto: vLLM when installed and the job is large; docs/serving.md)."
+BACKEND_HELP = "auto | transformers | vllm (auto: vLLM where it repays its start-up, docs/serving.md)."
 
 
 def generate_command(
@@ -54,11 +54,11 @@ def generate_command(
     name = system or (adapter or model).name
     if findings is not None:
         clean_findings(findings)  # fail on empty input before loading any weights
-        chosen = resolve_backend(backend, 1)
+        chosen = resolve_backend(backend, 1, dtype)
     else:
         if not output.parent.exists():
             raise RadLlamaError(f"output folder {output.parent} does not exist")
-        chosen = resolve_backend(backend, len(read_jsonl(input)))  # the whole job decides, not what is left
+        chosen = resolve_backend(backend, len(read_jsonl(input)), dtype)  # the whole job decides, not what is left
         wanted = predictions_fingerprint(
             input, name, model, adapter, chosen, dtype, decoding_record(max_new_tokens, mbr)
         )

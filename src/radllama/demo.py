@@ -169,6 +169,13 @@ def render_report(
         f"LoRA: {lora.get('trainable_parameters', 0):,} trainable parameters, {lora.get('steps')} steps "
         f"in {lora.get('seconds')} s (final loss {lora.get('final_loss', float('nan')):.3f}).",
         "",
+        "Systems: four non-neural baselines fitted on train (the most frequent impression, the last findings "
+        "sentence, the impression of the nearest training report by TF-IDF, and the retrieval consensus: of "
+        "the 5 nearest training impressions, the one the others agree with); radllama-mini untuned and "
+        "LoRA-tuned, greedy; and the tuned model with minimum Bayes risk decoding over its greedy answer and "
+        "the training impressions its prompt shows (`-mbr`; chosen on the validation split, see "
+        "BENCHMARKS.md). No choice was made on the test split.",
+        "",
         "Scorer: Google `rouge-score` 0.1.2, F1, stemmer on; 95% bootstrap CIs (1,000 resamples).",
         "",
         table_md.read_text(encoding="utf-8"),

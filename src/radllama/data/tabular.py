@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 
 from radllama.data import splits as sp
-from radllama.data.openi import sha256_file
 from radllama.data.records import make_record, missing_reason
 from radllama.errors import RadLlamaError
 from radllama.io import read_jsonl
+from radllama.provenance import file_digest
 
 SOURCE_NAME = "table"
 # Column names that usually hold a patient id (MIMIC's subject_id, a hospital's MRN, ...).
@@ -123,7 +123,7 @@ def build_table_splits(
     manifest = {
         "source": SOURCE_NAME,
         "source_location": str(input_path),
-        "source_sha256": sha256_file(input_path),
+        "source_sha256": file_digest(input_path),
         "columns": {"findings": findings_col, "impression": impression_col, "id": id_col, "group": group_col},
         "seed": seed,
         "requested_fractions": {"test": test_frac, "validation": validation_frac},

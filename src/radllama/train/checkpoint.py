@@ -20,6 +20,7 @@ import torch
 import yaml
 
 from radllama.errors import RadLlamaError
+from radllama.provenance import file_digest
 
 STATE_FILE = "trainer_state.json"
 WEIGHTS_FILE = "weights.pt"
@@ -70,14 +71,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def model_fingerprint(folder: Path) -> str:
     """Cheap identity of a base model folder: its config and tokenizer files' hashes and the weight
     files' names and sizes (hashing 13 GB of weights on every resume would take minutes)."""
@@ -87,7 +80,7 @@ def model_fingerprint(folder: Path) -> str:
     parts = []
     for p in sorted(folder.iterdir()):
         if p.is_file() and p.suffix in (".json", ".model", ".jinja"):
-            parts.append(f"{p.name}:{file_sha256(p)}")
+            parts.append(f"{p.name}:{file_digest(p)}")
         elif p.is_file() and p.suffix in (".safetensors", ".bin", ".pt"):
             parts.append(f"{p.name}:{p.stat().st_size}")
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()

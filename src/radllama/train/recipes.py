@@ -22,9 +22,10 @@ from radllama.models.loading import RETRIEVAL_INDEX_FILE, load_causal_lm, load_t
 from radllama.models.mini import build_model, save_pretrained, train_tokenizer
 from radllama.progress import console
 from radllama.prompts import PromptStyle
+from radllama.provenance import file_digest
 from radllama.retrieval import TfidfRetriever
 from radllama.train import loop
-from radllama.train.checkpoint import file_sha256, model_fingerprint
+from radllama.train.checkpoint import model_fingerprint
 from radllama.train.config import TrainConfig, dump_config
 from radllama.train.examples import build_task_examples, nearest_reports, neighbour_chain, pack_blocks, report_text
 
@@ -102,7 +103,7 @@ def _train(
 
 def provenance(cfg: TrainConfig) -> dict[str, str]:
     """Contents (not paths) that a checkpoint must share with the run resuming it."""
-    found = {"data.train sha256": file_sha256(Path(cfg.data.train))}
+    found = {"data.train sha256": file_digest(Path(cfg.data.train))}
     if cfg.recipe == "lora_sft":
         found["base model"] = model_fingerprint(Path(cfg.model.path))
     return found

@@ -81,6 +81,7 @@ def resources(pid: int) -> dict[str, float]:
         "rss_mib": sum(p.memory_info().rss for p in procs) / 2**20,
         "open_files": sum(p.num_fds() for p in procs),
         "threads": sum(p.num_threads() for p in procs),
+        "rss_by_process": {f"{p.name()} {p.pid}": round(p.memory_info().rss / 2**20) for p in procs},
     }
 
 
@@ -237,8 +238,15 @@ def main() -> None:
         f"{result['wall_s']:.0f} s on loopback: {result['requests']:,} requests, {len(result['wrong'])} answers wrong "
         f"or with an unexpected status. Server process tree before → after the load: RSS {b['rss_mib']:.0f} → "
         f"{a['rss_mib']:.0f} MiB, open files {b['open_files']} → {a['open_files']}, threads {b['threads']} → "
-        f"{a['threads']}. {'Back to the start level.' if not problems else 'NOT settled: ' + '; '.join(problems)} "
-        "503 counts as expected for good requests (the bounded queue under 32 clients)."
+        f"{a['threads']}; RSS per process before → after: "
+        + ", ".join(f"{k} {v} → {a['rss_by_process'].get(k, '–')} MiB" for k, v in b["rss_by_process"].items())
+        + ". "
+        + (
+            "Within the tolerance (threads +2, files +4, RSS +15% + 50 MiB). "
+            if not problems
+            else "NOT settled: " + "; ".join(problems) + ". "
+        )  # fmt: skip
+        + "503 counts as expected for good requests (the bounded queue under 32 clients)."
     )
     publish(f"Soak: mixed good and bad requests, {args.backend} backend (bench_soak.py)", note, "\n".join(rows),
             write=not args.no_write)  # fmt: skip

@@ -18,6 +18,14 @@ FLOPs counted (parameter matmuls only; attention score/value matmuls excluded, s
 ``tokens`` are the positions processed, padding included (that is the work the CPU did);
 the padding fraction is reported beside it. Targets: base stage ≥ 50% of the matmul rate;
 padding ≤ 10% of processed tokens.
+
+    python bench/bench_train.py --autocast [--validation VALIDATION_JSONL] [--lora-base runs/demo/mini/base]
+
+instead compares ``optim.autocast=off`` (fp32) with ``optim.autocast=bf16`` in the same session:
+both stages for ``--steps`` steps each way, tokens/s of training (evaluation time excluded) and
+the validation loss after those steps (plus greedy ROUGE-1 on the first 64 validation reports for
+the LoRA stage), measured in fp32 on the weights each run saved. The LoRA stage starts from
+``--lora-base`` (the demo's trained base), not from the 30-step base.
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ from radllama.train.config import load_config  # noqa: E402
 from radllama.train.recipes import run  # noqa: E402
 
 TITLE = "Training: radllama-mini tokens/s and FLOP/s (bench_train.py)"
+TITLE_AUTOCAST = "Training: fp32 vs bf16 autocast, radllama-mini (bench_train.py --autocast)"
 
 
 def matmul_flops(n: int = 2048, seconds: float = 4.0) -> float:
@@ -67,6 +76,44 @@ def attention_share(cfg_path: str, seq: int) -> float:
     return (2 * m.num_hidden_layers * seq * m.hidden_size) / (2 * params)  # Kaplan et al.: 2·L·n_ctx·d forward
 
 
+def autocast_rows(args: argparse.Namespace) -> None:
+    """fp32 vs bf16 autocast on both stages, in one session; a row per run."""
+    common = [f"data.train={args.train}", f"optim.max_steps={args.steps}", "checkpoint.every_steps=0"]
+    # Evaluated once, at the last step (an "epoch" is longer than the run); fp32 weights either way.
+    common += [f"data.validation={args.validation}", "eval.every_steps=0"]
+    stages = {
+        "base (pretraining)": ("mini-base.yaml", ["optim.epochs=1", "eval.rouge_samples=0"]),
+        "LoRA (instruction tuning)": ("mini-lora.yaml", [f"model.path={args.lora_base}", "eval.rouge_samples=64"]),
+    }
+    rows = [
+        "| stage | autocast | steps | train seconds | tokens/s | vs fp32 | final train loss | validation loss "
+        "| validation ROUGE-1 (n) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, (config, extra) in stages.items():
+        fp32_rate = None
+        for mode in ("off", "bf16"):
+            out = args.out / f"{config.split('.')[0]}-{mode}"
+            s = stage(config, [*common, *extra, f"output_dir={out}", f"optim.autocast={mode}"])
+            val = s["validation"]["final"]
+            rate = s["tokens_per_second"]
+            fp32_rate = fp32_rate or rate
+            rouge = f"{val['val_rouge1']:.4f} ({val['rouge_samples']})" if "val_rouge1" in val else "–"
+            rows.append(
+                f"| {name} | {'bf16' if mode == 'bf16' else 'off (fp32)'} | {s['steps']} | "
+                f"{s['seconds'] - s['eval_seconds']:.1f} | {rate:,.0f} | {rate / fp32_rate:.2f}× | "
+                f"{s['final_loss']:.4f} | {val['val_loss']:.4f} | {rouge} |"
+            )
+    note = (
+        f"Configs `mini-base.yaml` and `mini-lora.yaml` as shipped, `optim.max_steps={args.steps}` each run "
+        f"(base: `optim.epochs=1`; LoRA from `{args.lora_base}`), `data.train={args.train}`, validation loss on "
+        f"all of `{args.validation}` after the last step, computed in fp32 (no autocast) on the trained weights; "
+        f"{torch.get_num_threads()} torch threads, one run each, fp32 then bf16, on a machine shared with other "
+        "jobs. The optimiser's master weights are fp32 in both (autocast changes only the forward/loss compute)."
+    )
+    publish(TITLE_AUTOCAST, note, "\n".join(rows), write=not args.no_write)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--train", default="runs/demo/data/train.jsonl")
@@ -74,9 +121,15 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("/tmp/radllama-bench-train"))
     ap.add_argument("--matmul-seconds", type=float, default=4.0)
     ap.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    ap.add_argument("--autocast", action="store_true", help="compare fp32 with bf16 autocast instead")
+    ap.add_argument("--validation", default="runs/demo/data/validation.jsonl")
+    ap.add_argument("--lora-base", default="runs/demo/mini/base")
     args = ap.parse_args()
 
     shutil.rmtree(args.out, ignore_errors=True)  # fresh runs: never resume a previous bench
+    if args.autocast:
+        autocast_rows(args)
+        return
     peak = matmul_flops(seconds=args.matmul_seconds)
     common = [f"data.train={args.train}", f"optim.max_steps={args.steps}", "checkpoint.every_steps=0"]
     base = stage(

@@ -69,6 +69,7 @@ class LoopResult:
     planned_steps: int = 0  # steps the schedule was built for (more than ``steps`` after early stopping)
     evaluation: BestTracker | None = None  # the validation record (None without data.validation)
     stopped_early: bool = False
+    eval_seconds: float = 0.0  # of ``seconds``, spent evaluating (and saving best/)
 
 
 def collate(batch: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
@@ -222,7 +223,7 @@ def train(
     lengths = np.array([len(e.input_ids) for e in examples])
     tokens_seen, padded, target_total = counters["tokens_seen"], counters["padded_tokens"], counters["target_tokens"]
     per_epoch = max(1, len(examples) // args.batch_size)  # as step_indices counts epochs
-    done, stopped = start, False
+    done, stopped, eval_seconds = start, False, 0.0
     model.train()
     t0 = time.perf_counter()
     with progress_bar() as bar:
@@ -261,6 +262,7 @@ def train(
             if validation is not None and tracker is not None:
                 loss_due, rouge_due = due(done, steps, per_epoch, validation.settings)
                 if loss_due:
+                    began = time.perf_counter()
                     row = _evaluate(validation, par, model, pad_id, args.micro_batch_size, done, rouge_due)
                     improved = tracker.update(row)
                     _log(output_dir, accelerator, {**row, "best": improved})
@@ -268,6 +270,7 @@ def train(
                     if improved and validation.settings.keep_best:
                         _save_best(output_dir, par, model, save_weights, row, tracker.metric)
                     stopped = tracker.should_stop and done < steps
+                    eval_seconds += time.perf_counter() - began
             if checkpoint_every and done % checkpoint_every == 0 and done < steps:
                 state = {
                     "losses": losses,
@@ -284,9 +287,10 @@ def train(
                 }
                 _checkpoint(output_dir, done, par, model, optimizer, scheduler, state, config_yaml, keep_last)
             if stopped:
+                best = "none finite" if tracker.best is None else f"{tracker.best:.4f} at step {tracker.best_step}"
                 accelerator.print(
                     f"early stopping at step {done}: {tracker.metric} has not improved for {tracker.patience} "
-                    f"evaluations (best {tracker.best:.4f} at step {tracker.best_step})"
+                    f"evaluations (best {best})"
                 )
                 break
     seconds = time.perf_counter() - t0
@@ -297,7 +301,7 @@ def train(
     accelerator.wait_for_everyone()
     final = losses[-1] if losses else float("nan")
     return LoopResult(
-        done, final, tokens_seen, target_total, padded, seconds, losses, steps, tracker, stopped_early=stopped
+        done, final, tokens_seen, target_total, padded, seconds, losses, steps, tracker, stopped, eval_seconds
     )
 
 

@@ -78,7 +78,9 @@ def _finish(cfg: TrainConfig, out: Path, result: loop.LoopResult, extra: dict, m
         "planned_steps": result.planned_steps,
         "final_loss": result.final_loss,
         "seconds": round(result.seconds, 2),
-        "tokens_per_second": round(result.tokens_seen / max(result.seconds, 1e-9), 1),
+        "eval_seconds": round(result.eval_seconds, 2),
+        # Training throughput: the time spent evaluating is not training.
+        "tokens_per_second": round(result.tokens_seen / max(result.seconds - result.eval_seconds, 1e-9), 1),
         "target_tokens": result.target_tokens,
         "padding_fraction": round(result.padded_tokens / max(1, result.tokens_seen), 4),
         "validation": validation_summary(cfg, result),

@@ -114,6 +114,8 @@ def test_best_tracker_patience_direction_and_missing_metric() -> None:
 def test_eval_and_autocast_keys_are_checked() -> None:
     with pytest.raises(RadLlamaError, match="optim.autocast must be off or bf16"):
         load_config(None, ["optim.autocast=fp16"])
+    assert load_config(None, ["optim.autocast=off"]).optim.autocast == "off"  # not YAML's false
+    assert load_config(None, ["optim.autocast=bf16"]).optim.autocast == "bf16"
     with pytest.raises(RadLlamaError, match="eval.metric"):
         load_config(None, ["eval.metric=rouge2"])
     with pytest.raises(RadLlamaError, match="needs data.validation"):

@@ -233,6 +233,9 @@ def load_config(path: Path | None, overrides: list[str] | None = None) -> TrainC
             raise RadLlamaError(f"override '{item}' must look like key=value")
         key, raw = item.split("=", 1)
         _set_dotted(tree, key.strip(), raw)
+    optim = tree.get("optim")
+    if isinstance(optim, dict) and optim.get("autocast") is False:  # YAML 1.1 reads a bare `off` as false
+        optim["autocast"] = "off"
     cfg = _build(TrainConfig, tree, "")
     if cfg.recipe not in RECIPES:
         raise RadLlamaError(f"unknown recipe '{cfg.recipe}' (choose from {', '.join(RECIPES)})")

@@ -91,6 +91,8 @@ def autocast_rows(args: argparse.Namespace) -> None:
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, (config, extra) in stages.items():
+        if config.split("-")[1].split(".")[0] not in args.stages.split(","):
+            continue
         fp32_rate = None
         for mode in ("off", "bf16"):
             out = args.out / f"{config.split('.')[0]}-{mode}"
@@ -124,6 +126,7 @@ def main() -> None:
     ap.add_argument("--autocast", action="store_true", help="compare fp32 with bf16 autocast instead")
     ap.add_argument("--validation", default="runs/demo/data/validation.jsonl")
     ap.add_argument("--lora-base", default="runs/demo/mini/base")
+    ap.add_argument("--stages", default="base,lora", help="with --autocast: which stages (base, lora)")
     args = ap.parse_args()
 
     shutil.rmtree(args.out, ignore_errors=True)  # fresh runs: never resume a previous bench

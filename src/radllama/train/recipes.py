@@ -110,6 +110,7 @@ def validation_summary(cfg: TrainConfig, result: loop.LoopResult) -> dict | None
         "final": {k: last[k] for k in pick if k in last},
         "evaluations": tracker.evaluations,
         "stopped_early": result.stopped_early,
+        "rouge_samples": cfg.eval.rouge_samples,  # 0: ROUGE-1 was off
     }
 
 
@@ -123,6 +124,8 @@ def summary_line(summary: dict) -> str:
     def figures(row: dict) -> str:
         loss = f"validation loss {row['val_loss']:.4f}" if "val_loss" in row else "validation loss not measured"
         rouge = f"ROUGE-1 {row['val_rouge1']:.4f} (n={row['rouge_samples']})" if "val_rouge1" in row else None
+        if not val["rouge_samples"]:
+            return loss
         return f"{loss}, {rouge or 'ROUGE-1 not measured at that step'}"
 
     if val["best_step"] is None:

@@ -116,6 +116,41 @@ def autocast_rows(args: argparse.Namespace) -> None:
     publish(TITLE_AUTOCAST, note, "\n".join(rows), write=not args.no_write)
 
 
+def interleaved_steps(rounds: int = 12) -> None:
+    """fp32 and bf16-autocast training steps of the mini-base.yaml model, alternating in one process
+    (order swapped every round, first 2 rounds dropped): both see the same machine load. Prints only."""
+    import statistics
+
+    from radllama.models.mini import build_model, train_tokenizer
+    from radllama.train.loop import autocast_context, build_optimizer, token_loss_sum
+    from radllama.train.tiny import INVENTED_TEXT
+
+    cfg = load_config(CONFIG_DIR / "mini-base.yaml", [])
+    tok = train_tokenizer(INVENTED_TEXT * 50, cfg.mini.vocab_size)
+    torch.manual_seed(0)
+    ids = torch.randint(3, len(tok), (cfg.optim.micro_batch_size, cfg.data.max_seq_len))
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}
+    models = {}
+    for mode in ("off", "bf16"):
+        model = build_model(cfg.mini, tok, seed=0).train()
+        models[mode] = (model, build_optimizer(model, cfg.optim), [])
+    for r in range(rounds):
+        for mode in ("off", "bf16") if r % 2 == 0 else ("bf16", "off"):
+            model, opt, times = models[mode]
+            began = time.perf_counter()
+            with autocast_context(mode, torch.device("cpu")):
+                loss = token_loss_sum(model, batch) / ids.numel()
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            if r >= 2:
+                times.append(time.perf_counter() - began)
+    median = {mode: statistics.median(t) for mode, (_, _, t) in models.items()}
+    for mode, m in median.items():
+        print(f"{mode}: median step {m:.3f} s over {rounds - 2} steps, {ids.numel() / m:,.0f} tokens/s")
+    print(f"bf16 rate / fp32 rate: {median['off'] / median['bf16']:.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--train", default="runs/demo/data/train.jsonl")
@@ -127,8 +162,12 @@ def main() -> None:
     ap.add_argument("--validation", default="runs/demo/data/validation.jsonl")
     ap.add_argument("--lora-base", default="runs/demo/mini/base")
     ap.add_argument("--stages", default="base,lora", help="with --autocast: which stages (base, lora)")
+    ap.add_argument("--interleaved", action="store_true", help="fp32 vs bf16 steps alternating in one process")
     args = ap.parse_args()
 
+    if args.interleaved:
+        interleaved_steps()
+        return
     shutil.rmtree(args.out, ignore_errors=True)  # fresh runs: never resume a previous bench
     if args.autocast:
         autocast_rows(args)

@@ -18,6 +18,14 @@ FLOPs counted (parameter matmuls only; attention score/value matmuls excluded, s
 ``tokens`` are the positions processed, padding included (that is the work the CPU did);
 the padding fraction is reported beside it. Targets: base stage ≥ 50% of the matmul rate;
 padding ≤ 10% of processed tokens.
+
+    python bench/bench_train.py --autocast [--validation VALIDATION_JSONL] [--lora-base runs/demo/mini/base]
+
+instead compares ``optim.autocast=off`` (fp32) with ``optim.autocast=bf16`` in the same session:
+both stages for ``--steps`` steps each way, tokens/s of training (evaluation time excluded) and
+the validation loss after those steps (plus greedy ROUGE-1 on the first 64 validation reports for
+the LoRA stage), measured in fp32 on the weights each run saved. The LoRA stage starts from
+``--lora-base`` (the demo's trained base), not from the 30-step base.
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ from radllama.train.config import load_config  # noqa: E402
 from radllama.train.recipes import run  # noqa: E402
 
 TITLE = "Training: radllama-mini tokens/s and FLOP/s (bench_train.py)"
+TITLE_AUTOCAST = "Training: fp32 vs bf16 autocast, radllama-mini (bench_train.py --autocast)"
 
 
 def matmul_flops(n: int = 2048, seconds: float = 4.0) -> float:
@@ -67,6 +76,81 @@ def attention_share(cfg_path: str, seq: int) -> float:
     return (2 * m.num_hidden_layers * seq * m.hidden_size) / (2 * params)  # Kaplan et al.: 2·L·n_ctx·d forward
 
 
+def autocast_rows(args: argparse.Namespace) -> None:
+    """fp32 vs bf16 autocast on both stages, in one session; a row per run."""
+    common = [f"data.train={args.train}", f"optim.max_steps={args.steps}", "checkpoint.every_steps=0"]
+    # Evaluated once, at the last step (an "epoch" is longer than the run); fp32 weights either way.
+    common += [f"data.validation={args.validation}", "eval.every_steps=0"]
+    stages = {
+        "base (pretraining)": ("mini-base.yaml", ["optim.epochs=1", "eval.rouge_samples=0"]),
+        "LoRA (instruction tuning)": ("mini-lora.yaml", [f"model.path={args.lora_base}", "eval.rouge_samples=64"]),
+    }
+    rows = [
+        "| stage | autocast | steps | train seconds | tokens/s | vs fp32 | final train loss | validation loss "
+        "| validation ROUGE-1 (n) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, (config, extra) in stages.items():
+        if config.split("-")[1].split(".")[0] not in args.stages.split(","):
+            continue
+        fp32_rate = None
+        for mode in ("off", "bf16"):
+            out = args.out / f"{config.split('.')[0]}-{mode}"
+            s = stage(config, [*common, *extra, f"output_dir={out}", f"optim.autocast={mode}"])
+            val = s["validation"]["final"]
+            rate = s["tokens_per_second"]
+            fp32_rate = fp32_rate or rate
+            rouge = f"{val['val_rouge1']:.4f} ({val['rouge_samples']})" if "val_rouge1" in val else "–"
+            rows.append(
+                f"| {name} | {'bf16' if mode == 'bf16' else 'off (fp32)'} | {s['steps']} | "
+                f"{s['seconds'] - s['eval_seconds']:.1f} | {rate:,.0f} | {rate / fp32_rate:.2f}× | "
+                f"{s['final_loss']:.4f} | {val['val_loss']:.4f} | {rouge} |"
+            )
+    note = (
+        f"Configs `mini-base.yaml` and `mini-lora.yaml` as shipped, `optim.max_steps={args.steps}` each run "
+        f"(base: `optim.epochs=1`; LoRA from `{args.lora_base}`), `data.train={args.train}`, validation loss on "
+        f"all of `{args.validation}` after the last step, computed in fp32 (no autocast) on the trained weights; "
+        f"{torch.get_num_threads()} torch threads, one run each, fp32 then bf16, on a machine shared with other "
+        "jobs. The optimiser's master weights are fp32 in both (autocast changes only the forward/loss compute)."
+    )
+    publish(TITLE_AUTOCAST, note, "\n".join(rows), write=not args.no_write)
+
+
+def interleaved_steps(rounds: int = 12) -> None:
+    """fp32 and bf16-autocast training steps of the mini-base.yaml model, alternating in one process
+    (order swapped every round, first 2 rounds dropped): both see the same machine load. Prints only."""
+    import statistics
+
+    from radllama.models.mini import build_model, train_tokenizer
+    from radllama.train.loop import autocast_context, build_optimizer, token_loss_sum
+    from radllama.train.tiny import INVENTED_TEXT
+
+    cfg = load_config(CONFIG_DIR / "mini-base.yaml", [])
+    tok = train_tokenizer(INVENTED_TEXT * 50, cfg.mini.vocab_size)
+    torch.manual_seed(0)
+    ids = torch.randint(3, len(tok), (cfg.optim.micro_batch_size, cfg.data.max_seq_len))
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}
+    models = {}
+    for mode in ("off", "bf16"):
+        model = build_model(cfg.mini, tok, seed=0).train()
+        models[mode] = (model, build_optimizer(model, cfg.optim), [])
+    for r in range(rounds):
+        for mode in ("off", "bf16") if r % 2 == 0 else ("bf16", "off"):
+            model, opt, times = models[mode]
+            began = time.perf_counter()
+            with autocast_context(mode, torch.device("cpu")):
+                loss = token_loss_sum(model, batch) / ids.numel()
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            if r >= 2:
+                times.append(time.perf_counter() - began)
+    median = {mode: statistics.median(t) for mode, (_, _, t) in models.items()}
+    for mode, m in median.items():
+        print(f"{mode}: median step {m:.3f} s over {rounds - 2} steps, {ids.numel() / m:,.0f} tokens/s")
+    print(f"bf16 rate / fp32 rate: {median['off'] / median['bf16']:.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--train", default="runs/demo/data/train.jsonl")
@@ -74,9 +158,20 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("/tmp/radllama-bench-train"))
     ap.add_argument("--matmul-seconds", type=float, default=4.0)
     ap.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    ap.add_argument("--autocast", action="store_true", help="compare fp32 with bf16 autocast instead")
+    ap.add_argument("--validation", default="runs/demo/data/validation.jsonl")
+    ap.add_argument("--lora-base", default="runs/demo/mini/base")
+    ap.add_argument("--stages", default="base,lora", help="with --autocast: which stages (base, lora)")
+    ap.add_argument("--interleaved", action="store_true", help="fp32 vs bf16 steps alternating in one process")
     args = ap.parse_args()
 
+    if args.interleaved:
+        interleaved_steps()
+        return
     shutil.rmtree(args.out, ignore_errors=True)  # fresh runs: never resume a previous bench
+    if args.autocast:
+        autocast_rows(args)
+        return
     peak = matmul_flops(seconds=args.matmul_seconds)
     common = [f"data.train={args.train}", f"optim.max_steps={args.steps}", "checkpoint.every_steps=0"]
     base = stage(

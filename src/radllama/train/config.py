@@ -24,7 +24,9 @@ class DataArgs:
     """Where the examples come from."""
 
     train: str = "runs/data/openi/train.jsonl"  # split JSONL (records with findings/impression)
-    validation: str | None = None  # optional split JSONL for validation loss
+    # Split JSONL for validation (never the test split): validation loss, generated ROUGE-1,
+    # early stopping and the best checkpoint (see EvalArgs). None = no validation.
+    validation: str | None = None
     max_seq_len: int = 512  # longer examples are cut in the findings, never in the target
     # task -> examples per eligible record (see radllama.train.examples.TASKS): impression,
     # indication_impression, abnormal_list, presence. Evaluation scores only "impression".
@@ -72,6 +74,10 @@ class OptimArgs:
     warmup_ratio: float = 0.03
     min_lr_ratio: float = 0.1
     grad_clip: float = 1.0
+    # "bf16": forward and loss under torch.autocast (bfloat16 matmuls; on CPU with AVX-512 BF16 or
+    # AMX, on CUDA where bf16 is supported); the weights, their gradients and the optimiser stay in
+    # model.dtype (fp32 on CPU by default: the fp32 master weights). "off": plain model.dtype.
+    autocast: str = "off"
 
 
 @dataclass
@@ -80,6 +86,25 @@ class CheckpointArgs:
 
     every_steps: int = 0  # 0 = only at the end
     keep_last: int = 2
+
+
+@dataclass
+class EvalArgs:
+    """What is measured on ``data.validation`` during training (nothing without it).
+
+    An evaluation row goes into ``train_log.jsonl`` each time: validation loss always, and
+    ROUGE-1 of greedy answers on a fixed sample when due. "An epoch" is the loop's pass over its
+    examples (with ``data.pretrain_order: neighbours``: all passes together).
+    """
+
+    every_steps: int = 0  # validation loss every N optimiser steps; 0 = at the end of each epoch (and at the end)
+    rouge_samples: int = 64  # validation reports answered greedily for ROUGE-1 (the first N); 0 = no ROUGE
+    rouge_every_steps: int = 0  # ROUGE-1 every M steps; 0 = at the end of each epoch (and at the end)
+    max_new_tokens: int = 64  # answer length limit for the ROUGE sample
+    metric: str = "val_loss"  # what picks the best checkpoint and drives patience: val_loss | val_rouge1
+    patience: int = 0  # stop after this many evaluations of the metric without improvement; 0 = never stop early
+    min_delta: float = 0.0  # an improvement must beat the best so far by more than this
+    keep_best: bool = True  # save the best weights to output_dir/best/ (with best.json: step and figures)
 
 
 @dataclass
@@ -108,6 +133,7 @@ class TrainConfig:
     lora: LoraArgs = field(default_factory=LoraArgs)
     optim: OptimArgs = field(default_factory=OptimArgs)
     checkpoint: CheckpointArgs = field(default_factory=CheckpointArgs)
+    eval: EvalArgs = field(default_factory=EvalArgs)
     prompt: PromptArgs = field(default_factory=PromptArgs)
     mini: MiniModelArgs = field(default_factory=MiniModelArgs)  # pretrain_mini only
 
@@ -207,6 +233,9 @@ def load_config(path: Path | None, overrides: list[str] | None = None) -> TrainC
             raise RadLlamaError(f"override '{item}' must look like key=value")
         key, raw = item.split("=", 1)
         _set_dotted(tree, key.strip(), raw)
+    optim = tree.get("optim")
+    if isinstance(optim, dict) and optim.get("autocast") is False:  # YAML 1.1 reads a bare `off` as false
+        optim["autocast"] = "off"
     cfg = _build(TrainConfig, tree, "")
     if cfg.recipe not in RECIPES:
         raise RadLlamaError(f"unknown recipe '{cfg.recipe}' (choose from {', '.join(RECIPES)})")
@@ -214,7 +243,29 @@ def load_config(path: Path | None, overrides: list[str] | None = None) -> TrainC
         raise RadLlamaError(f"parallel must be ddp, fsdp or zero2, not {cfg.parallel!r}")
     if cfg.optim.batch_size % cfg.optim.micro_batch_size:
         raise RadLlamaError("optim.batch_size must be a multiple of optim.micro_batch_size")
+    if cfg.optim.autocast not in AUTOCAST:
+        raise RadLlamaError(f"optim.autocast must be {' or '.join(AUTOCAST)}, not {cfg.optim.autocast!r}")
+    _check_eval(cfg)
     return cfg
+
+
+AUTOCAST = ("off", "bf16")
+EVAL_METRICS = {"val_loss": "min", "val_rouge1": "max"}  # metric -> which way is better
+
+
+def _check_eval(cfg: TrainConfig) -> None:
+    ev = cfg.eval
+    if ev.metric not in EVAL_METRICS:
+        raise RadLlamaError(f"eval.metric must be {' or '.join(EVAL_METRICS)}, not {ev.metric!r}")
+    for key in ("every_steps", "rouge_samples", "rouge_every_steps", "patience"):
+        if getattr(ev, key) < 0:
+            raise RadLlamaError(f"eval.{key} must be 0 or more, not {getattr(ev, key)}")
+    if ev.max_new_tokens < 1:
+        raise RadLlamaError("eval.max_new_tokens must be at least 1")
+    if ev.metric == "val_rouge1" and ev.rouge_samples == 0:
+        raise RadLlamaError("eval.metric=val_rouge1 needs eval.rouge_samples above 0")
+    if ev.patience and not cfg.data.validation:
+        raise RadLlamaError("eval.patience (early stopping) needs data.validation")
 
 
 def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:

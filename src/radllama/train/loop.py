@@ -1,5 +1,7 @@
 """The training loop shared by both recipes: AdamW, warmup + cosine, gradient accumulation
-to the global batch, loss normalised by the number of target tokens, checkpoint/resume.
+to the global batch, loss normalised by the number of target tokens, optional bf16 autocast,
+validation with the best checkpoint and early stopping (radllama.train.evaluation),
+checkpoint/resume.
 
 Distributed training is the same loop under ``accelerate launch`` or ``torchrun``: each
 process takes its share of every global batch; gradients are averaged by DDP, FSDP2 or
@@ -12,6 +14,7 @@ import json
 import math
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +41,16 @@ from radllama.train.checkpoint import (
     step_dir,
 )
 from radllama.train.config import OptimArgs
+from radllama.train.evaluation import (
+    BEST_DIR,
+    BEST_FILE,
+    BestTracker,
+    Validation,
+    due,
+    loss_sum,
+    rouge1_sum,
+    write_best,
+)
 from radllama.train.examples import IGNORE_INDEX, Example
 from radllama.train.parallel import Parallel
 
@@ -53,6 +66,10 @@ class LoopResult:
     padded_tokens: int  # padding positions processed, this process
     seconds: float
     losses: list[float]
+    planned_steps: int = 0  # steps the schedule was built for (more than ``steps`` after early stopping)
+    evaluation: BestTracker | None = None  # the validation record (None without data.validation)
+    stopped_early: bool = False
+    eval_seconds: float = 0.0  # of ``seconds``, spent evaluating (and saving best/)
 
 
 def collate(batch: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
@@ -113,6 +130,17 @@ def token_loss_sum(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return F.cross_entropy(shift_logits, shift_labels, ignore_index=IGNORE_INDEX, reduction="sum")
 
 
+def autocast_context(mode: str, device: torch.device) -> AbstractContextManager:
+    """``optim.autocast``: bf16 matmuls in forward and loss; weights and gradients keep their dtype."""
+    if mode == "off":
+        return nullcontext()
+    if mode != "bf16":
+        raise RadLlamaError(f"optim.autocast must be off or bf16, not {mode!r}")
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise RadLlamaError("optim.autocast=bf16: this GPU does not support bfloat16")
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
 def build_optimizer(model: Any, args: OptimArgs) -> torch.optim.Optimizer:
     """AdamW over the trainable parameters; norms and biases are not decayed."""
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -146,15 +174,24 @@ def train(
     log_every: int = 5,
     parallel: str = "ddp",
     provenance: dict[str, Any] | None = None,
+    validation: Validation | None = None,
 ) -> LoopResult:
     """Train ``model`` on ``examples``; returns losses and throughput figures.
 
-    ``save_weights(folder, state_dict)`` writes the final model on the main process;
-    ``state_dict`` is the gathered full state under FSDP, None otherwise. ``provenance``
+    ``save_weights(folder, state_dict)`` writes the final model (and ``best/``) on the main
+    process; ``state_dict`` is the gathered full state under FSDP, None otherwise. ``provenance``
     (data and base model hashes) is saved in every checkpoint and must match on resume.
+    ``validation``: measured when due (``eval.*``), logged, the best kept, early stopping.
     """
     par = Parallel(accelerator, parallel)
     provenance = provenance or {}
+    if validation is not None and validation.settings.rouge_samples and par.mode == "fsdp":
+        raise RadLlamaError(
+            "eval.rouge_samples under parallel=fsdp: generating from sharded weights is not supported; "
+            "set eval.rouge_samples=0 (validation loss still works) or use parallel=ddp"
+        )
+    tracker = BestTracker.from_settings(validation.settings) if validation is not None else None
+    precision = autocast_context(args.autocast, accelerator.device)
     model = par.shard(model)
     optimizer = build_optimizer(model, args)
     steps = total_steps(len(examples), args)
@@ -177,11 +214,16 @@ def train(
         if state is not None:
             start, losses = state["step"], state["losses"]
             counters = {k: state.get(k, 0) for k in counters}
+            if tracker is not None and state.get("eval"):
+                tracker = BestTracker.from_state(state["eval"])
+            _note_newer_best(output_dir, accelerator, start)
             accelerator.print(f"resumed at step {start}/{steps}")
 
     rank, world = accelerator.process_index, accelerator.num_processes
     lengths = np.array([len(e.input_ids) for e in examples])
     tokens_seen, padded, target_total = counters["tokens_seen"], counters["padded_tokens"], counters["target_tokens"]
+    per_epoch = max(1, len(examples) // args.batch_size)  # as step_indices counts epochs
+    done, stopped, eval_seconds = start, False, 0.0
     model.train()
     t0 = time.perf_counter()
     with progress_bar() as bar:
@@ -198,11 +240,12 @@ def train(
                 tokens_seen += batch["input_ids"].numel()
                 padded += int((batch["attention_mask"] == 0).sum())
                 with par.sync_context(model, j == len(micro) - 1):
-                    loss_sum = token_loss_sum(model, batch)
+                    with precision:  # forward and loss only; backward runs outside, as autocast asks
+                        micro_loss = token_loss_sum(model, batch)
                     # Every backend averages gradients over processes, so scale by world size to
                     # get the global sum divided by the global number of target tokens.
-                    par.backward(model, loss_sum * world / max(1, n_target))
-                step_loss += loss_sum.item()
+                    par.backward(model, micro_loss * world / max(1, n_target))
+                step_loss += micro_loss.item()
             par.optimizer_step(model, optimizer, args.grad_clip)
             scheduler.step()
             loss_t = torch.tensor([step_loss], device=accelerator.device)
@@ -216,6 +259,18 @@ def train(
                     accelerator,
                     {"step": done, "loss": step_mean, "lr": scheduler.get_last_lr()[0]},
                 )
+            if validation is not None and tracker is not None:
+                loss_due, rouge_due = due(done, steps, per_epoch, validation.settings)
+                if loss_due:
+                    began = time.perf_counter()
+                    row = _evaluate(validation, par, model, pad_id, args.micro_batch_size, done, rouge_due)
+                    improved = tracker.update(row)
+                    _log(output_dir, accelerator, {**row, "best": improved})
+                    bar.update(task, description=_eval_text(row))
+                    if improved and validation.settings.keep_best:
+                        _save_best(output_dir, par, model, save_weights, row, tracker.metric)
+                    stopped = tracker.should_stop and done < steps
+                    eval_seconds += time.perf_counter() - began
             if checkpoint_every and done % checkpoint_every == 0 and done < steps:
                 state = {
                     "losses": losses,
@@ -228,15 +283,76 @@ def train(
                     "tokens_seen": tokens_seen,
                     "padded_tokens": padded,
                     "target_tokens": target_total,
+                    "eval": tracker.state() if tracker is not None else None,  # best so far, patience used
                 }
                 _checkpoint(output_dir, done, par, model, optimizer, scheduler, state, config_yaml, keep_last)
+            if stopped:
+                best = "none finite" if tracker.best is None else f"{tracker.best:.4f} at step {tracker.best_step}"
+                accelerator.print(
+                    f"early stopping at step {done}: {tracker.metric} has not improved for {tracker.patience} "
+                    f"evaluations (best {best})"
+                )
+                break
     seconds = time.perf_counter() - t0
     accelerator.wait_for_everyone()
     full = par.full_state(model)  # a collective under FSDP: every rank takes part
     if accelerator.is_main_process:
         save_weights(Path(output_dir), full)
     accelerator.wait_for_everyone()
-    return LoopResult(steps, losses[-1] if losses else float("nan"), tokens_seen, target_total, padded, seconds, losses)
+    final = losses[-1] if losses else float("nan")
+    return LoopResult(
+        done, final, tokens_seen, target_total, padded, seconds, losses, steps, tracker, stopped, eval_seconds
+    )
+
+
+def _evaluate(
+    validation: Validation, par: Parallel, model: Any, pad_id: int, micro_batch_size: int, step: int, rouge: bool
+) -> dict:
+    """One evaluation row (the same on every rank): validation loss, and ROUGE-1 when ``rouge``.
+
+    Weights are measured as they are (model.dtype, no autocast): the figures describe the model
+    that is saved. Evaluation draws no random numbers (eval mode, greedy); fork_rng makes sure,
+    so evaluating never changes what training computes, and resume stays exact.
+    """
+    acc = par.accelerator
+    rank, world = acc.process_index, acc.num_processes
+    model.eval()
+    try:
+        with torch.random.fork_rng(devices=[acc.device.index or 0] if acc.device.type == "cuda" else []):
+            sums = list(loss_sum(model, validation.examples, micro_batch_size, pad_id, acc.device, rank, world))
+            if rouge:
+                sums += rouge1_sum(validation, par.unwrap(model), rank, world)
+    finally:
+        model.train()
+    total = acc.reduce(torch.tensor(sums, dtype=torch.float64, device=acc.device), reduction="sum").tolist()
+    row: dict[str, Any] = {"step": step, "val_loss": total[0] / max(1.0, total[1]), "val_tokens": int(total[1])}
+    if rouge:
+        row |= {"val_rouge1": total[2] / max(1.0, total[3]), "rouge_samples": int(total[3])}
+    return row
+
+
+def _eval_text(row: dict) -> str:
+    rouge = f" R-1 {row['val_rouge1']:.3f}" if "val_rouge1" in row else ""
+    return f"val loss {row['val_loss']:.3f}{rouge}"
+
+
+def _save_best(output_dir: Path, par: Parallel, model: Any, save_weights: Callable, row: dict, metric: str) -> None:
+    """``output_dir/best/``: this step's weights, saved as the final model is, with ``best.json``."""
+    full = par.full_state(model)  # a collective under FSDP: every rank takes part
+    if par.accelerator.is_main_process:
+        write_best(Path(output_dir), save_weights, full, {**row, "metric": metric})
+    par.accelerator.wait_for_everyone()
+
+
+def _note_newer_best(output_dir: Path, accelerator: Accelerator, step: int) -> None:
+    """A ``best/`` saved after the checkpoint by the interrupted run: the rerun's evaluations
+    (the same computations) decide it again."""
+    found = Path(output_dir) / BEST_DIR / BEST_FILE
+    if accelerator.is_main_process and found.is_file():
+        saved = json.loads(found.read_text(encoding="utf-8")).get("step", 0)
+        if saved > step:
+            accelerator.print(f"{found.parent} is from step {saved}, after the checkpoint: evaluations from step "
+                              f"{step} on decide it again")  # fmt: skip
 
 
 def _checkpoint(

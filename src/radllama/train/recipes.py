@@ -27,7 +27,17 @@ from radllama.retrieval import TfidfRetriever
 from radllama.train import loop
 from radllama.train.checkpoint import model_fingerprint
 from radllama.train.config import TrainConfig, dump_config
-from radllama.train.examples import build_task_examples, nearest_reports, neighbour_chain, pack_blocks, report_text
+from radllama.train.curves import CURVE_FILE, draw_training_curve
+from radllama.train.evaluation import BEST_DIR, Validation, continuation_answerer, impression_answerer
+from radllama.train.examples import (
+    build_task_examples,
+    encode_sft,
+    nearest_reports,
+    neighbour_chain,
+    pack_blocks,
+    report_text,
+    retrieved_impressions,
+)
 
 COMPLETE_FILE = "train_summary.json"
 DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
@@ -39,11 +49,11 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def read_training_records(path: str) -> list[dict]:
-    """Training records, checked for the two fields every recipe needs."""
+def read_training_records(path: str, what: str = "training") -> list[dict]:
+    """Training (or validation) records, checked for the two fields every recipe needs."""
     records = read_jsonl(Path(path))
     if not records:
-        raise RadLlamaError(f"{path}: no training records")
+        raise RadLlamaError(f"{path}: no {what} records")
     for i, r in enumerate(records, 1):
         if not str(r.get("findings", "")).strip() or not str(r.get("impression", "")).strip():
             raise RadLlamaError(f"{path}: record {i} lacks findings or impression")
@@ -61,25 +71,84 @@ def _accelerator() -> Any:
 
 
 def _finish(cfg: TrainConfig, out: Path, result: loop.LoopResult, extra: dict, main: bool = True) -> dict:
-    """Write the run summary last (main process only): its presence marks a finished run."""
+    """Write the training curve, then the run summary last (main process only): its presence
+    marks a finished run."""
     summary = {
         "recipe": cfg.recipe,
         "steps": result.steps,
+        "planned_steps": result.planned_steps,
         "final_loss": result.final_loss,
         "seconds": round(result.seconds, 2),
-        "tokens_per_second": round(result.tokens_seen / max(result.seconds, 1e-9), 1),
+        "eval_seconds": round(result.eval_seconds, 2),
+        # Training throughput: the time spent evaluating is not training.
+        "tokens_per_second": round(result.tokens_seen / max(result.seconds - result.eval_seconds, 1e-9), 1),
         "target_tokens": result.target_tokens,
         "padding_fraction": round(result.padded_tokens / max(1, result.tokens_seen), 4),
+        "validation": validation_summary(cfg, result),
         **extra,
     }
     if main:
         atomic_write_text(out / "config.yaml", dump_config(cfg))
+        best = summary["validation"]["best_step"] if summary["validation"] else None
+        draw_training_curve(out / "train_log.jsonl", out / CURVE_FILE, best)
         atomic_write_json(out / COMPLETE_FILE, summary)
     return summary
 
 
+def validation_summary(cfg: TrainConfig, result: loop.LoopResult) -> dict | None:
+    """Best and final evaluation of a run with ``data.validation`` (None without)."""
+    tracker = result.evaluation
+    if tracker is None:
+        return None
+    pick = ("val_loss", "val_rouge1", "rouge_samples")
+    best, last = tracker.best_row or {}, tracker.last_row or {}
+    return {
+        "metric": tracker.metric,
+        "best_step": tracker.best_step,
+        "best": {k: best[k] for k in pick if k in best},
+        "best_dir": str(Path(cfg.output_dir) / BEST_DIR) if cfg.eval.keep_best and tracker.best_step else None,
+        "final_step": last.get("step"),
+        "final": {k: last[k] for k in pick if k in last},
+        "evaluations": tracker.evaluations,
+        "stopped_early": result.stopped_early,
+        "rouge_samples": cfg.eval.rouge_samples,  # 0: ROUGE-1 was off
+    }
+
+
+def summary_line(summary: dict) -> str:
+    """The one line ``radllama train`` ends with."""
+    head = f"{summary['recipe']}: {summary['steps']} steps, final train loss {summary['final_loss']:.4f}"
+    val = summary.get("validation")
+    if not val:
+        return f"{head}; no data.validation, so no validation figures"
+
+    def figures(row: dict) -> str:
+        loss = f"validation loss {row['val_loss']:.4f}" if "val_loss" in row else "validation loss not measured"
+        rouge = f"ROUGE-1 {row['val_rouge1']:.4f} (n={row['rouge_samples']})" if "val_rouge1" in row else None
+        if not val["rouge_samples"]:
+            return loss
+        return f"{loss}, {rouge or 'ROUGE-1 not measured at that step'}"
+
+    if val["best_step"] is None:
+        return f"{head}; no evaluation gave a finite {val['metric']}"
+    line = f"{head}; best step {val['best_step']} by {val['metric']}: {figures(val['best'])}"
+    if val["final_step"] != val["best_step"]:
+        line += f"; last (step {val['final_step']}): {figures(val['final'])}"
+    if val["stopped_early"]:
+        line += f"; stopped early (planned {summary['planned_steps']})"
+    return line + (f"; best weights in {val['best_dir']}" if val["best_dir"] else "")
+
+
 def _train(
-    cfg: TrainConfig, model: Any, examples: list, optim: Any, tokenizer: Any, save: Any, accelerator: Any, resume: bool
+    cfg: TrainConfig,
+    model: Any,
+    examples: list,
+    optim: Any,
+    tokenizer: Any,
+    save: Any,
+    accelerator: Any,
+    resume: bool,
+    validation: Validation | None = None,
 ) -> loop.LoopResult:
     """The shared loop with this config's seed, output folder, checkpointing and logging."""
     return loop.train(
@@ -98,12 +167,15 @@ def _train(
         log_every=cfg.log_every,
         parallel=cfg.parallel,
         provenance=provenance(cfg),
+        validation=validation,
     )
 
 
 def provenance(cfg: TrainConfig) -> dict[str, str]:
     """Contents (not paths) that a checkpoint must share with the run resuming it."""
     found = {"data.train sha256": file_digest(Path(cfg.data.train))}
+    if cfg.data.validation:  # it decides the best checkpoint and early stopping
+        found["data.validation sha256"] = file_digest(Path(cfg.data.validation))
     if cfg.recipe == "lora_sft":
         found["base model"] = model_fingerprint(Path(cfg.model.path))
     return found
@@ -127,6 +199,44 @@ def pretraining_blocks(tokenizer: Any, records: list[dict], texts: list[str], cf
         order = neighbour_chain(near, seed=cfg.seed + p)
         blocks += pack_blocks(tokenizer, [texts[i] for i in order], cfg.data.max_seq_len)
     return blocks, dataclasses.replace(cfg.optim, epochs=cfg.optim.epochs / passes)
+
+
+def pretraining_validation(cfg: TrainConfig, tokenizer: Any) -> Validation | None:
+    """Validation for pretraining: packed blocks of the validation reports (loss), and ROUGE-1
+    of the base model continuing ``FINDINGS: …\nIMPRESSION:`` on the first ``eval.rouge_samples``."""
+    if not cfg.data.validation:
+        return None
+    records = read_training_records(cfg.data.validation, "validation")
+    sections = cfg.data.pretrain_sections
+    blocks = pack_blocks(tokenizer, [report_text(r, sections) for r in records], cfg.data.max_seq_len)
+    if not blocks:
+        raise RadLlamaError(f"{cfg.data.validation}: the validation text is shorter than one block")
+    if cfg.eval.rouge_samples and not (
+        "findings" in sections and "impression" in sections[sections.index("findings") + 1 :]
+    ):
+        raise RadLlamaError(
+            "eval.rouge_samples in pretraining needs data.pretrain_sections to hold findings, then impression "
+            "(the model answers by continuing the findings); set eval.rouge_samples=0"
+        )
+    sample = records[: cfg.eval.rouge_samples]
+    answer = continuation_answerer(tokenizer, cfg.eval.max_new_tokens)
+    return Validation(blocks, [r["findings"] for r in sample], [r["impression"] for r in sample], answer, cfg.eval)
+
+
+def sft_validation(cfg: TrainConfig, tokenizer: Any, style: PromptStyle, retriever: Any) -> Validation | None:
+    """Validation for instruction tuning: the impression task (the one evaluation scores), its
+    prompts as generation renders them (retrieval from the training index, nothing left out)."""
+    if not cfg.data.validation:
+        return None
+    records = read_training_records(cfg.data.validation, "validation")
+    shown = retrieved_impressions(retriever, [r["findings"] for r in records], style.retrieval_k)
+    examples = [
+        encode_sft(tokenizer, style, r["findings"], r["impression"], ex, cfg.data.max_seq_len)[0]
+        for r, ex in zip(records, shown, strict=True)
+    ]
+    sample = records[: cfg.eval.rouge_samples]
+    answer = impression_answerer(tokenizer, style, retriever, cfg.eval.max_new_tokens)
+    return Validation(examples, [r["findings"] for r in sample], [r["impression"] for r in sample], answer, cfg.eval)
 
 
 def pretrain_mini(cfg: TrainConfig, resume: bool = False) -> dict:
@@ -156,7 +266,8 @@ def pretrain_mini(cfg: TrainConfig, resume: bool = False) -> dict:
         style.save(folder)
 
     accelerator = _accelerator()
-    result = _train(cfg, model, blocks, optim, tokenizer, save, accelerator, resume)
+    validation = pretraining_validation(cfg, tokenizer)
+    result = _train(cfg, model, blocks, optim, tokenizer, save, accelerator, resume, validation)
     return _finish(cfg, out, result, {"parameters": n_params, "blocks": len(blocks)}, accelerator.is_main_process)
 
 
@@ -208,7 +319,8 @@ def lora_sft(cfg: TrainConfig, resume: bool = False) -> dict:
                 ({"id": r["id"], "findings": r["findings"], "impression": r["impression"]} for r in records),
             )
 
-    result = _train(cfg, model, examples, cfg.optim, tokenizer, save, accelerator, resume)
+    validation = sft_validation(cfg, tokenizer, style, retriever)
+    result = _train(cfg, model, examples, cfg.optim, tokenizer, save, accelerator, resume, validation)
     return _finish(
         cfg,
         out,
@@ -273,4 +385,5 @@ def run(cfg: TrainConfig, resume: bool = False) -> dict:
     fn = {"pretrain_mini": pretrain_mini, "lora_sft": lora_sft}[cfg.recipe]
     summary = fn(cfg, resume=resume)
     console.print(json.dumps(summary, indent=2))
+    console.print(summary_line(summary), markup=False, highlight=False)
     return summary

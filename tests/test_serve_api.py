@@ -7,7 +7,6 @@ inference backends (every test here runs on each).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -138,22 +137,19 @@ def test_32_concurrent_clients_are_batched_without_cross_talk(client: openai.Ope
     def ask(m: list[dict[str, str]]) -> str:
         return client.chat.completions.create(model="radllama", messages=m, max_tokens=MAX).choices[0].message.content
 
-    started = time.perf_counter()
     single = [ask(m) for m in msgs]  # one at a time: each decoded alone
-    sequential_s = time.perf_counter() - started
     assert len(set(single)) > 3
 
     before = httpx.get(f"{base}/health").json()
-    started = time.perf_counter()
     with ThreadPoolExecutor(32) as pool:
         together = list(pool.map(ask, msgs))
-    concurrent_s = time.perf_counter() - started
     after = httpx.get(f"{base}/health").json()
 
     assert together == single  # each client gets its own answer, identical to decoding it alone
     if backend == "transformers":  # request-level batches: 32 requests shared far fewer generate calls
         assert after["batches"] - before["batches"] <= 16, (before, after)
-    assert concurrent_s < sequential_s / 2, (concurrent_s, sequential_s)
+    else:  # vLLM batches inside its engine: the requests were in it together
+        assert after["peak_in_flight"] >= 8, after
 
 
 def test_concurrent_impressions_answer_as_generate(base: str) -> None:

@@ -42,7 +42,7 @@ class VllmEngine:
         self.seeds_supported = on_gpu()  # a per-request seed kills vLLM's CPU engine (issue #11)
         self._lock = threading.Lock()  # counters are touched from both loops
         self._futures: set[Any] = set()
-        self.in_flight = 0
+        self.in_flight = self.peak_in_flight = 0
         self.batches = self.rows_decoded = self.rows_cancelled = 0
 
     def start(self) -> None:
@@ -63,7 +63,7 @@ class VllmEngine:
             running = min(self.in_flight, self.max_batch)
             return {"running": running, "queued": self.in_flight - running, "batches": self.batches,
                     "rows_decoded": self.rows_decoded, "rows_cancelled": self.rows_cancelled, "engine": "vllm",
-                    "engine_alive": self.alive}  # fmt: skip
+                    "peak_in_flight": self.peak_in_flight, "engine_alive": self.alive}  # fmt: skip
 
     def submit(self, job: Job) -> None:
         """Start the job on the engine's loop, or raise QueueFull / EngineDead at once."""
@@ -73,6 +73,7 @@ class VllmEngine:
             if self.in_flight >= self.max_batch + self.queue_size:
                 raise QueueFull
             self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         future = self.engine.submit(self._run(job))
         self._futures.add(future)
         future.add_done_callback(self._futures.discard)

@@ -160,3 +160,15 @@ def llama2_real_tokenizer(tmp_path_factory) -> Path:
 def llama3_style_model(tmp_path_factory) -> Path:
     """Folder of a tiny random model with Llama-3's turn tokens and two stop ids (read-only)."""
     return build_real_tokenizer_llama(tmp_path_factory.mktemp("llama3-style"), llama3_style=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_the_shared_vllm_engine() -> Iterator[None]:
+    """The serve tests share one vLLM engine (test_serve_support.tiny_vllm_engine): stopped while
+    pytest's output is still open, so its shutdown logs nowhere closed."""
+    yield
+    import sys
+
+    support = sys.modules.get("test_serve_support")
+    if support is not None and support.tiny_vllm_engine.cache_info().currsize:
+        support.tiny_vllm_engine().stop()

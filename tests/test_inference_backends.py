@@ -103,19 +103,21 @@ def test_generate_cli_on_vllm_writes_the_transformers_answers_and_resumes(tmp_pa
     write_jsonl(tmp_path / "in.jsonl", rows)
     expected = generate_impressions(str(tiny_model_dir()), None, FINDINGS[:6], max_new_tokens=8)
     out = tmp_path / "out.jsonl"
-    write_jsonl(out, [{"id": "c0", "system": "s", "prediction": expected[0], "status": "ok"}])  # one done before
 
-    def run(backend: str) -> subprocess.CompletedProcess:
+    def run() -> subprocess.CompletedProcess:
         args = ["generate", "--model", str(tiny_model_dir()), "--input", str(tmp_path / "in.jsonl"), "--output",
-                str(out), "--backend", backend, "--max-new-tokens", "8", "--system", "s"]  # fmt: skip
+                str(out), "--backend", "vllm", "--max-new-tokens", "8", "--system", "s"]  # fmt: skip
         return subprocess.run([sys.executable, "-m", "radllama.cli", *args], capture_output=True, text=True,
                               timeout=600)  # fmt: skip
 
-    r = run("vllm")
+    r = run()
     assert r.returncode == 0, r.stderr
-    assert "5 new prediction(s)" in r.stdout
     assert [p["prediction"] for p in read_jsonl(out)] == expected
     assert "Lungs" not in r.stderr + r.stdout  # no report text in the engine's logs
+    out.write_text(out.read_text().splitlines(keepends=True)[0] + '{"id": "c1", "pred')  # interrupted mid-line
+    r = run()
+    assert r.returncode == 0 and "5 new prediction(s)" in r.stdout, r.stderr
+    assert [p["prediction"] for p in read_jsonl(out)] == expected
 
 
 def test_context_window_limits_are_the_same_on_both() -> None:

@@ -1,5 +1,5 @@
 """Privacy: a full `radllama serve` session, as a hospital runs it, logs no report text on either
-backend — the server's own output and vLLM's engine log grepped for the findings that were sent."""
+backend — the server's whole output (vLLM's engine logs into it too) grepped for the findings sent."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def test_a_full_serve_session_logs_no_report_text(backend: str, tmp_path: Path) 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "TMPDIR": str(tmp_path), "COLUMNS": "200"}  # vLLM's engine log lands in TMPDIR
+    env = {**os.environ, "COLUMNS": "200", "VLLM_LOGGING_LEVEL": "INFO"}  # vLLM at its most talkative default
     log = (tmp_path / "serve.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "radllama.cli", "serve", "--model", str(tiny_model_dir()),
                              "--port", str(port), "--backend", backend], stdout=log, stderr=subprocess.STDOUT,
@@ -54,11 +54,9 @@ def test_a_full_serve_session_logs_no_report_text(backend: str, tmp_path: Path) 
         proc.send_signal(signal.SIGINT)
         proc.wait(60)
         log.close()
-    logs = [tmp_path / "serve.log", *tmp_path.glob("radllama-vllm-*.log")]
-    assert len(logs) == (2 if backend == "vllm" else 1)
-    for path in logs:
-        text = path.read_text(errors="replace")
-        assert text.strip(), path  # the logs are really there
-        for word in ("Zebraflavin", "xylophonic"):
-            assert word not in text, f"report text in {path.name}"
-    assert "POST /v1/impressions" in (tmp_path / "serve.log").read_text()  # access lines: method and path only
+    text = (tmp_path / "serve.log").read_text(errors="replace")
+    if backend == "vllm":
+        assert "EngineCore" in text  # the engine's own log lines are in it
+    for word in ("Zebraflavin", "xylophonic"):
+        assert word not in text, "report text in the server's log"
+    assert "POST /v1/impressions" in text  # access lines: method and path only

@@ -5,7 +5,6 @@ its own process (one per test session, shared by every vLLM-backed app)."""
 
 from __future__ import annotations
 
-import atexit
 import functools
 import tempfile
 from collections.abc import Iterator
@@ -82,10 +81,9 @@ def tiny_loaded() -> LoadedModel:
 
 @functools.cache
 def tiny_vllm_engine() -> AsyncVllm:
-    """vLLM's async engine for the tiny model, fp32 (greedy answers equal the transformers backend's)."""
-    engine = AsyncVllm(tiny_model_dir(), tiny_model_dir(), dtype="fp32")
-    atexit.register(engine.stop)
-    return engine
+    """vLLM's async engine for the tiny model, fp32 (greedy answers equal the transformers backend's);
+    stopped at the end of the test session (conftest.py)."""
+    return AsyncVllm(tiny_model_dir(), tiny_model_dir(), dtype="fp32")
 
 
 def tiny_service(settings: ServeSettings, backend: str = "transformers") -> ModelService:

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_train_cli import FINDINGS, IMPRESSIONS  # the same tiny reports
 
 from radllama.errors import RadLlamaError
 from radllama.train.checkpoint import list_checkpoints
@@ -27,14 +28,6 @@ from radllama.train.recipes import run
 from radllama.train.tiny import build_tiny_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-FINDINGS = [
-    "The heart is normal in size. The lungs are clear.",
-    "Mild cardiomegaly. Small left pleural effusion.",
-    "Right lower lobe opacity. No pneumothorax.",
-    "Degenerative changes of the spine. Lungs clear.",
-]
-IMPRESSIONS = ["No acute abnormality.", "Cardiomegaly with effusion.", "Pneumonia.", "No acute disease."]
 
 
 def _rows(n: int, prefix: str) -> str:

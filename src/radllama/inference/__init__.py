@@ -60,7 +60,7 @@ def load_model(
     trust_remote_code: bool = False,
 ) -> LoadedModel:
     """Tokenizer, prompt style, retrieval index and an inference backend for a model folder."""
-    from radllama.models.loading import check_model_folder, load_for_inference, load_prompting
+    from radllama.models.loading import load_for_inference
 
     chosen = resolve_backend(backend, cases, dtype)
     if chosen == "transformers":
@@ -70,27 +70,33 @@ def load_model(
                                     trust_remote_code=trust_remote_code)  # fmt: skip
         loaded.backend = TransformersBackend(loaded.model, loaded.tokenizer, batch_size)
         return loaded
-    from radllama.inference.vllm_backend import VllmBackend, import_vllm
+    from radllama.inference.vllm_backend import VllmBackend
 
-    import_vllm()  # a missing vLLM is one line, before any weights are read
-    check_model_folder(Path(model_dir))
-    loaded = load_prompting(model_dir, adapter_dir, trust_remote_code)
-    weights, tokenizer, lora, rank = vllm_weights(Path(model_dir), Path(adapter_dir) if adapter_dir else None)
-    loaded.backend = VllmBackend(weights, tokenizer, dtype, lora, rank)
+    loaded, engine = prepare_vllm(model_dir, adapter_dir, trust_remote_code)
+    loaded.backend = VllmBackend(dtype=dtype, **engine)
     return loaded
 
 
-def vllm_weights(base: Path, adapter: Path | None) -> tuple[Path, Path, Path | None, int | None]:
-    """What vLLM loads (weights, tokenizer folder, LoRA adapter, its rank): on GPU the base and the
+def prepare_vllm(
+    model_dir: str | Path, adapter_dir: str | Path | None, trust_remote_code: bool = False
+) -> tuple[LoadedModel, dict]:
+    """Prompting (tokenizer, style, retrieval) and what a vLLM engine loads — ``weights``,
+    ``tokenizer``, ``lora``, ``lora_rank``, as keywords of both vLLM engines. On GPU the base and the
     adapter through vLLM's LoRA; on CPU the merged folder (cached, with its tokenizer), since one
     merged adapter is 9x faster there than vLLM's LoRA."""
     from radllama.inference.merged import lora_rank, merged_weights
-    from radllama.inference.vllm_backend import on_gpu
-    from radllama.models.loading import tokenizer_folder
+    from radllama.inference.vllm_backend import import_vllm, on_gpu
+    from radllama.models.loading import check_model_folder, load_prompting, tokenizer_folder
 
-    if adapter is None:
-        return base, base, None, None
-    if on_gpu():
-        return base, tokenizer_folder(base, adapter), adapter, lora_rank(adapter)
-    merged = merged_weights(base, adapter)
-    return merged, merged, None, None
+    import_vllm()  # a missing vLLM is one line, before any weights are read
+    base = Path(model_dir)
+    check_model_folder(base)
+    loaded = load_prompting(model_dir, adapter_dir, trust_remote_code)
+    engine: dict = {"weights": base, "tokenizer": base, "lora": None, "lora_rank": None}
+    if adapter_dir is not None and on_gpu():
+        adapter = Path(adapter_dir)
+        engine.update(tokenizer=tokenizer_folder(base, adapter), lora=adapter, lora_rank=lora_rank(adapter))
+    elif adapter_dir is not None:
+        merged = merged_weights(base, Path(adapter_dir))
+        engine.update(weights=merged, tokenizer=merged)
+    return loaded, engine

@@ -203,13 +203,9 @@ def load_service(
         from radllama.models.loading import load_for_inference
 
         return ModelService(load_for_inference(model_dir, adapter_dir, dtype=dtype), settings)
-    from radllama.inference import vllm_weights
-    from radllama.inference.vllm_backend import AsyncVllm, import_vllm
-    from radllama.models.loading import check_model_folder, load_prompting
+    from radllama.inference import prepare_vllm
+    from radllama.inference.vllm_backend import AsyncVllm
 
-    import_vllm()
-    check_model_folder(Path(model_dir))
-    loaded = load_prompting(model_dir, adapter_dir)
-    weights, tokenizer, lora, rank = vllm_weights(Path(model_dir), Path(adapter_dir) if adapter_dir else None)
-    engine = AsyncVllm(weights, tokenizer, dtype, lora, rank, tensor_parallel_size=tensor_parallel_size)
-    return ModelService(loaded, settings, VllmEngine(engine, settings.queue_size, settings.max_batch))
+    loaded, engine = prepare_vllm(model_dir, adapter_dir)
+    vllm = AsyncVllm(dtype=dtype, tensor_parallel_size=tensor_parallel_size, **engine)
+    return ModelService(loaded, settings, VllmEngine(vllm, settings.queue_size, settings.max_batch))

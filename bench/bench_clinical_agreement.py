@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -97,7 +98,9 @@ def run_context(python: str, texts: list[str]) -> tuple[list[dict[str, str]], st
         src, dst = Path(tmp) / "texts.json", Path(tmp) / "labels.json"
         src.write_text(json.dumps(texts), encoding="utf-8")
         t0 = time.perf_counter()
-        subprocess.run([python, __file__, "--context-worker", str(src), str(dst)], check=True)
+        # The worker imports this checkout's labeller, whatever that interpreter has installed.
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+        subprocess.run([python, __file__, "--context-worker", str(src), str(dst)], check=True, env=env)
         seconds = time.perf_counter() - t0
         result = json.loads(dst.read_text(encoding="utf-8"))
     return result["labels"], result["version"], seconds
@@ -235,6 +238,9 @@ def main() -> None:
         f"mapped observation below {TARGET_MIN} (lowest: {worst[1]} {worst[0]:.3f}, "
         f"**{'met' if min_met else 'not met'}**). In sample: the rules "
         "and the map were refined while reading disagreements on these same reports (micro-F1 0.864 before). "
+        "The last such change: an enlarged *cardio*mediastinal silhouette counts as Cardiomegaly, not Enlarged "
+        "Cardiomediastinum, because the indexers coded all 7 indexed reports that state one as Cardiomegaly and "
+        "none as an enlarged mediastinum (Enlarged Cardiomediastinum 0.780 → 0.889, 5 false positives gone). "
         f"{context_note} "
         f"Time: {timing}."
     )

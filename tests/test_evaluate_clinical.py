@@ -141,6 +141,13 @@ def test_phrases_found_against_mesh() -> None:
     assert label_report("Interval removal of the right PICC line.")["Support Devices"] == ABSENT
     assert label_report("Prior granulomatous infection.")["Pneumonia"] == NOT_MENTIONED
     assert label_report("Soft tissue edema.")["Edema"] == NOT_MENTIONED
+    # The indexers read an enlarged *cardio*mediastinal silhouette as an enlarged heart.
+    for text in ("Enlarged cardiomediastinal silhouette.", "The cardiomediastinal silhouette is mildly enlarged."):
+        labels = label_report(text)
+        assert (labels["Cardiomegaly"], labels["Enlarged Cardiomediastinum"]) == (PRESENT, NOT_MENTIONED), text
+    for text in ("Widened mediastinum.", "The cardiomediastinal silhouette is widened.", "Prominent mediastinal contours."):
+        assert label_report(text)["Enlarged Cardiomediastinum"] == PRESENT, text
+    assert label_report("The cardiomediastinal silhouette is not enlarged.")["Enlarged Cardiomediastinum"] == ABSENT
 
 
 def test_garbage_and_other_languages_mention_nothing() -> None:

@@ -48,9 +48,10 @@ def test_unknown_metric_and_missing_weights_are_one_line(tmp_path: Path) -> None
     with pytest.raises(RadLlamaError, match=r"no weights in .*bertscore; put a Hugging Face encoder folder"):
         check_available(["bertscore"], tmp_path / "none")
     # radgraph: its package is not a dependency; with it installed the weights are what is missing.
-    message = "needs the radgraph package" if importlib.util.find_spec("radgraph") is None else "no weights in"
-    with pytest.raises(RadLlamaError, match=message):
-        check_available(["radgraph"], tmp_path / "none")
+    for name, package in (("radgraph", "radgraph"), ("chexbert", "f1chexbert")):
+        message = f"needs the {package} package" if importlib.util.find_spec(package) is None else "no weights in"
+        with pytest.raises(RadLlamaError, match=message):
+            check_available([name], tmp_path / "none")
 
 
 def test_eval_cli_missing_weights_fails_before_scoring(tmp_path: Path) -> None:

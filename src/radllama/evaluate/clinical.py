@@ -62,10 +62,16 @@ _RANK = {PRESENT: 3, UNCERTAIN: 2, ABSENT: 1, NOT_MENTIONED: 0}
 
 # Mention phrases per observation (regex fragments, matched on lower-cased text).
 MENTIONS: dict[str, list[str]] = {
+    # An *enlarged cardio*mediastinal silhouette counts as Cardiomegaly (below): NLM's indexers
+    # coded it "Cardiac Shadow/enlarged" in every OpenI report that says it, never "Mediastinum".
+    # A widened or prominent one, and any enlarged *mediastinum*, stay here.
     "Enlarged Cardiomediastinum": [
-        r"(enlarged|widened|prominent) (cardio)?mediastin\w*",
-        r"(cardio)?mediastin\w* (silhouette |contours? )?(is |are )?(enlarged|widened|widening|enlargement)",
-        r"(widening|prominence|enlargement) of (the )?(upper |superior |right |left )?(cardio)?mediastin\w*",
+        r"(enlarged|widened|prominent) mediastin\w*",
+        r"(widened|prominent) cardiomediastin\w*",
+        r"mediastin\w* (silhouette |contours? )?(is |are )?(enlarged|widened|widening|enlargement)",
+        r"cardiomediastin\w* (silhouette |contours? )?(is |are )?(\w+ )?(widened|widening)",
+        r"(widening|prominence) of (the )?(upper |superior |right |left )?(cardio)?mediastin\w*",
+        r"enlargement of (the )?(upper |superior |right |left )?mediastin\w*",
         r"(prominence|widening) of the (right |left )?paratracheal",
         r"paratracheal (stripe |soft tissue )?(prominence|widening)",
         r"mediastinal (prominence|widening|enlargement)",
@@ -78,6 +84,9 @@ MENTIONS: dict[str, list[str]] = {
         r"borderline (heart size|cardiac size|cardiomegaly|cardiac enlargement|enlarged heart|enlargement of the)",
         r"enlargement of the (heart|cardiac silhouette)",
         r"cardiac enlargement",
+        r"enlarged cardiomediastin\w*",
+        r"cardiomediastin\w* (silhouette |contours? )?(is |are |appears |remains )?(\w+ )?(enlarged|enlargement)",
+        r"enlargement of (the )?cardiomediastin\w*",
     ],
     "Lung Lesion": [
         r"nodul\w*",

@@ -68,7 +68,7 @@ def test_retrieval_consensus_answers_what_the_neighbours_agree_on() -> None:
     train = [
         {"id": "1", "findings": "Small right pleural effusion. Heart normal.", "impression": "Small right effusion."},
         {"id": "2", "findings": "Small right pleural effusion.", "impression": "Odd wording entirely."},
-        {"id": "3", "findings": "Right pleural effusion, small.", "impression": "Small right pleural effusion."},
+        {"id": "3", "findings": "Right pleural effusion, small.", "impression": "Small right effusion."},
         {"id": "4", "findings": "Pleural effusion on the right, small.", "impression": "Right effusion, small."},
         {"id": "5", "findings": "Right effusion, small. Heart normal.", "impression": "Small right effusion."},
     ]

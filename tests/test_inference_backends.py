@@ -151,3 +151,14 @@ def test_auto_backend_rules(monkeypatch) -> None:
     with pytest.raises(RadLlamaError, match="--backend must be one of"):
         resolve_backend("trt")
     assert json.loads((tiny_model_dir() / "config.json").read_text())["head_dim"] == 32  # a vLLM head size
+
+
+def test_trust_remote_code_reaches_the_vllm_engine_as_it_reaches_transformers(tmp_path: Path) -> None:
+    """The consent is asked once and passed to both loaders; without it vLLM must not run model code."""
+    from radllama.inference import prepare_vllm
+    from radllama.inference.vllm_backend import engine_options
+
+    for consent in (False, True):
+        _, engine = prepare_vllm(tiny_model_dir(), None, trust_remote_code=consent)
+        options = engine_options(engine["weights"], engine["tokenizer"], trust_remote_code=engine["trust_remote_code"])
+        assert options["trust_remote_code"] is consent

@@ -97,7 +97,9 @@ class RetrievalConsensus:
     neighbours, stronger than the single nearest one on templated collections such as OpenI."""
 
     name = "retrieval-consensus"
-    k = 5
+    # Chosen on validation (bench/bench_mbr.py sweeps k = 2..10): 3 was best (ROUGE-1 0.6489,
+    # against 0.6315 for 5), so the baseline the tuned model must beat is the strongest we found.
+    k = 3
 
     def __init__(self) -> None:
         self.retriever = None

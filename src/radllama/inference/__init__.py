@@ -92,7 +92,8 @@ def prepare_vllm(
     base = Path(model_dir)
     check_model_folder(base)
     loaded = load_prompting(model_dir, adapter_dir, trust_remote_code)
-    engine: dict = {"weights": base, "tokenizer": base, "lora": None, "lora_rank": None}
+    engine: dict = {"weights": base, "tokenizer": base, "lora": None, "lora_rank": None,
+                    "trust_remote_code": trust_remote_code}  # fmt: skip
     if adapter_dir is not None and on_gpu():
         adapter = Path(adapter_dir)
         engine.update(tokenizer=tokenizer_folder(base, adapter), lora=adapter, lora_rank=lora_rank(adapter))

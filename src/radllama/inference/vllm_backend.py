@@ -80,6 +80,7 @@ def engine_options(
     lora_rank: int | None = None,
     seed: int = 0,
     tensor_parallel_size: int = 1,
+    trust_remote_code: bool = False,
 ) -> dict[str, Any]:
     """``vllm.LLM`` keyword arguments (the server gets the same as command-line flags)."""
     options: dict[str, Any] = {
@@ -88,6 +89,8 @@ def engine_options(
         "dtype": vllm_dtype(dtype),
         "seed": seed,
         "tensor_parallel_size": tensor_parallel_size,
+        # The same consent as for transformers: a model whose code ships with its weights.
+        "trust_remote_code": trust_remote_code,
     }
     if not on_gpu():
         options["enforce_eager"] = True  # compiled mode takes twice as long to start on CPU
@@ -114,10 +117,11 @@ class VllmBackend:
     name = "vllm"
 
     def __init__(self, weights: Path, tokenizer: Path, dtype: str = "auto", lora: Path | None = None,
-                 lora_rank: int | None = None, seed: int = 0, tensor_parallel_size: int = 1) -> None:  # fmt: skip
+                 lora_rank: int | None = None, seed: int = 0, tensor_parallel_size: int = 1,
+                 trust_remote_code: bool = False) -> None:  # fmt: skip
         vllm = import_vllm()
         self._vllm, self.seed = vllm, seed
-        self.options = engine_options(weights, tokenizer, dtype, lora_rank, seed, tensor_parallel_size)
+        self.options = engine_options(weights, tokenizer, dtype, lora_rank, seed, tensor_parallel_size, trust_remote_code)
         try:
             self.llm = vllm.LLM(**self.options)
         except Exception as exc:  # noqa: BLE001 - vLLM raises many kinds; say which model failed
@@ -175,7 +179,8 @@ class AsyncVllm:
     """
 
     def __init__(self, weights: Path, tokenizer: Path, dtype: str = "auto", lora: Path | None = None,
-                 lora_rank: int | None = None, seed: int = 0, tensor_parallel_size: int = 1) -> None:  # fmt: skip
+                 lora_rank: int | None = None, seed: int = 0, tensor_parallel_size: int = 1,
+                 trust_remote_code: bool = False) -> None:  # fmt: skip
         import asyncio
         import threading
 
@@ -183,7 +188,7 @@ class AsyncVllm:
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
-        self.options = engine_options(weights, tokenizer, dtype, lora_rank, seed, tensor_parallel_size)
+        self.options = engine_options(weights, tokenizer, dtype, lora_rank, seed, tensor_parallel_size, trust_remote_code)
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="radllama-vllm", daemon=True)
         self._thread.start()

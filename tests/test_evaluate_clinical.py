@@ -145,7 +145,11 @@ def test_phrases_found_against_mesh() -> None:
     for text in ("Enlarged cardiomediastinal silhouette.", "The cardiomediastinal silhouette is mildly enlarged."):
         labels = label_report(text)
         assert (labels["Cardiomegaly"], labels["Enlarged Cardiomediastinum"]) == (PRESENT, NOT_MENTIONED), text
-    for text in ("Widened mediastinum.", "The cardiomediastinal silhouette is widened.", "Prominent mediastinal contours."):
+    for text in (
+        "Widened mediastinum.",
+        "The cardiomediastinal silhouette is widened.",
+        "Prominent mediastinal contours.",
+    ):
         assert label_report(text)["Enlarged Cardiomediastinum"] == PRESENT, text
     assert label_report("The cardiomediastinal silhouette is not enlarged.")["Enlarged Cardiomediastinum"] == ABSENT
 

@@ -121,7 +121,9 @@ class VllmBackend:
                  trust_remote_code: bool = False) -> None:  # fmt: skip
         vllm = import_vllm()
         self._vllm, self.seed = vllm, seed
-        self.options = engine_options(weights, tokenizer, dtype, lora_rank, seed, tensor_parallel_size, trust_remote_code)
+        self.options = engine_options(
+            weights, tokenizer, dtype, lora_rank, seed, tensor_parallel_size, trust_remote_code
+        )
         try:
             self.llm = vllm.LLM(**self.options)
         except Exception as exc:  # noqa: BLE001 - vLLM raises many kinds; say which model failed
@@ -188,7 +190,9 @@ class AsyncVllm:
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
-        self.options = engine_options(weights, tokenizer, dtype, lora_rank, seed, tensor_parallel_size, trust_remote_code)
+        self.options = engine_options(
+            weights, tokenizer, dtype, lora_rank, seed, tensor_parallel_size, trust_remote_code
+        )
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="radllama-vllm", daemon=True)
         self._thread.start()

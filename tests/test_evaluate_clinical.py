@@ -152,6 +152,8 @@ def test_phrases_found_against_mesh() -> None:
     ):
         assert label_report(text)["Enlarged Cardiomediastinum"] == PRESENT, text
     assert label_report("The cardiomediastinal silhouette is not enlarged.")["Enlarged Cardiomediastinum"] == ABSENT
+    # The slot before "enlarged" takes an adverb only, never "not".
+    assert label_report("The cardiomediastinal silhouette appears not enlarged.")["Cardiomegaly"] != PRESENT
 
 
 def test_garbage_and_other_languages_mention_nothing() -> None:

@@ -69,7 +69,7 @@ MENTIONS: dict[str, list[str]] = {
         r"(enlarged|widened|prominent) mediastin\w*",
         r"(widened|prominent) cardiomediastin\w*",
         r"mediastin\w* (silhouette |contours? )?(is |are )?(enlarged|widened|widening|enlargement)",
-        r"cardiomediastin\w* (silhouette |contours? )?(is |are )?(\w+ )?(widened|widening)",
+        r"cardiomediastin\w* (silhouette |contours? )?(is |are )?(\w+ly )?(widened|widening)",
         r"(widening|prominence) of (the )?(upper |superior |right |left )?(cardio)?mediastin\w*",
         r"enlargement of (the )?(upper |superior |right |left )?mediastin\w*",
         r"(prominence|widening) of the (right |left )?paratracheal",
@@ -85,7 +85,7 @@ MENTIONS: dict[str, list[str]] = {
         r"enlargement of the (heart|cardiac silhouette)",
         r"cardiac enlargement",
         r"enlarged cardiomediastin\w*",
-        r"cardiomediastin\w* (silhouette |contours? )?(is |are |appears |remains )?(\w+ )?(enlarged|enlargement)",
+        r"cardiomediastin\w* (silhouette |contours? )?(is |are |appears |remains )?(\w+ly )?(enlarged|enlargement)",
         r"enlargement of (the )?cardiomediastin\w*",
     ],
     "Lung Lesion": [

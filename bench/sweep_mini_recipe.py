@@ -27,13 +27,13 @@ from radllama.generate.mbr import MbrSettings
 from radllama.inference import load_model
 from radllama.io import read_jsonl
 from radllama.train.config import load_config
+from radllama.train.curves import read_log
 from radllama.train.recipes import run
 
 
 def last_val_loss(folder: Path) -> float | None:
     """The last validation loss a stage logged (the loss on the weights it saved)."""
-    rows = [json.loads(line) for line in (folder / "train_log.jsonl").read_text().splitlines() if line.strip()]
-    losses = [r["val_loss"] for r in rows if "val_loss" in r]
+    losses = [r["val_loss"] for r in read_log(folder / "train_log.jsonl") if "val_loss" in r]
     return round(losses[-1], 4) if losses else None
 
 

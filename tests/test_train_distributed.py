@@ -75,6 +75,14 @@ def max_difference(a: Path, b: Path, name: str) -> float:
     return max((x[k] - y[k]).abs().max().item() for k in x)
 
 
+def resumed_difference(cmd: list[str], out: Path, name: str) -> float:
+    """Rerun a finished ``cmd`` with ``--resume`` (from its last checkpoint): the largest change in ``name``."""
+    finished = load_file(out / name)
+    check(subprocess.run([*cmd, "--resume"], capture_output=True, text=True, env=ENV, timeout=300))
+    resumed = load_file(out / name)
+    return max((resumed[k] - finished[k]).abs().max().item() for k in finished)
+
+
 def single_process(setup: dict[str, Path], name: str, *extra: str) -> Path:
     out = setup["root"] / name  # one thread here too, like each rank (OMP_NUM_THREADS=1)
     if not (out / "train_summary.json").is_file():
@@ -148,10 +156,7 @@ def test_two_process_fsdp_matches_single_process_and_resumes(setup) -> None:
     assert json.loads((ckpt / "trainer_state.json").read_text())["world_size"] == 2
 
     # Resume from step 2 (the run's only checkpoint): steps 3-4 are redone from the full-state files.
-    finished = load_file(fsdp / "model.safetensors")
-    check(subprocess.run([*cmd, "--resume"], capture_output=True, text=True, env=ENV, timeout=300))
-    resumed = load_file(fsdp / "model.safetensors")
-    worst = max((resumed[k] - finished[k]).abs().max().item() for k in finished)
+    worst = resumed_difference(cmd, fsdp, "model.safetensors")
     print(f"FSDP resumed from step 2 vs uninterrupted: max |weight difference| {worst:.2e}")
     assert worst <= 1e-6
     assert [json.loads(line)["step"] for line in (fsdp / "train_log.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
@@ -172,10 +177,7 @@ def test_two_process_deepspeed_zero2_matches_single_process_and_resumes(setup) -
     shards = sorted(p.name for p in (ckpt / "deepspeed").iterdir() if "optim_states" in p.name)
     assert len(shards) == 2  # one optimiser partition per rank
 
-    finished = load_file(zero2 / "adapter_model.safetensors")
-    check(subprocess.run([*cmd, "--resume"], capture_output=True, text=True, env=ENV, timeout=300))
-    resumed = load_file(zero2 / "adapter_model.safetensors")
-    worst = max((resumed[k] - finished[k]).abs().max().item() for k in finished)
+    worst = resumed_difference(cmd, zero2, "adapter_model.safetensors")
     print(f"ZeRO-2 resumed from step 2 vs uninterrupted: max |adapter difference| {worst:.2e}")
     assert worst <= 1e-6
 

@@ -55,21 +55,27 @@ def adapter(out: Path) -> dict[str, torch.Tensor]:
     return load_file(out / "adapter_model.safetensors")
 
 
+def kill_at_first_checkpoint(config: Path, args: list[str], out: Path, timeout_s: float = 120) -> int:
+    """Run ``radllama train`` in a process, SIGKILL it once ``out`` holds a checkpoint, and return
+    the newest checkpoint's step (the run must not have finished)."""
+    cmd = [sys.executable, "-m", "radllama.cli", "train", "--config", str(config), *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.monotonic() + timeout_s
+    while not list_checkpoints(out) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (out / "train_summary.json").exists()
+    return int(list_checkpoints(out)[-1].name.split("-")[1])
+
+
 def test_sigkill_then_resume_matches_uninterrupted(setup) -> None:
     killed = setup["root"] / "killed"
     config = setup["root"] / "lora.yaml"
     config.write_text("recipe: lora_sft\n")
-    cmd = [sys.executable, "-m", "radllama.cli", "train", "--config", str(config), *overrides(setup, killed)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    deadline = time.monotonic() + 120
-    while not list_checkpoints(killed) and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
-    assert not (killed / "train_summary.json").exists()
-    at_kill = int(list_checkpoints(killed)[-1].name.split("-")[1])
+    at_kill = kill_at_first_checkpoint(config, overrides(setup, killed), killed)
     assert 0 < at_kill < STEPS
 
     summary = run(load_config(None, overrides(setup, killed)), resume=True)

@@ -6,11 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +13,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from test_train_cli import FINDINGS, IMPRESSIONS  # the same tiny reports
+from test_train_resume import kill_at_first_checkpoint
 
 from radllama.errors import RadLlamaError
-from radllama.train.checkpoint import list_checkpoints
 from radllama.train.config import EvalArgs, load_config
 from radllama.train.curves import CURVE_FILE
 from radllama.train.evaluation import BestTracker, due
@@ -288,17 +283,8 @@ def test_sigkill_then_resume_with_evaluation_matches_uninterrupted(setup, case) 
     killed, straight = root / f"killed-{case}", root / f"straight-{case}"
     config = root / "lora.yaml"
     config.write_text("recipe: lora_sft\n")
-    cmd = [sys.executable, "-m", "radllama.cli", "train", "--config", str(config), *lora(setup, killed, steps, *args)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    deadline = time.monotonic() + 180
-    while not list_checkpoints(killed) and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
-    assert 0 < int(list_checkpoints(killed)[-1].name.split("-")[1]) < steps_done
-    assert not (killed / "train_summary.json").exists()
+    at_kill = kill_at_first_checkpoint(config, lora(setup, killed, steps, *args), killed, timeout_s=180)
+    assert 0 < at_kill < steps_done
 
     resumed = run(load_config(config, lora(setup, killed, steps, *args)), resume=True)
     reference = run(load_config(config, lora(setup, straight, steps, *args)))

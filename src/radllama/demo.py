@@ -178,9 +178,8 @@ def render_report(
         "Systems: four non-neural baselines fitted on train (the most frequent impression, the last findings "
         "sentence, the impression of the nearest training report by TF-IDF, and the retrieval consensus: of "
         f"the {RetrievalConsensus.k} nearest training impressions, the one the others agree with); radllama-mini "
-        "untuned and "
-        "LoRA-tuned, greedy; and the tuned model with minimum Bayes risk decoding over its greedy answer and "
-        "the training impressions its prompt shows (`-mbr`; chosen on the validation split, see "
+        "untuned and LoRA-tuned, greedy; and the tuned model with minimum Bayes risk decoding over its greedy "
+        "answer and the training impressions its prompt shows (`-mbr`; chosen on the validation split, see "
         "BENCHMARKS.md). No choice was made on the test split.",
         "",
         "Scorer: Google `rouge-score` 0.1.2, F1, stemmer on; 95% bootstrap CIs (1,000 resamples).",

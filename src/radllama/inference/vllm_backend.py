@@ -82,7 +82,7 @@ def engine_options(
     tensor_parallel_size: int = 1,
     trust_remote_code: bool = False,
 ) -> dict[str, Any]:
-    """``vllm.LLM`` keyword arguments (the server gets the same as command-line flags)."""
+    """Engine keyword arguments, the same for ``vllm.LLM`` and the server's ``AsyncEngineArgs``."""
     options: dict[str, Any] = {
         "model": str(weights),
         "tokenizer": str(tokenizer),

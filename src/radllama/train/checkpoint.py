@@ -71,9 +71,10 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def model_fingerprint(folder: Path) -> str:
-    """Cheap identity of a base model folder: its config and tokenizer files' hashes and the weight
-    files' names and sizes (hashing 13 GB of weights on every resume would take minutes)."""
+def base_model_identity(folder: Path) -> str:
+    """Cheap identity of a base model folder for the resume check: its config and tokenizer files'
+    hashes and the weight files' names and sizes. Not :func:`radllama.provenance.model_fingerprint`
+    (which hashes every weight byte, for outputs): hashing 13 GB on every resume would take minutes."""
     folder = Path(folder)
     if not folder.is_dir():
         return str(folder)  # a hub id: its name is all we know
@@ -102,9 +103,15 @@ def fsync_tree(folder: Path) -> None:
         _fsync(Path(root))
 
 
+def tmp_dir(output_dir: Path, step: int) -> Path:
+    """``step-NNNNNN.tmp/``: where every rank writes its part of a checkpoint before the rename."""
+    final = step_dir(output_dir, step)
+    return final.with_name(final.name + ".tmp")
+
+
 def fresh_tmp_dir(output_dir: Path, step: int) -> Path:
-    """The empty ``step-NNNNNN.tmp/`` a checkpoint is built in (main process)."""
-    tmp = step_dir(output_dir, step).with_name(f"step-{step:06d}.tmp")
+    """The empty :func:`tmp_dir` a checkpoint is built in (main process)."""
+    tmp = tmp_dir(output_dir, step)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     return tmp

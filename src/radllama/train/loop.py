@@ -38,7 +38,7 @@ from radllama.train.checkpoint import (
     rng_file,
     save_rank_rng,
     set_rng_state,
-    step_dir,
+    tmp_dir,
 )
 from radllama.train.config import OptimArgs
 from radllama.train.evaluation import (
@@ -370,7 +370,7 @@ def _checkpoint(
     accelerator = par.accelerator
     weights = par.trainable_state(model)  # collectives under FSDP: all ranks, in this order
     optimizer_state = par.optimizer_state(model, optimizer)
-    tmp = step_dir(output_dir, step).with_name(f"step-{step:06d}.tmp")
+    tmp = tmp_dir(output_dir, step)
     if accelerator.is_main_process:
         fresh_tmp_dir(output_dir, step)
     accelerator.wait_for_everyone()

@@ -25,7 +25,7 @@ from radllama.prompts import PromptStyle
 from radllama.provenance import file_digest
 from radllama.retrieval import TfidfRetriever
 from radllama.train import loop
-from radllama.train.checkpoint import model_fingerprint
+from radllama.train.checkpoint import base_model_identity
 from radllama.train.config import TrainConfig, dump_config
 from radllama.train.curves import CURVE_FILE, draw_training_curve
 from radllama.train.evaluation import BEST_DIR, Validation, continuation_answerer, impression_answerer
@@ -177,7 +177,7 @@ def provenance(cfg: TrainConfig) -> dict[str, str]:
     if cfg.data.validation:  # it decides the best checkpoint and early stopping
         found["data.validation sha256"] = file_digest(Path(cfg.data.validation))
     if cfg.recipe == "lora_sft":
-        found["base model"] = model_fingerprint(Path(cfg.model.path))
+        found["base model"] = base_model_identity(Path(cfg.model.path))
     return found
 
 

@@ -1,7 +1,7 @@
 """``radllama demo``: the paper's pipeline end to end on the embedded default.
 
 OpenI -> seeded split -> radllama-mini base (pretrained on train report text) -> LoRA
-instruction tuning -> impressions from the untuned base, the tuned model and three
+instruction tuning -> impressions from the untuned base, the tuned model (greedy, MBR) and four
 baselines -> ROUGE (+ clinical score) with CIs on ``all`` and ``unseen`` -> report.md.
 Every stage is cached in ``--out``: a second run reuses what is complete.
 """
@@ -140,7 +140,8 @@ def run_demo(
     # The demo redoes what was made from something else (a --quick run's models, an edited recipe).
     result = run_comparison(cfg_path, out_dir=out, limit=16 if quick else None, backend=backend, on_change="redo")
     timings["generate+evaluate"] = time.perf_counter() - t1
-    report = render_report(out, manifest, base, lora, result["paths"]["paper_table"], timings, quick)
+    why = copying_section(out)
+    report = render_report(out, manifest, base, lora, result["paths"]["paper_table"], timings, quick, why)
     atomic_write_text(out / "report.md", report)
     from radllama.evaluate.report import rich_table
 
@@ -155,8 +156,75 @@ def run_demo(
     return result
 
 
+TUNED = ("radllama-mini-lora", "radllama-mini-lora-mbr")
+
+
+def copying_section(out: Path) -> str:
+    """report.md's "why": how often the tuned systems answer with a training impression verbatim,
+    and how they score on copied and on newly written answers beside the reference baseline."""
+    from radllama.evaluate.copying import candidate_sources, copy_analysis
+    from radllama.train.config import load_config
+
+    k = load_config(CONFIG_DIR / "mini-lora.yaml").prompt.retrieval_k
+    train = read_jsonl(out / "data" / "train.jsonl")
+    if not (out / "predictions" / f"{REFERENCE}.jsonl").is_file():
+        return ""
+    reference = read_jsonl(out / "predictions" / f"{REFERENCE}.jsonl")
+    rows = [
+        f"| system | answer = one of the {k} nearest training impressions | = any training impression | "
+        f"R-1 on those copies ({REFERENCE} on the same cases) | R-1 on answers no training report has "
+        f"({REFERENCE}) | MBR answer taken from |",
+        "|---|---|---|---|---|---|",
+    ]
+
+    def pair(g: dict) -> str:
+        return f"{g['rouge1']:.4f} ({g['reference_rouge1']:.4f}), n={g['n']}" if g["n"] else "–"
+
+    read = []
+    for name in TUNED:
+        if not (out / "predictions" / f"{name}.jsonl").is_file():
+            continue
+        preds = read_jsonl(out / "predictions" / f"{name}.jsonl")
+        a = copy_analysis(preds, reference, train, k)
+        sources = ", ".join(f"{s} {c}" for s, c in sorted(candidate_sources(preds).items())) or "–"
+        rows.append(
+            f"| {name} | {a['copied_nearest']:.1%} | {a['copied_any_training']:.1%} | {pair(a['copied'])} "
+            f"| {pair(a['written'])} | {sources} |"
+        )
+        w = a["written"]
+        if w["n"]:
+            read.append(
+                f"- `{name}`: {a['copied_any_training']:.1%} of its answers are a training impression verbatim; "
+                f"on the {w['n']} it wrote itself, ROUGE-1 {w['rouge1']:.4f} against {w['reference_rouge1']:.4f} "
+                f"for `{REFERENCE}` on the same cases."
+            )
+    return "\n".join(
+        [
+            "#### Copying: how many of the tuned model's answers are training impressions (measured here)",
+            "",
+            f"The tuned model's prompt shows the impressions of the {k} most similar training reports "
+            "(the TF-IDF index the retrieval baselines use too). How often an answer is one of them verbatim "
+            "(case and spacing ignored), and how each kind of answer scores on the test split:",
+            "",
+            *rows,
+            "",
+            *read,
+            "",
+            "A system that mostly copies can only beat the retrieval consensus by choosing better among the "
+            "neighbours; the validation sweeps of what was tried to do more are in BENCHMARKS.md (issue #13).",
+        ]
+    )
+
+
 def render_report(
-    out: Path, manifest: dict, base: dict, lora: dict, table_md: Path, timings: dict[str, float], quick: bool
+    out: Path,
+    manifest: dict,
+    base: dict,
+    lora: dict,
+    table_md: Path,
+    timings: dict[str, float],
+    quick: bool,
+    why: str = "",
 ) -> str:
     """report.md: what was measured, how, and the paper's reported rows kept apart."""
     test = read_jsonl(out / "data" / "test.jsonl")
@@ -185,6 +253,8 @@ def render_report(
         "Scorer: Google `rouge-score` 0.1.2, F1, stemmer on; 95% bootstrap CIs (1,000 resamples).",
         "",
         table_md.read_text(encoding="utf-8"),
+        "",
+        why,
         "",
         "Full leaderboard with the clinical-correctness score and paired tests: `leaderboard.md`; cases: `cases.html`.",
         "",

@@ -1,0 +1,65 @@
+"""How much of a system's answers are training impressions copied verbatim (issue #13's "why").
+
+On a templated collection a tuned model can score well by copying the impression of a similar
+training report; then it cannot beat a retrieval baseline by much. This module measures that on
+a predictions file: the share of answers equal to one of the ``k`` nearest training impressions
+(those a retrieval-augmented prompt shows) or to any training impression, and ROUGE-1 on the
+copied and the written cases, beside a reference system's ROUGE-1 on the same cases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from radllama.data.records import text_key
+from radllama.evaluate.rouge import rouge_many
+from radllama.retrieval import TfidfRetriever
+
+
+def copy_analysis(predictions: Sequence[dict], reference: Sequence[dict], train: Sequence[dict], k: int = 3) -> dict:
+    """Copying by one system (``predictions``), compared case by case with ``reference``.
+
+    Both are predictions records of the same cases (``id``, ``findings``, ``reference``,
+    ``prediction``); ``train`` the training records whose TF-IDF index the prompt retrieves from.
+    Texts are compared by :func:`~radllama.data.records.text_key` (case and whitespace ignored).
+    """
+    by_id = {str(r["id"]): r for r in reference}
+    missing = [str(r["id"]) for r in predictions if str(r["id"]) not in by_id]
+    if missing:
+        raise ValueError(f"{len(missing)} cases have no prediction of the reference system (first: {missing[0]})")
+    n = len(predictions)
+    if n == 0:
+        return {"n": 0}
+    nearest = TfidfRetriever(train).query([r["findings"] for r in predictions], k=k)
+    every = {text_key(r["impression"]) for r in train}
+    answers = [text_key(r["prediction"]) for r in predictions]
+    shown = np.array([a in {text_key(h["impression"]) for h in row} for a, row in zip(answers, nearest, strict=True)])
+    anywhere = np.array([a in every for a in answers])
+    refs = [r["reference"] for r in predictions]
+    own = np.array(rouge_many([r["prediction"] for r in predictions], refs)["rouge1"])
+    other = np.array(rouge_many([by_id[str(r["id"])]["prediction"] for r in predictions], refs)["rouge1"])
+
+    def group(mask: np.ndarray) -> dict:
+        m = int(mask.sum())
+        return {"n": m, "rouge1": float(own[mask].mean()) if m else None,
+                "reference_rouge1": float(other[mask].mean()) if m else None}  # fmt: skip
+
+    return {
+        "n": n,
+        "k": k,
+        "copied_nearest": float(shown.mean()),
+        "copied_any_training": float(anywhere.mean()),
+        "copied": group(shown),
+        "written": group(~anywhere),
+    }
+
+
+def candidate_sources(predictions: Sequence[dict]) -> dict[str, int]:
+    """How many MBR answers came from the greedy answer, a sample, or a retrieved impression."""
+    counts: dict[str, int] = {}
+    for r in predictions:
+        if r.get("candidate"):
+            counts[r["candidate"]] = counts.get(r["candidate"], 0) + 1
+    return counts

@@ -1,4 +1,5 @@
-"""Shared by the benchmarks: put a titled markdown section into BENCHMARKS.md (atomically).
+"""Shared by the benchmarks: put a titled markdown section into BENCHMARKS.md (atomically), and
+the small pieces their tables share (a timed call, ROUGE means as table cells).
 
 A section runs from its ``## title`` line to the next ``## `` line; rerunning a benchmark
 replaces its section instead of appending a duplicate.
@@ -11,11 +12,28 @@ import platform
 import re
 import shlex
 import sys
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from radllama.io import atomic_write_text
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    """``fn()`` and its wall-clock seconds."""
+    started = time.perf_counter()
+    return fn(), time.perf_counter() - started
+
+
+def rouge_cells(predictions: Sequence[str], references: Sequence[str]) -> str:
+    """Mean ROUGE-1, -2 and -L F1 (rouge-score) as three markdown table cells."""
+    from radllama.evaluate.rouge import ROUGE_TYPES, rouge_many
+
+    scores = rouge_many(list(predictions), list(references))
+    return " | ".join(f"{sum(scores[t]) / len(scores[t]):.4f}" for t in ROUGE_TYPES)
 
 
 def machine() -> str:

@@ -17,21 +17,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import publish  # noqa: E402
+from _report import publish, rouge_cells  # noqa: E402
 
 from radllama.baselines import make_baseline  # noqa: E402
-from radllama.evaluate.rouge import rouge_many  # noqa: E402
 from radllama.generate.impressions import complete_impressions  # noqa: E402
 from radllama.generate.mbr import MbrSettings  # noqa: E402
 from radllama.inference import load_model  # noqa: E402
 from radllama.io import read_jsonl  # noqa: E402
 
 TITLE = "Decoding on validation: greedy vs minimum Bayes risk (bench_mbr.py)"
-
-
-def score(preds: list[str], refs: list[str]) -> str:
-    r = rouge_many(preds, refs)
-    return " | ".join(f"{sum(v) / len(v):.4f}" for v in (r["rouge1"], r["rouge2"], r["rougeL"]))
 
 
 def main() -> None:
@@ -54,7 +48,7 @@ def main() -> None:
         started = time.perf_counter()
         preds = make_baseline(name).fit(train).predict(findings)
         rows.append(
-            f"| {name} (baseline) | {score(preds, refs)} | {(time.perf_counter() - started) / len(val):.4f} | |"
+            f"| {name} (baseline) | {rouge_cells(preds, refs)} | {(time.perf_counter() - started) / len(val):.4f} | |"
         )
     loaded = load_model(args.model, args.adapter, backend=args.backend, batch_size=64)
     settings: list[MbrSettings | None] = [None]
@@ -72,7 +66,7 @@ def main() -> None:
             pool = "the prompt's retrieved" if mbr.retrieved is None else f"{mbr.retrieved} retrieved"
             label = f"MBR, {mbr.samples} samples, T={mbr.temperature}, {pool}"
             won = " / ".join(str(sum(c.source == s for c in done)) for s in ("greedy", "sample", "retrieved"))
-        rows.append(f"| {label} | {score([c.text for c in done], refs)} | {per_case:.4f} | {won} |")
+        rows.append(f"| {label} | {rouge_cells([c.text for c in done], refs)} | {per_case:.4f} | {won} |")
         print(rows[-1], flush=True)
     loaded.backend.close()
     note = (

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 
@@ -23,9 +22,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import publish  # noqa: E402
+from _report import publish, rouge_cells, timed  # noqa: E402
 
-from radllama.evaluate.rouge import rouge_many  # noqa: E402
 from radllama.generate.impressions import complete_impressions, encode_prompts, impression_prompts  # noqa: E402
 from radllama.generate.mbr import MbrSettings, consensus, utility  # noqa: E402
 from radllama.inference import load_model  # noqa: E402
@@ -114,14 +112,8 @@ def main() -> None:
     rows = ["| variant | ROUGE-1 | ROUGE-2 | ROUGE-L | s per case |", "|---|---:|---:|---:|---:|"]
 
     def add(label: str, preds: Sequence[str], seconds: float) -> None:
-        r = rouge_many(list(preds), refs)
-        figures = " | ".join(f"{np.mean(r[t]):.4f}" for t in ("rouge1", "rouge2", "rougeL"))
-        rows.append(f"| {label} | {figures} | {seconds / n:.4f} |")
+        rows.append(f"| {label} | {rouge_cells(preds, refs)} | {seconds / n:.4f} |")
         print(rows[-1], flush=True)
-
-    def timed(fn: Callable[[], list]) -> tuple[list, float]:
-        started = time.perf_counter()
-        return fn(), time.perf_counter() - started
 
     loaded = load_model(args.model, args.adapter, backend="transformers", batch_size=64)
     top10, t_retrieve = timed(lambda: retrieved_impressions(loaded.retriever, findings, 10))

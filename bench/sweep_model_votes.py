@@ -19,7 +19,7 @@ import argparse
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import publish  # noqa: E402
+from _report import publish, rouge_cells, timed  # noqa: E402
 from sweep_decoding import agree, pick  # noqa: E402
 
 import radllama.generate.impressions as impressions_module  # noqa: E402
@@ -86,22 +86,27 @@ def centrality(row: Sequence[str], i: int) -> float:
     return sum(agree(row[i], row[j]) for j in range(len(row)) if j != i)
 
 
-def mean_states(model_dir: Path, texts: Sequence[str], layer: int) -> np.ndarray:
-    """Unit-length mean of one layer's hidden states over each text's tokens (the base model, no adapter)."""
+def mean_states(model_dir: Path, texts: Sequence[str], layers: Sequence[int]) -> dict[int, np.ndarray]:
+    """Per layer, the unit-length mean of its hidden states over each text's tokens (the base model,
+    no adapter), all layers from one forward pass."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     tok.pad_token = tok.pad_token or tok.eos_token
+    # Right padding: a causal model's states of the real tokens then do not depend on how long the
+    # batch's other texts are (left padding would shift their positions).
+    tok.padding_side = "right"
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
-    rows = []
+    rows: dict[int, list] = {layer: [] for layer in layers}
     with torch.no_grad():
         for start in range(0, len(texts), 64):
             batch = tok(list(texts[start : start + 64]), return_tensors="pt", padding=True, truncation=True,
                         max_length=256)  # fmt: skip
-            states = model(**batch, output_hidden_states=True).hidden_states[layer]
+            states = model(**batch, output_hidden_states=True).hidden_states
             mask = batch["attention_mask"].unsqueeze(-1).float()
-            rows.append((states * mask).sum(1) / mask.sum(1))
-    return torch.nn.functional.normalize(torch.cat(rows), dim=-1).numpy()
+            for layer in layers:
+                rows[layer].append((states[layer] * mask).sum(1) / mask.sum(1))
+    return {layer: torch.nn.functional.normalize(torch.cat(r), dim=-1).numpy() for layer, r in rows.items()}
 
 
 def zscore(sims: np.ndarray) -> np.ndarray:
@@ -125,14 +130,9 @@ def main() -> None:
     rows = ["| variant | ROUGE-1 | ROUGE-2 | ROUGE-L | ROUGE-1 unseen | cost |", "|---|---:|---:|---:|---:|---|"]
 
     def add(label: str, preds: Sequence[str], cost: str) -> None:
-        r = rouge_many(list(preds), refs)
-        figures = " | ".join(f"{np.mean(r[t]):.4f}" for t in ("rouge1", "rouge2", "rougeL"))
-        rows.append(f"| {label} | {figures} | {np.array(r['rouge1'])[unseen].mean():.4f} | {cost} |")
+        r1_unseen = np.array(rouge_many(list(preds), refs)["rouge1"])[unseen].mean()
+        rows.append(f"| {label} | {rouge_cells(preds, refs)} | {r1_unseen:.4f} | {cost} |")
         print(rows[-1], flush=True)
-
-    def timed(fn: Callable[[], list]) -> tuple[list, float]:
-        started = time.perf_counter()
-        return fn(), time.perf_counter() - started
 
     def per_case(seconds: float) -> str:
         return f"{seconds / n:.4f} s/case"
@@ -140,57 +140,62 @@ def main() -> None:
     def cons(lists: Sequence[Sequence[str]], k: int = 3) -> list[str]:
         return [list(t[:k])[consensus(list(t[:k]))] for t in lists]
 
-    def greedy_and_mbr(adapter: Path) -> tuple[list[str], list[str], float]:
-        loaded = load_model(args.model, adapter, backend="transformers", batch_size=64)
+    def greedy_and_mbr(loaded) -> tuple[list[str], list[str], float]:  # noqa: ANN001
         greedy, seconds = timed(lambda: [c.text for c in complete_impressions(loaded, findings, 64)])
         mbr = [c.text for c in complete_impressions(loaded, findings, 64, mbr=MbrSettings(0))]
-        loaded.backend.close()
         return greedy, mbr, seconds
 
-    # The shipped model and its TF-IDF neighbours: the bar to beat.
+    def trained(adapter: Path) -> tuple[list[str], list[str], float]:
+        loaded = load_model(args.model, adapter, backend="transformers", batch_size=64)
+        try:
+            return greedy_and_mbr(loaded)
+        finally:
+            loaded.backend.close()
+
+    # The TF-IDF neighbours (the model's index and the bar's) and dense ones from the base model.
     retriever = TfidfRetriever(train)
-    tfidf = (retriever.vectorizer.transform(findings) @ retriever._by_term).toarray()
-    impressions = [r["impression"] for r in train]
+    tfidf = retriever.similarities(findings)
+    impressions = [r["impression"] for r in retriever.records]
 
     def neighbours(sims: np.ndarray, k: int = 5) -> list[list[str]]:
         return [[impressions[j] for j in row] for row in np.argsort(-sims, axis=1, kind="stable")[:, :k]]
 
     top = neighbours(tfidf)
-    shipped_greedy, shipped_mbr, t_greedy = greedy_and_mbr(args.adapter)
+    layers = (2, 4, 6)
+    states, t_embed = timed(lambda: mean_states(args.model, [*findings, *(r["findings"] for r in train)], layers))
+    dense = {layer: s[:n] @ s[n:].T for layer, s in states.items()}
+    hybrid_top = neighbours(0.5 * zscore(tfidf) + 0.5 * zscore(dense[4]))  # the grid's middle, fixed before looking
+
+    # The shipped model: with its own prompts, and with the hybrid neighbours shown instead.
+    shipped = load_model(args.model, args.adapter, backend="transformers", batch_size=64)
+    shipped_greedy, shipped_mbr, t_greedy = greedy_and_mbr(shipped)
+    prompts = [shipped.style.render(shipped.tokenizer, f, t[:3]) for f, t in zip(findings, hybrid_top, strict=True)]
+    hybrid_greedy, t_hybrid = timed(lambda: [c.text for c in shipped.backend.generate(
+        encode_prompts(shipped, prompts, 64), Decoding(max_new_tokens=64))])  # fmt: skip
+    shipped.backend.close()
+
     rows.append("| *the bar: the shipped model, TF-IDF neighbours* | | | | | |")
     add("retrieval consensus, k=3 (TF-IDF)", cons(top), "–")
     add("shipped greedy", shipped_greedy, per_case(t_greedy))
     add("shipped MBR (greedy + the prompt's 3)", shipped_mbr, per_case(t_greedy))
 
-    # dense: neighbours from the base model's hidden states.
     rows.append("| *dense: neighbours from the base model's hidden states (mean over tokens)* | | | | | |")
-    train_findings = [r["findings"] for r in train]
-    hybrid_top = None
-    for layer in (2, 4, 6):
-        started = time.perf_counter()
-        dense = mean_states(args.model, findings, layer) @ mean_states(args.model, train_findings, layer).T
-        cost = f"{time.perf_counter() - started:.0f} s to embed {len(train) + n} reports"
-        add(f"layer {layer}, dense alone: top-1", [t[0] for t in neighbours(dense)], cost)
-        add(f"layer {layer}, dense alone: consensus k=3", cons(neighbours(dense)), cost)
+    cost = f"{t_embed:.0f} s to embed {len(train) + n} reports (3 layers, one pass)"
+    for layer in layers:
+        add(f"layer {layer}, dense alone: top-1", [t[0] for t in neighbours(dense[layer])], cost)
+        add(f"layer {layer}, dense alone: consensus k=3", cons(neighbours(dense[layer])), cost)
         for a in (0.3, 0.5, 0.7):
-            mixed = neighbours(a * zscore(tfidf) + (1 - a) * zscore(dense))
+            mixed = neighbours(a * zscore(tfidf) + (1 - a) * zscore(dense[layer]))
             add(f"layer {layer}, {a} TF-IDF + {1 - a:.1f} dense: top-1", [t[0] for t in mixed], cost)
             add(f"layer {layer}, {a} TF-IDF + {1 - a:.1f} dense: consensus k=3", cons(mixed), cost)
-            if layer == 4 and a == 0.5:  # the middle of the grid, fixed before looking
-                hybrid_top = mixed
-    loaded = load_model(args.model, args.adapter, backend="transformers", batch_size=64)
-    prompts = [loaded.style.render(loaded.tokenizer, f, t[:3]) for f, t in zip(findings, hybrid_top, strict=True)]
-    greedy, t = timed(lambda: [c.text for c in loaded.backend.generate(encode_prompts(loaded, prompts, 64),
-                                                                        Decoding(max_new_tokens=64))])  # fmt: skip
-    loaded.backend.close()
-    add("shipped model, prompt shows the layer-4 0.5/0.5 neighbours: greedy", greedy, per_case(t))
-    add("same, MBR greedy + those 3", [pick([g, *h[:3]], [g, *h[:3]]) for g, h in zip(greedy, hybrid_top, strict=True)],
-        per_case(t))  # fmt: skip
+    add("shipped model, prompt shows the layer-4 0.5/0.5 neighbours: greedy", hybrid_greedy, per_case(t_hybrid))
+    preds = [pick([g, *h[:3]], [g, *h[:3]]) for g, h in zip(hybrid_greedy, hybrid_top, strict=True)]
+    add("same, MBR greedy + those 3", preds, per_case(t_hybrid))
 
     # voter: a LoRA without retrieval in its prompt, as an independent vote.
     rows.append("| *voter: a LoRA trained without retrieved impressions in its prompt* | | | | | |")
     seconds = train_lora(args.model, args.data, args.work / "voter", ["prompt.retrieval_k=0"])
-    voter, _, t = greedy_and_mbr(args.work / "voter")
+    voter, _, t = trained(args.work / "voter")
     cost = f"LoRA {seconds:.0f} s + {t / n:.4f} s/case"
     add("no-retrieval LoRA, greedy", voter, cost)
     add("MBR: its answer + TF-IDF top-3", [pick([v, *p[:3]], [v, *p[:3]]) for v, p in zip(voter, top, strict=True)],
@@ -204,7 +209,7 @@ def main() -> None:
     rows.append("| *order: the prompt's neighbours shown most-central first* | | | | | |")
     with central_first():
         seconds = train_lora(args.model, args.data, args.work / "order", [])
-        greedy, mbr, t = greedy_and_mbr(args.work / "order")
+        greedy, mbr, t = trained(args.work / "order")
     cost = f"LoRA {seconds:.0f} s + {t / n:.4f} s/case"
     add("central-first LoRA, greedy", greedy, cost)
     add("central-first LoRA, MBR (greedy + the prompt's 3)", mbr, cost)
@@ -227,7 +232,7 @@ def main() -> None:
         shutil.copytree(run_dir, folder, ignore=shutil.ignore_patterns("step-*"))
         save_file({k: (sum(sd[k] for sd in sds) / len(sds)).contiguous() for k in final},
                   folder / "adapter_model.safetensors")  # fmt: skip
-        greedy, mbr, t = greedy_and_mbr(folder)
+        greedy, mbr, t = trained(folder)
         names = "+".join(s.name.removeprefix("step-").lstrip("0") for s in steps[-last:])
         cost = f"LoRA {seconds:.0f} s (checkpoints) + {t / n:.4f} s/case"
         add(f"mean of steps {names} + final: greedy", greedy, cost)

@@ -6,6 +6,7 @@ import pytest
 
 from radllama.evaluate.copying import candidate_sources, copy_analysis
 from radllama.evaluate.rouge import rouge_pair
+from radllama.retrieval import TfidfRetriever
 
 TRAIN = [
     {"id": "t1", "findings": "Heart size normal. Lungs clear.", "impression": "No acute disease."},
@@ -28,7 +29,7 @@ def test_copies_of_the_nearest_of_any_and_written_answers_are_told_apart() -> No
         case("c", "Cardiomegaly with pulmonary edema.", "Cardiomegaly and edema.", "Edema.", candidate="greedy"),
     ]
     reference = [dict(p, prediction=p["reference"]) for p in preds]  # a perfect reference system
-    a = copy_analysis(preds, reference, TRAIN, k=1)
+    a = copy_analysis(preds, reference, TfidfRetriever(TRAIN), k=1)
     assert a["n"] == 3
     assert a["copied_nearest"] == pytest.approx(1 / 3)
     assert a["copied_any_training"] == pytest.approx(2 / 3)
@@ -41,12 +42,12 @@ def test_copies_of_the_nearest_of_any_and_written_answers_are_told_apart() -> No
 
 def test_with_k_3_every_training_impression_is_among_the_nearest() -> None:
     preds = [case("b", "Large right pleural effusion.", "Right effusion.", "Congestive heart failure.")]
-    a = copy_analysis(preds, preds, TRAIN, k=3)
+    a = copy_analysis(preds, preds, TfidfRetriever(TRAIN), k=3)
     assert a["copied_nearest"] == 1.0 and a["written"]["n"] == 0 and a["written"]["rouge1"] is None
 
 
 def test_a_case_the_reference_system_lacks_is_a_clear_error() -> None:
     preds = [case("a", "Lungs clear.", "Normal.", "Normal.")]
     with pytest.raises(ValueError, match="no prediction of the reference system"):
-        copy_analysis(preds, [], TRAIN)
+        copy_analysis(preds, [], TfidfRetriever(TRAIN))
     assert candidate_sources(preds) == {}

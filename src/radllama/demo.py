@@ -156,20 +156,22 @@ def run_demo(
     return result
 
 
-TUNED = ("radllama-mini-lora", "radllama-mini-lora-mbr")
-
-
 def copying_section(out: Path) -> str:
     """report.md's "why": how often the tuned systems answer with a training impression verbatim,
     and how they score on copied and on newly written answers beside the reference baseline."""
     from radllama.evaluate.copying import candidate_sources, copy_analysis
-    from radllama.train.config import load_config
+    from radllama.models.loading import load_prompting
 
-    k = load_config(CONFIG_DIR / "mini-lora.yaml").prompt.retrieval_k
-    train = read_jsonl(out / "data" / "train.jsonl")
-    if not (out / "predictions" / f"{REFERENCE}.jsonl").is_file():
+    folder = out / "predictions"
+    if not (folder / f"{REFERENCE}.jsonl").is_file():
         return ""
-    reference = read_jsonl(out / "predictions" / f"{REFERENCE}.jsonl")
+    # The tuned model's own index and k: exactly the neighbours its prompts showed.
+    prompting = load_prompting(out / "mini" / "base", out / "mini" / "lora")
+    retriever, k = prompting.retriever, prompting.style.retrieval_k
+    if retriever is None:
+        return ""
+    reference = read_jsonl(folder / f"{REFERENCE}.jsonl")
+    tuned = [s["name"] for s in compare_config(out)["systems"] if "adapter" in s.get("model", {})]
     rows = [
         f"| system | answer = one of the {k} nearest training impressions | = any training impression | "
         f"R-1 on those copies ({REFERENCE} on the same cases) | R-1 on answers no training report has "
@@ -181,11 +183,11 @@ def copying_section(out: Path) -> str:
         return f"{g['rouge1']:.4f} ({g['reference_rouge1']:.4f}), n={g['n']}" if g["n"] else "–"
 
     read = []
-    for name in TUNED:
-        if not (out / "predictions" / f"{name}.jsonl").is_file():
+    for name in tuned:
+        if not (folder / f"{name}.jsonl").is_file():
             continue
-        preds = read_jsonl(out / "predictions" / f"{name}.jsonl")
-        a = copy_analysis(preds, reference, train, k)
+        preds = read_jsonl(folder / f"{name}.jsonl")
+        a = copy_analysis(preds, reference, retriever, k)
         sources = ", ".join(f"{s} {c}" for s, c in sorted(candidate_sources(preds).items())) or "–"
         rows.append(
             f"| {name} | {a['copied_nearest']:.1%} | {a['copied_any_training']:.1%} | {pair(a['copied'])} "

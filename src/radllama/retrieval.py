@@ -40,6 +40,13 @@ class TfidfRetriever:
         for i, r in enumerate(self.records):
             self._by_key.setdefault(text_key(r["findings"]), []).append(i)
 
+    def similarities(self, findings: Sequence[str]) -> np.ndarray:
+        """Cosine similarity (TF-IDF) of each query to every training record: queries x records."""
+        # The vectorizer is ours and fitted: sklearn's input checks are skipped, which is most of
+        # the cost of a one-query transform (the server retrieves per request).
+        with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+            return (self.vectorizer.transform(list(findings)) @ self._by_term).toarray()
+
     def query(
         self,
         findings: Sequence[str],
@@ -60,10 +67,7 @@ class TfidfRetriever:
         """
         if not findings:
             return []
-        # The vectorizer is ours and fitted: sklearn's input checks are skipped, which is most of
-        # the cost of a one-query transform (the server retrieves per request).
-        with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
-            sims = (self.vectorizer.transform(list(findings)) @ self._by_term).toarray()
+        sims = self.similarities(findings)
         if exclude_ids is not None:
             index = {rid: i for i, rid in enumerate(self.ids)}
             for row, rid in enumerate(exclude_ids):

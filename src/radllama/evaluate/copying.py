@@ -16,14 +16,18 @@ import numpy as np
 from radllama.data.records import text_key
 from radllama.evaluate.rouge import rouge_many
 from radllama.retrieval import TfidfRetriever
+from radllama.train.examples import retrieved_impressions
 
 
-def copy_analysis(predictions: Sequence[dict], reference: Sequence[dict], train: Sequence[dict], k: int = 3) -> dict:
+def copy_analysis(
+    predictions: Sequence[dict], reference: Sequence[dict], retriever: TfidfRetriever, k: int = 3
+) -> dict:
     """Copying by one system (``predictions``), compared case by case with ``reference``.
 
     Both are predictions records of the same cases (``id``, ``findings``, ``reference``,
-    ``prediction``); ``train`` the training records whose TF-IDF index the prompt retrieves from.
-    Texts are compared by :func:`~radllama.data.records.text_key` (case and whitespace ignored).
+    ``prediction``); ``retriever`` is the model's own retrieval index (its records are the training
+    reports) and ``k`` how many neighbours its prompt shows. Texts are compared by
+    :func:`~radllama.data.records.text_key` (case and whitespace ignored).
     """
     by_id = {str(r["id"]): r for r in reference}
     missing = [str(r["id"]) for r in predictions if str(r["id"]) not in by_id]
@@ -32,10 +36,10 @@ def copy_analysis(predictions: Sequence[dict], reference: Sequence[dict], train:
     n = len(predictions)
     if n == 0:
         return {"n": 0}
-    nearest = TfidfRetriever(train).query([r["findings"] for r in predictions], k=k)
-    every = {text_key(r["impression"]) for r in train}
+    nearest = retrieved_impressions(retriever, [r["findings"] for r in predictions], k)
+    every = {text_key(r["impression"]) for r in retriever.records}
     answers = [text_key(r["prediction"]) for r in predictions]
-    shown = np.array([a in {text_key(h["impression"]) for h in row} for a, row in zip(answers, nearest, strict=True)])
+    shown = np.array([a in {text_key(i) for i in row or []} for a, row in zip(answers, nearest, strict=True)])
     anywhere = np.array([a in every for a in answers])
     refs = [r["reference"] for r in predictions]
     own = np.array(rouge_many([r["prediction"] for r in predictions], refs)["rouge1"])

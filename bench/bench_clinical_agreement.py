@@ -45,7 +45,7 @@ def context_labels(texts: list[str]) -> list[dict[str, str]]:
     from loguru import logger
     from spacy.util import filter_spans
 
-    from radllama.evaluate import clinical as c
+    from radllama import labeller as c
 
     logger.remove()  # PyRuSH logs every sentence at DEBUG
     nlp = medspacy.load(enable=["medspacy_pyrush", "medspacy_context"])
@@ -150,7 +150,7 @@ def agreement_table(results: dict[str, dict]) -> str:
 
 def negate(text: str) -> str:
     """The issue's rewrite: every sentence that states a finding gets a leading "No"."""
-    from radllama.evaluate.clinical import FINDINGS, PRESENT, label_report
+    from radllama.labeller import FINDINGS, PRESENT, label_report
 
     out = []
     for sentence in re.split(r"(?<=[.;])\s+", text.strip()):

@@ -2,17 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from radllama.evaluate.clinical import (
-    ABSENT,
-    NOT_MENTIONED,
-    OBSERVATIONS,
-    PRESENT,
-    UNCERTAIN,
-    case_agreement,
-    clinical_f1,
-    label_report,
-    word_count,
-)
+from radllama.evaluate.clinical import case_agreement, clinical_f1, word_count
+from radllama.labeller import ABSENT, NOT_MENTIONED, OBSERVATIONS, PRESENT, UNCERTAIN, label_report
 
 
 def test_fourteen_observations() -> None:
@@ -110,8 +101,6 @@ def test_case_agreement_and_words() -> None:
 
 def test_empty_impression_states_nothing() -> None:
     """An empty prediction must not earn credit for "No Finding" (it says nothing)."""
-    from radllama.evaluate.clinical import NOT_MENTIONED, label_report
-
     assert set(label_report("").values()) == {NOT_MENTIONED}
     assert set(label_report("   ").values()) == {NOT_MENTIONED}
 

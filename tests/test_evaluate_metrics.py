@@ -206,8 +206,8 @@ def test_headline_on_real_openi_impressions() -> None:
     impression, scores far below the references, whose ROUGE the negation barely dents."""
     import re
 
-    from radllama.evaluate.clinical import FINDINGS, PRESENT, label_report
     from radllama.io import read_jsonl
+    from radllama.labeller import FINDINGS, PRESENT, label_report
 
     split = read_jsonl(Path(__file__).parent / "fixtures" / "openi" / "mesh_sample.jsonl")
 

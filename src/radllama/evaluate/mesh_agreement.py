@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from radllama.evaluate.clinical import OBSERVATIONS, PRESENT, UNCERTAIN, label_report
+from radllama.labeller import OBSERVATIONS, PRESENT, UNCERTAIN, label_report
 
 
 @dataclass(frozen=True)

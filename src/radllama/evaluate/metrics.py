@@ -23,15 +23,7 @@ from typing import Any
 import numpy as np
 
 from radllama.errors import RadLlamaError
-from radllama.evaluate.clinical import (
-    COMPETITION5,
-    FINDINGS,
-    OBSERVATIONS,
-    case_counts,
-    f1_from_counts,
-    present_matrix,
-    word_count,
-)
+from radllama.evaluate.clinical import case_counts, f1_from_counts, word_count
 from radllama.evaluate.rouge import ROUGE_TYPES, SCORER_NAME, rouge_pair
 from radllama.evaluate.stats import (
     DEFAULT_RESAMPLES,
@@ -43,6 +35,7 @@ from radllama.evaluate.stats import (
     resample_indices,
 )
 from radllama.io import read_jsonl
+from radllama.labeller import COMPETITION5, FINDINGS, OBSERVATIONS, present_matrix
 
 SUBSETS: tuple[str, ...] = ("all", "unseen")
 CLINICAL_LABELLER = (

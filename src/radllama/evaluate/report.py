@@ -143,7 +143,7 @@ def _model_metrics_markdown(metrics: dict) -> list[str]:
 
 def _per_observation_markdown(metrics: dict) -> list[str]:
     """F1 of positive mentions per observation (subset `all`), with the references' positives."""
-    from radllama.evaluate.clinical import OBSERVATIONS
+    from radllama.labeller import OBSERVATIONS
 
     rows = [r for r in leaderboard_rows(metrics, "all") if r["status"] == "ok"]
     if not rows:

@@ -30,7 +30,7 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
 
 def rouge_cells(predictions: Sequence[str], references: Sequence[str]) -> str:
     """Mean ROUGE-1, -2 and -L F1 (rouge-score) as three markdown table cells."""
-    from radllama.evaluate.rouge import ROUGE_TYPES, rouge_many
+    from radllama.rouge import ROUGE_TYPES, rouge_many
 
     scores = rouge_many(list(predictions), list(references))
     return " | ".join(f"{sum(scores[t]) / len(scores[t]):.4f}" for t in ROUGE_TYPES)

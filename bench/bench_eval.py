@@ -30,9 +30,9 @@ from _report import publish  # noqa: E402
 
 from radllama.errors import RadLlamaError  # noqa: E402
 from radllama.evaluate.metrics import evaluate_predictions  # noqa: E402
-from radllama.evaluate.rouge import ROUGE_TYPES, rouge_many, rouge_pair  # noqa: E402
 from radllama.io import read_jsonl  # noqa: E402
 from radllama.labeller import OBSERVATIONS, PRESENT, label_report, present_matrix  # noqa: E402
+from radllama.rouge import ROUGE_TYPES, rouge_many, rouge_pair  # noqa: E402
 
 TITLE = "Evaluation: scoring 10,000 prediction pairs (bench_eval.py)"
 TARGET_S = 30.0

@@ -28,7 +28,7 @@ from radllama.generate.impressions import complete_impressions, encode_prompts, 
 from radllama.generate.mbr import MbrSettings, consensus, utility  # noqa: E402
 from radllama.inference import load_model  # noqa: E402
 from radllama.io import read_jsonl  # noqa: E402
-from radllama.train.examples import retrieved_impressions  # noqa: E402
+from radllama.retrieval import retrieved_impressions  # noqa: E402
 
 TITLE = "Issue #13: decoding and retrieval variants on validation (sweep_decoding.py)"
 

@@ -21,11 +21,11 @@ import numpy as np
 
 from radllama.data.records import text_key
 from radllama.demo import CONFIG_DIR
-from radllama.evaluate.rouge import rouge_many
 from radllama.generate.impressions import complete_impressions
 from radllama.generate.mbr import MbrSettings
 from radllama.inference import load_model
 from radllama.io import read_jsonl
+from radllama.rouge import rouge_many
 from radllama.train.config import load_config
 from radllama.train.curves import read_log
 from radllama.train.recipes import run

@@ -35,12 +35,12 @@ import radllama.train.examples as examples_module  # noqa: E402
 import radllama.train.recipes as recipes_module  # noqa: E402
 from radllama.data.records import text_key  # noqa: E402
 from radllama.demo import CONFIG_DIR  # noqa: E402
-from radllama.evaluate.rouge import rouge_many  # noqa: E402
 from radllama.generate.impressions import complete_impressions, encode_prompts  # noqa: E402
 from radllama.generate.mbr import MbrSettings, consensus  # noqa: E402
 from radllama.inference import Decoding, load_model  # noqa: E402
 from radllama.io import read_jsonl  # noqa: E402
 from radllama.retrieval import TfidfRetriever  # noqa: E402
+from radllama.rouge import rouge_many  # noqa: E402
 from radllama.train.config import load_config  # noqa: E402
 
 TITLE = "Issue #13: what the tuned model adds to retrieval, second round (sweep_model_votes.py)"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from radllama.evaluate.copying import candidate_sources, copy_analysis
-from radllama.evaluate.rouge import rouge_pair
 from radllama.retrieval import TfidfRetriever
+from radllama.rouge import rouge_pair
 
 TRAIN = [
     {"id": "t1", "findings": "Heart size normal. Lungs clear.", "impression": "No acute disease."},

@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 from radllama.cli import app
 from radllama.errors import RadLlamaError
 from radllama.evaluate.metrics import evaluate_predictions
-from radllama.evaluate.rouge import rouge_pair
+from radllama.rouge import rouge_pair
 
 SPLIT = [
     {"id": "a", "findings": "Heart is enlarged.", "impression": "Mild cardiomegaly.", "seen_findings": False},

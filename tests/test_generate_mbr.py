@@ -14,7 +14,7 @@ from radllama.generate.impressions import complete_impressions
 from radllama.generate.mbr import MbrSettings, consensus
 from radllama.inference.transformers_backend import TransformersBackend
 from radllama.io import read_jsonl, write_jsonl
-from radllama.train.examples import retrieved_impressions
+from radllama.retrieval import retrieved_impressions
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

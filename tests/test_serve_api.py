@@ -16,7 +16,7 @@ import pytest
 from test_serve_support import BACKENDS, FINDINGS, live_server, tiny_loaded, tiny_model_dir
 
 from radllama.generate.impressions import generate_impressions
-from radllama.train.examples import retrieved_impressions
+from radllama.retrieval import retrieved_impressions
 
 MAX = 12  # new tokens: the random tiny model never stops early, so keep answers short
 

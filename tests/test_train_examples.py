@@ -8,14 +8,13 @@ import pytest
 from radllama.errors import RadLlamaError
 from radllama.models.mini import train_tokenizer
 from radllama.prompts import PromptStyle
-from radllama.retrieval import TfidfRetriever
+from radllama.retrieval import TfidfRetriever, retrieved_impressions
 from radllama.train.examples import (
     IGNORE_INDEX,
     build_sft_examples,
     build_task_examples,
     encode_sft,
     pack_blocks,
-    retrieved_impressions,
     term_phrase,
 )
 from radllama.train.tiny import INVENTED_TEXT

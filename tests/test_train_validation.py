@@ -184,7 +184,8 @@ def test_validation_rows_best_checkpoint_curve_and_summary_line(setup, capsys) -
 def _validation_loss(setup: dict[str, Path], model: Path) -> float:
     """The validation loss of saved (fully fine-tuned) weights, computed outside the loop."""
     from radllama.models.loading import load_for_inference
-    from radllama.train.examples import encode_sft, retrieved_impressions
+    from radllama.retrieval import retrieved_impressions
+    from radllama.train.examples import encode_sft
     from radllama.train.loop import collate, token_loss_sum
 
     loaded = load_for_inference(model, device="cpu")

@@ -82,3 +82,21 @@ class TfidfRetriever:
         order = np.argsort(-sims, axis=1, kind="stable")[:, :k]
         # Cosine similarities are >= 0, so only excluded records are below 0.
         return [[self.records[j] for j in row if sims[r, j] >= 0] for r, row in enumerate(order)]
+
+
+def retrieved_impressions(
+    retriever: TfidfRetriever | None,
+    findings: Sequence[str],
+    k: int,
+    exclude_ids: Sequence[str] | None = None,
+    leave_out_same_findings: bool = False,
+) -> list[list[str] | None]:
+    """The impressions of the ``k`` most similar training reports per query (None when k=0).
+
+    ``leave_out_same_findings`` (training): no record whose normalised findings equal the query's.
+    """
+    if retriever is None or k <= 0:
+        return [None] * len(findings)
+    same = findings if leave_out_same_findings else None
+    hits = retriever.query(findings, k=k, exclude_ids=exclude_ids, exclude_findings=same)
+    return [[h["impression"] for h in row] for row in hits]

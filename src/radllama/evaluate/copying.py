@@ -14,9 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from radllama.data.records import text_key
-from radllama.evaluate.rouge import rouge_many
-from radllama.retrieval import TfidfRetriever
-from radllama.train.examples import retrieved_impressions
+from radllama.retrieval import TfidfRetriever, retrieved_impressions
+from radllama.rouge import rouge_many
 
 
 def copy_analysis(

@@ -24,7 +24,6 @@ import numpy as np
 
 from radllama.errors import RadLlamaError
 from radllama.evaluate.clinical import case_counts, f1_from_counts, word_count
-from radllama.evaluate.rouge import ROUGE_TYPES, SCORER_NAME, rouge_pair
 from radllama.evaluate.stats import (
     DEFAULT_RESAMPLES,
     DEFAULT_SEED,
@@ -36,6 +35,7 @@ from radllama.evaluate.stats import (
 )
 from radllama.io import read_jsonl
 from radllama.labeller import COMPETITION5, FINDINGS, OBSERVATIONS, present_matrix
+from radllama.rouge import ROUGE_TYPES, SCORER_NAME, rouge_pair
 
 SUBSETS: tuple[str, ...] = ("all", "unseen")
 CLINICAL_LABELLER = (

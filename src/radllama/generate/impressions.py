@@ -7,14 +7,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from radllama.errors import RadLlamaError
-from radllama.generate.mbr import MbrSettings, consensus
+from radllama.generate.mbr import MbrSettings, mbr_choose
 from radllama.inference import Completion, Decoding, load_model
 from radllama.inference.base import OnDone
 from radllama.io import JsonlAppender, read_jsonl
 from radllama.models.loading import LoadedModel
 from radllama.progress import progress_bar
 from radllama.provenance import file_digest, model_fingerprint, versions
-from radllama.train.examples import retrieved_impressions
+from radllama.retrieval import retrieved_impressions
 
 MAX_FINDINGS_CHARS = 20_000
 
@@ -83,15 +83,12 @@ MBR_CHUNK = 64
 
 
 def _mbr_chunk(
-    loaded: LoadedModel, ids: list[list[int]], shown: list, max_new_tokens: int, mbr: MbrSettings
+    loaded: LoadedModel, ids: list[list[int]], pool: list, max_new_tokens: int, mbr: MbrSettings
 ) -> list[Completion]:
     greedy = loaded.backend.generate(ids, Decoding(max_new_tokens=max_new_tokens))
-    sampling = Decoding(max_new_tokens, mbr.temperature, mbr.top_p, seed=mbr.seed)
-    sampled = loaded.backend.generate([p for p in ids for _ in range(mbr.samples)], sampling) if mbr.samples else []
-    return [
-        mbr_pick([first, *sampled[i * mbr.samples : (i + 1) * mbr.samples]], shown[i], mbr)
-        for i, first in enumerate(greedy)
-    ]
+    repeated = [p for p in ids for _ in range(mbr.samples)]
+    sampled = loaded.backend.generate(repeated, mbr.sampling(max_new_tokens)) if repeated else []
+    return mbr_choose(greedy, sampled, pool)
 
 
 def mbr_pool(loaded: LoadedModel, findings: Sequence[str], shown: list, mbr: MbrSettings) -> list:
@@ -99,16 +96,6 @@ def mbr_pool(loaded: LoadedModel, findings: Sequence[str], shown: list, mbr: Mbr
     if mbr.retrieved is None:
         return shown
     return retrieved_impressions(loaded.retriever, findings, mbr.retrieved)
-
-
-def mbr_pick(own: list[Completion], retrieved: list[str] | None, mbr: MbrSettings) -> Completion:
-    """The consensus of a case's generated candidates (greedy first) and retrieved impressions."""
-    texts = [c.text for c in own] + list(retrieved or [])
-    best = consensus(texts)
-    spent = sum(c.completion_tokens for c in own)  # the case's decoding cost, whichever wins
-    source = "greedy" if best == 0 else "sample" if best < len(own) else "retrieved"
-    reason = own[best].finish_reason if best < len(own) else "stop"
-    return Completion(texts[best], own[0].prompt_tokens, spent, reason, source)
 
 
 def generate_impressions(

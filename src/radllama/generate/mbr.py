@@ -16,7 +16,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from radllama.evaluate.rouge import ROUGE_TYPES, rouge_pair
+from radllama.inference.base import Completion, Decoding
+from radllama.rouge import ROUGE_TYPES, rouge_pair
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,10 @@ class MbrSettings:
 
     def describe(self) -> dict:
         return {"mode": "mbr", **asdict(self), "utility": "mean ROUGE-1/2/L F1"}
+
+    def sampling(self, max_new_tokens: int) -> Decoding:
+        """How the sampled candidates are drawn (offline backends; the server takes the same fields)."""
+        return Decoding(max_new_tokens, self.temperature, self.top_p, seed=self.seed)
 
 
 def utility(a: str, b: str) -> float:
@@ -50,3 +55,24 @@ def consensus(candidates: Sequence[str]) -> int:
             pair[i, j] = pair[j, i] = utility(candidates[i], candidates[j])
     scores = [sum(pair[i, j] for j in range(n) if j != i) for i in range(n)]
     return max(range(n), key=lambda i: (scores[i], -i))
+
+
+def mbr_pick(own: Sequence[Completion], retrieved: Sequence[str] | None) -> Completion:
+    """The consensus of a case's generated candidates (greedy first) and retrieved impressions."""
+    texts = [c.text for c in own] + list(retrieved or [])
+    best = consensus(texts)
+    spent = sum(c.completion_tokens for c in own)  # the case's decoding cost, whichever wins
+    source = "greedy" if best == 0 else "sample" if best < len(own) else "retrieved"
+    reason = own[best].finish_reason if best < len(own) else "stop"
+    return Completion(texts[best], own[0].prompt_tokens, spent, reason, source)
+
+
+def mbr_choose(
+    greedy: Sequence[Completion], sampled: Sequence[Completion], pool: Sequence[Sequence[str] | None]
+) -> list[Completion]:
+    """One answer per case: ``greedy[i]``, its samples ``sampled[i*s:(i+1)*s]`` (s per case, in case
+    order) and the retrieved impressions ``pool[i]`` compete. Used by ``generate`` and the server alike."""
+    if len(pool) != len(greedy) or len(sampled) % max(1, len(greedy)):
+        raise ValueError("MBR needs one pool and the same number of samples per case")
+    s = len(sampled) // len(greedy) if greedy else 0
+    return [mbr_pick([g, *sampled[i * s : (i + 1) * s]], pool[i]) for i, g in enumerate(greedy)]

@@ -22,8 +22,8 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import Headers, MutableHeaders
 
-from radllama.generate.impressions import mbr_pick, mbr_pool
-from radllama.generate.mbr import MbrSettings
+from radllama.generate.impressions import mbr_pool
+from radllama.generate.mbr import MbrSettings, mbr_choose
 from radllama.inference.base import Completion
 from radllama.serve.batching import Job, QueueFull, Row, Sampling
 from radllama.serve.openai_schema import (
@@ -132,11 +132,12 @@ def create_app(service: ModelService) -> FastAPI:
         if len(rows) * (1 + samples) > 4 * MAX_ROWS_PER_REQUEST:
             raise ApiError(400, f"{len(rows)} findings x {1 + samples} candidates is over {4 * MAX_ROWS_PER_REQUEST} "
                            "per request; split it", "too_many_completions")  # fmt: skip
+        mbr = MbrSettings(samples=samples, temperature=req.temperature)
         sampled = [Row(r.prompt_ids, r.max_new_tokens) for r in rows for _ in range(samples)]
         started = time.perf_counter()
         jobs = [_submit(service, rows, Sampling(), stream=False)]
-        if sampled:
-            jobs.append(_submit(service, sampled, Sampling(req.temperature, 0.95), stream=False))
+        if sampled:  # unseeded: a seeded job runs alone, outside the shared batches
+            jobs.append(_submit(service, sampled, Sampling(mbr.temperature, mbr.top_p), stream=False))
         try:
             for job in jobs:
                 await _wait_done(request, job, settings.timeout_s)
@@ -146,10 +147,9 @@ def create_app(service: ModelService) -> FastAPI:
         _log_done("impressions", jobs[0], started, settings, req.findings)
         texts = [r.text for r in rows]
         if req.decode == "mbr":
-            mbr = MbrSettings(samples=samples, temperature=req.temperature)
-            shown = mbr_pool(service.loaded, req.findings, shown, mbr)
-            texts = [mbr_pick([_as_completion(r) for r in [row, *sampled[i * samples : (i + 1) * samples]]],
-                              shown[i], mbr).text for i, row in enumerate(rows)]  # fmt: skip
+            pool = mbr_pool(service.loaded, req.findings, shown, mbr)
+            picked = mbr_choose([_as_completion(r) for r in rows], [_as_completion(r) for r in sampled], pool)
+            texts = [c.text for c in picked]
         return {
             "object": "impressions",
             "model": service.name,

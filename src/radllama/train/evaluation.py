@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
-from radllama.evaluate.rouge import rouge_many
 from radllama.io import atomic_write_json
+from radllama.rouge import rouge_many
 from radllama.train.config import EVAL_METRICS, EvalArgs
 from radllama.train.examples import IGNORE_INDEX, Example, report_text
 

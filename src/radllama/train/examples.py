@@ -11,7 +11,7 @@ import numpy as np
 
 from radllama.errors import RadLlamaError
 from radllama.prompts import PromptStyle
-from radllama.retrieval import TfidfRetriever
+from radllama.retrieval import TfidfRetriever, retrieved_impressions
 
 IGNORE_INDEX = -100
 
@@ -63,24 +63,6 @@ def encode_prompt_answer(
         cut = True
     labels = [IGNORE_INDEX] * len(prompt_ids) + answer_ids
     return Example(prompt_ids + answer_ids, labels), cut
-
-
-def retrieved_impressions(
-    retriever: TfidfRetriever | None,
-    findings: Sequence[str],
-    k: int,
-    exclude_ids: Sequence[str] | None = None,
-    leave_out_same_findings: bool = False,
-) -> list[list[str] | None]:
-    """The impressions of the ``k`` most similar training reports per query (None when k=0).
-
-    ``leave_out_same_findings`` (training): no record whose normalised findings equal the query's.
-    """
-    if retriever is None or k <= 0:
-        return [None] * len(findings)
-    same = findings if leave_out_same_findings else None
-    hits = retriever.query(findings, k=k, exclude_ids=exclude_ids, exclude_findings=same)
-    return [[h["impression"] for h in row] for row in hits]
 
 
 def build_sft_examples(

@@ -23,7 +23,7 @@ from radllama.models.mini import build_model, save_pretrained, train_tokenizer
 from radllama.progress import console
 from radllama.prompts import PromptStyle
 from radllama.provenance import file_digest
-from radllama.retrieval import TfidfRetriever
+from radllama.retrieval import TfidfRetriever, retrieved_impressions
 from radllama.train import loop
 from radllama.train.checkpoint import base_model_identity
 from radllama.train.config import TrainConfig, dump_config
@@ -36,7 +36,6 @@ from radllama.train.examples import (
     neighbour_chain,
     pack_blocks,
     report_text,
-    retrieved_impressions,
 )
 
 COMPLETE_FILE = "train_summary.json"

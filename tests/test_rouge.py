@@ -1,6 +1,6 @@
 from rouge_score import rouge_scorer
 
-from radllama.evaluate.rouge import ROUGE_TYPES, rouge_many, rouge_pair
+from radllama.rouge import ROUGE_TYPES, rouge_many, rouge_pair
 
 PAIRS = [
     ("No acute cardiopulmonary abnormality.", "No acute cardiopulmonary process."),

@@ -158,3 +158,41 @@ def test_left_out_records_are_never_returned_even_when_k_is_larger() -> None:
     assert [h["id"] for h in retriever.query([TWINS[0]["findings"]], k=2, exclude_ids=["a"])[0]] == ["a2"]
     got = retrieved_impressions(retriever, [TWINS[0]["findings"]], 3, ["a"], leave_out_same_findings=True)
     assert got == [[]]
+
+
+def prompt_ids_of(example) -> list[int]:  # noqa: ANN001
+    return [t for t, lab in zip(example.input_ids, example.labels, strict=True) if lab == IGNORE_INDEX]
+
+
+def test_overflow_cuts_examples_then_findings_never_the_template(tok) -> None:
+    """Whatever overflows, every example fits max_seq_len and its prompt ends as generation's does."""
+    style = PromptStyle(instruction="Derive the impression", system="Be brief.", retrieval_k=3)
+    shown = ["Cardiomegaly with small effusion. " * 6, "No acute abnormality. " * 6, "Clear lungs. " * 6]
+    findings = "Mild cardiomegaly. Small left pleural effusion. " * 8
+    closing = tok.decode(tok(style.render(tok, ""), add_special_tokens=False).input_ids).rstrip()[-7:]
+    assert closing == "[/INST]"
+    full, _ = encode_sft(tok, style, findings, "Cardiomegaly.", shown, 4096)
+    for max_len in (len(full.input_ids) - 5, 90, 60, 50):
+        ex, cut = encode_sft(tok, style, findings, "Cardiomegaly.", shown, max_len)
+        prompt = tok.decode(prompt_ids_of(ex))
+        assert cut and len(ex.input_ids) <= max_len, max_len
+        # The prompt is one generation renders: closing and findings slot kept, whole.
+        assert prompt.rstrip().endswith(closing) and "Findings:" in prompt, (max_len, prompt)
+        assert prompt_ids_of(ex) == tok(prompt, add_special_tokens=False).input_ids
+    # Retrieved examples go first: a small overflow keeps every findings word and drops the last example.
+    ex, _ = encode_sft(tok, style, findings, "Cardiomegaly.", shown, len(full.input_ids) - 5)
+    prompt = tok.decode(prompt_ids_of(ex))
+    assert findings.strip() in prompt and "Clear lungs." not in prompt and "Cardiomegaly with" in prompt
+
+
+def test_answer_longer_than_max_seq_len_is_capped(tok) -> None:
+    long_answer = "Cardiomegaly with a small left pleural effusion. " * 40
+    ex, cut = encode_sft(tok, STYLE, "Heart is enlarged.", long_answer, None, 80)
+    assert cut and len(ex.input_ids) <= 80
+    assert tok.decode(prompt_ids_of(ex)).rstrip().endswith("[/INST]")
+    assert sum(lab != IGNORE_INDEX for lab in ex.labels) > 0
+
+
+def test_template_longer_than_max_seq_len_is_one_clear_error(tok) -> None:
+    with pytest.raises(RadLlamaError, match="max_seq_len"):
+        encode_sft(tok, STYLE, "Heart is enlarged.", "Cardiomegaly.", None, 8)

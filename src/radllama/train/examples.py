@@ -32,37 +32,59 @@ def encode_sft(
     examples: list[str] | None,
     max_seq_len: int,
 ) -> tuple[Example, bool]:
-    """Tokenise one instruction example; returns it and whether the findings were cut.
+    """Tokenise one instruction example; returns it and whether anything was cut.
 
     The prompt and the answer are tokenised separately, so the prompt ids are exactly the
     ones generation will see, and the labels mask every prompt token. When too long, the
-    findings are shortened word by word from the end — the target is never cut.
+    retrieved impressions go first (least similar first), then the findings word by word
+    from the end; the template is never cut (see :func:`encode_prompt_answer`).
     """
     return encode_prompt_answer(
-        tokenizer, lambda f: style.render(tokenizer, f, examples), findings, style.answer_text(impression), max_seq_len
+        tokenizer,
+        lambda f, ex: style.render(tokenizer, f, ex),
+        findings,
+        style.answer_text(impression),
+        max_seq_len,
+        examples,
     )
 
 
 def encode_prompt_answer(
-    tokenizer: Any, render: Callable[[str], str], findings: str, answer: str, max_seq_len: int
+    tokenizer: Any,
+    render: Callable[[str, list[str] | None], str],
+    findings: str,
+    answer: str,
+    max_seq_len: int,
+    examples: list[str] | None = None,
 ) -> tuple[Example, bool]:
-    """Tokenise ``render(findings)`` + ``answer`` + eos, cutting the findings (never the answer) to fit."""
+    """Tokenise ``render(findings, examples)`` + ``answer`` + eos within ``max_seq_len``; returns (example, cut).
+
+    Every prompt is a whole rendering, so it ends with the template's closing (``[/INST]``)
+    exactly as at generation. To fit: drop retrieved examples from the last (least similar),
+    then findings words from the end; an answer that does not fit even beside the bare template
+    (no examples, no findings) is capped, without its eos since it does not end there.
+    """
     answer_ids = tokenizer(answer, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
-    words = findings.split()
-    cut = False
-    while True:
-        prompt_ids = tokenizer(render(" ".join(words)), add_special_tokens=False).input_ids
-        overflow = len(prompt_ids) + len(answer_ids) - max_seq_len
-        if overflow <= 0 or not words:
-            break
-        cut = True
+
+    def prompt_ids(words: list[str], shown: list[str] | None) -> list[int]:
+        return tokenizer(render(" ".join(words), shown), add_special_tokens=False).input_ids
+
+    bare = len(prompt_ids([], None))
+    if bare >= max_seq_len:
+        raise RadLlamaError(f"max_seq_len={max_seq_len} does not hold the prompt template alone ({bare} tokens)")
+    cut = len(answer_ids) > max_seq_len - bare
+    answer_ids = answer_ids[: max_seq_len - bare]
+    budget = max_seq_len - len(answer_ids)
+    words, shown = findings.split(), list(examples) if examples else None
+    ids = prompt_ids(words, shown)
+    while shown and len(ids) > budget:
+        shown = shown[:-1] or None
+        ids, cut = prompt_ids(words, shown), True
+    while len(ids) > budget:  # words left: the bare template fits the budget by construction
         # Drop roughly as many words as there are excess tokens (at least one) and retry.
-        words = words[: max(0, len(words) - max(1, overflow // 2))]
-    if overflow > 0:  # even without findings the target does not fit: cut retrieved examples
-        prompt_ids = prompt_ids[: max(1, max_seq_len - len(answer_ids))]
-        cut = True
-    labels = [IGNORE_INDEX] * len(prompt_ids) + answer_ids
-    return Example(prompt_ids + answer_ids, labels), cut
+        words = words[: max(0, len(words) - max(1, (len(ids) - budget) // 2))]
+        ids, cut = prompt_ids(words, shown), True
+    return Example(ids + answer_ids, [IGNORE_INDEX] * len(ids) + answer_ids), cut
 
 
 def build_sft_examples(
@@ -208,14 +230,14 @@ def task_example(
         if not indication:
             return None
         instr = TASK_INSTRUCTIONS[task]
-        render = lambda f: _task_prompt(tokenizer, style, instr, f"Indication: {indication}\n\nFindings: {f}")  # noqa: E731
+        render = lambda f, _: _task_prompt(tokenizer, style, instr, f"Indication: {indication}\n\nFindings: {f}")  # noqa: E731
         return encode_prompt_answer(tokenizer, render, findings, style.answer_text(record["impression"]), max_seq_len)
     if task == "abnormal_list":
         terms = abnormal_terms(record)
         if not terms:
             return None
         answer = "\n".join(f"- {term_phrase(t)}" for t in dict.fromkeys(terms))
-        render = lambda f: _task_prompt(tokenizer, style, TASK_INSTRUCTIONS[task], f"Findings: {f}")  # noqa: E731
+        render = lambda f, _: _task_prompt(tokenizer, style, TASK_INSTRUCTIONS[task], f"Findings: {f}")  # noqa: E731
         return encode_prompt_answer(tokenizer, render, findings, style.answer_text(answer), max_seq_len)
     if task == "presence":
         terms = abnormal_terms(record)
@@ -228,7 +250,7 @@ def task_example(
         else:
             return None
         instr = TASK_INSTRUCTIONS[task].format(x=term_phrase(x))
-        render = lambda f: _task_prompt(tokenizer, style, instr, f"Findings: {f}")  # noqa: E731
+        render = lambda f, _: _task_prompt(tokenizer, style, instr, f"Findings: {f}")  # noqa: E731
         return encode_prompt_answer(tokenizer, render, findings, style.answer_text(answer), max_seq_len)
     raise RadLlamaError(f"unknown task '{task}' in data.tasks (choose from {', '.join(TASKS)})")
 

@@ -122,7 +122,8 @@ def interleaved_steps(rounds: int = 12) -> None:
     import statistics
 
     from radllama.models.mini import build_model, train_tokenizer
-    from radllama.train.loop import autocast_context, build_optimizer, token_loss_sum
+    from radllama.train.batch import token_loss_sum
+    from radllama.train.loop import autocast_context, build_optimizer
     from radllama.train.tiny import INVENTED_TEXT
 
     cfg = load_config(CONFIG_DIR / "mini-base.yaml", [])

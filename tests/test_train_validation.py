@@ -118,7 +118,8 @@ def test_eval_and_autocast_keys_are_checked() -> None:
 def test_autocast_computes_in_bf16_and_keeps_fp32_master_weights(setup) -> None:
     from transformers import AutoModelForCausalLM
 
-    from radllama.train.loop import autocast_context, token_loss_sum
+    from radllama.train.batch import token_loss_sum
+    from radllama.train.loop import autocast_context
 
     model = AutoModelForCausalLM.from_pretrained(setup["base"])
     seen: list[torch.dtype] = []
@@ -185,8 +186,8 @@ def _validation_loss(setup: dict[str, Path], model: Path) -> float:
     """The validation loss of saved (fully fine-tuned) weights, computed outside the loop."""
     from radllama.models.loading import load_for_inference
     from radllama.retrieval import retrieved_impressions
+    from radllama.train.batch import collate, token_loss_sum
     from radllama.train.examples import encode_sft
-    from radllama.train.loop import collate, token_loss_sum
 
     loaded = load_for_inference(model, device="cpu")
     records = [json.loads(line) for line in (setup["root"] / "validation.jsonl").read_text().splitlines()]

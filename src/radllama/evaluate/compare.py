@@ -97,7 +97,7 @@ def check_recipients(systems: Sequence[dict[str, Any]]) -> list[str]:
     """
     from urllib.parse import urlsplit
 
-    from radllama.serve.cli import is_loopback
+    from radllama.net import is_loopback
 
     lines = []
     for sys_cfg in systems:

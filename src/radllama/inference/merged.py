@@ -21,7 +21,7 @@ def merged_key(base: Path, adapter: Path) -> str:
 
 def merged_weights(base: Path, adapter: Path) -> Path:
     """The merged model folder for ``base`` + ``adapter``, built on first use (atomically)."""
-    from radllama.export import MANIFEST_FILE, export_merged
+    from radllama.models.export import MANIFEST_FILE, export_merged
     from radllama.progress import console
 
     out = cache_dir() / "merged" / merged_key(Path(base), Path(adapter))

@@ -74,10 +74,10 @@ def serve_command(
 ) -> None:
     """Serve the rater pages (each rater opens /r/<token>)."""
     from radllama.errors import RadLlamaError
+    from radllama.net import bind_socket, is_loopback
     from radllama.progress import console
     from radllama.review import store
     from radllama.review.server import serve
-    from radllama.serve.cli import bind_socket, is_loopback
 
     conn = store.open_study(study)
     try:

@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import socket
 from pathlib import Path
 
 import typer
 
 from radllama.errors import RadLlamaError
-
-
-def is_loopback(host: str) -> bool:
-    """True for localhost and loopback addresses (127.0.0.0/8, ::1)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name: it may resolve to a public interface
+from radllama.net import bind_socket, is_loopback
 
 
 def resolve_api_key(host: str, api_key_env: str | None) -> str | None:
@@ -35,19 +24,6 @@ def resolve_api_key(host: str, api_key_env: str | None) -> str | None:
             "and pass its name with --api-key-env (or keep the default --host 127.0.0.1)"
         )
     return key
-
-
-def bind_socket(host: str, port: int) -> socket.socket:
-    """Bind before loading the model, so a taken port fails in a second with a clear line."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise RadLlamaError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
-    return sock
 
 
 def serve_command(

@@ -27,7 +27,7 @@ def export_command(
     dtype: str = typer.Option("auto", "--dtype", help="Merged weights dtype: auto, fp32, bf16, fp16."),
 ) -> None:
     """Export a trained adapter (for vLLM LoRA serving) or merged full weights."""
-    from radllama.export import export_adapter, export_merged
+    from radllama.models.export import export_adapter, export_merged
     from radllama.progress import console
 
     done = export_merged(model, adapter, out, dtype) if merge else export_adapter(model, adapter, out)

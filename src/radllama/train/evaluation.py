@@ -20,6 +20,7 @@ import torch
 
 from radllama.io import atomic_write_json
 from radllama.rouge import rouge_many
+from radllama.train.batch import collate, token_loss_sum
 from radllama.train.config import EVAL_METRICS, EvalArgs
 from radllama.train.examples import IGNORE_INDEX, Example, report_text
 
@@ -57,8 +58,6 @@ def loss_sum(
     Every rank runs the same number of forward passes (a short share repeats a batch and drops
     its loss): under FSDP each forward is a collective.
     """
-    from radllama.train.loop import collate, token_loss_sum  # the loop imports this module
-
     order = sorted(range(len(examples)), key=lambda i: len(examples[i].input_ids))  # little padding
     batches = [order[i : i + micro_batch_size] for i in range(0, len(order), micro_batch_size)]
     per_rank = math.ceil(len(batches) / world)

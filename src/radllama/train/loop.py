@@ -21,12 +21,12 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from accelerate import Accelerator
 from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
 from radllama.errors import RadLlamaError
 from radllama.progress import progress_bar
+from radllama.train.batch import collate, token_loss_sum
 from radllama.train.checkpoint import (
     WEIGHTS_FILE,
     finish_checkpoint,
@@ -72,20 +72,6 @@ class LoopResult:
     eval_seconds: float = 0.0  # of ``seconds``, spent evaluating (and saving best/)
 
 
-def collate(batch: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad a micro-batch; padding never carries loss."""
-    width = max(len(e.input_ids) for e in batch)
-    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
-    mask = torch.zeros((len(batch), width), dtype=torch.long)
-    for i, e in enumerate(batch):
-        n = len(e.input_ids)
-        ids[i, :n] = torch.tensor(e.input_ids)
-        labels[i, :n] = torch.tensor(e.labels)
-        mask[i, :n] = 1
-    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
-
-
 # Global batches whose examples are grouped by length together (see step_indices).
 LENGTH_POOL_STEPS = 16
 
@@ -120,14 +106,6 @@ def total_steps(n_examples: int, args: OptimArgs) -> int:
     if args.max_steps:
         return args.max_steps
     return max(1, math.ceil(args.epochs * max(1, n_examples // args.batch_size)))
-
-
-def token_loss_sum(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Summed next-token cross-entropy over target tokens (caller divides by the count)."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    shift_logits = logits[:, :-1].reshape(-1, logits.size(-1)).float()
-    shift_labels = batch["labels"][:, 1:].reshape(-1)
-    return F.cross_entropy(shift_logits, shift_labels, ignore_index=IGNORE_INDEX, reduction="sum")
 
 
 def autocast_context(mode: str, device: torch.device) -> AbstractContextManager:

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import time
 from collections import Counter
 from contextlib import ExitStack
 from pathlib import Path
@@ -52,6 +53,7 @@ class FakeOpenAI:
 
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
+        self.times: dict[str, list[float]] = {}
         self.requests: list[dict] = []
         self.auth: set[str] = set()
         api = FastAPI()
@@ -64,10 +66,11 @@ class FakeOpenAI:
             findings = body["messages"][-1]["content"]
             key = next((k for k in ("FLAKY", "FAIL500", "GARBAGE", "SLOW") if k in findings), findings)
             self.calls[key] += 1
+            self.times.setdefault(key, []).append(time.monotonic())
             if key == "FAIL500":
                 return JSONResponse({"error": {"message": "boom"}}, status_code=500)
             if key == "FLAKY" and self.calls[key] == 1:
-                return JSONResponse({"error": {"message": "slow down"}}, status_code=429)
+                return JSONResponse({"error": {"message": "slow down"}}, status_code=429, headers={"Retry-After": "2"})
             if key == "GARBAGE":
                 return PlainTextResponse("<<<not json>>>", media_type="application/json")
             if key == "SLOW":
@@ -121,7 +124,6 @@ def _config(tmp: Path, port: int) -> Path:
                 "k": 2,
                 "timeout_s": 0.5,
                 "retries": 2,
-                "backoff_s": 0.01,
                 "concurrency": 2,
             },
             {
@@ -170,6 +172,8 @@ def test_compare_with_remote_server_resumes(tmp_path: Path, monkeypatch: pytest.
 
         preds = {r["id"]: r for r in _lines(out / "predictions" / "remote.jsonl")}
         assert preds["flaky"]["status"] == "ok"  # 429 then success: retried
+        flaky = server.times["FLAKY"]  # after the server's Retry-After, not the client's own 0.5 s backoff
+        assert flaky[1] - flaky[0] >= 1.9
         for rid in ("e500", "garbage", "slow"):
             assert preds[rid]["status"] == "failed" and preds[rid]["error"] and preds[rid]["prediction"] == ""
         assert server.calls["FAIL500"] == 3  # 1 try + 2 retries
@@ -219,3 +223,8 @@ def test_config_errors_are_clear(tmp_path: Path) -> None:
     bad.write_text("split: {test: x}\nsystems:\n  - {name: gpt, kind: openai, model: m, api_key: sk-secret}\n")
     result = CliRunner().invoke(app, ["compare", "--config", str(bad)])
     assert isinstance(result.exception, RadLlamaError) and "api_key_env" in str(result.exception)
+    bad.write_text(
+        "split: {test: x}\nsystems:\n  - {name: g, kind: openai, model: m, api_key_env: K, backoff_s: 1}\n"
+    )
+    result = CliRunner().invoke(app, ["compare", "--config", str(bad)])
+    assert isinstance(result.exception, RadLlamaError) and "Retry-After" in str(result.exception)

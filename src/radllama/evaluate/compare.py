@@ -20,10 +20,8 @@ line and retries cases recorded as failed.
 from __future__ import annotations
 
 import os
-import random
 import re
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -75,6 +73,9 @@ def load_config(path: Path) -> dict[str, Any]:
             raise RadLlamaError(f"{path}: system {name!r}: prompt must be 'zero-shot' or 'few-shot'")
         if kind == "openai" and ("api_key" in sys_cfg):
             raise RadLlamaError(f"{path}: system {name!r}: no API key in the file; name its env var in 'api_key_env'")
+        if kind == "openai" and "backoff_s" in sys_cfg:
+            raise RadLlamaError(f"{path}: system {name!r}: backoff_s is not a setting: the openai client backs off "
+                                "itself (honouring Retry-After); set 'retries' only")  # fmt: skip
         if kind == "openai" and not isinstance(sys_cfg.get("allow_remote", False), bool):
             raise RadLlamaError(f"{path}: system {name!r}: allow_remote must be true or false")
     return cfg
@@ -251,40 +252,18 @@ def openai_messages(
     return msgs
 
 
-def _is_retryable(exc: Exception) -> bool:
-    import openai
-
-    if isinstance(exc, openai.APIStatusError):
-        return exc.status_code == 429 or exc.status_code >= 500
-    # Timeouts, dropped connections and unparseable bodies are worth another try.
-    return isinstance(exc, openai.APIConnectionError | openai.APIResponseValidationError | ValueError)
-
-
-def call_with_retries(
-    fn: Callable[[], str], retries: int, backoff_s: float, sleep: Callable[[float], None] = time.sleep
-) -> str:
-    """Call ``fn``; on a retryable error wait ``backoff_s * 2**attempt`` (+ jitter) and retry."""
-    for attempt in range(retries + 1):
-        try:
-            return fn()
-        except Exception as exc:
-            if attempt == retries or not _is_retryable(exc):
-                raise
-            sleep(backoff_s * (2**attempt) * (1 + 0.1 * random.random()))
-    raise AssertionError("unreachable")
-
-
 def run_openai(sys_cfg: dict, train: Sequence[dict], todo: Sequence[dict], out: JsonlAppender) -> None:
     """Query an OpenAI-compatible endpoint for each case; a case that still fails is recorded failed."""
     import openai
 
     name = sys_cfg["name"]
-    # max_retries=0: we retry ourselves so that the backoff and the failure record are ours.
+    # The client retries timeouts, dropped connections, 408/409/429 and 5xx itself, with
+    # exponential backoff that honours the server's Retry-After; what still fails is recorded.
     client = openai.OpenAI(
         base_url=openai_url(sys_cfg),  # the URL check_recipients checked, not a later default
         api_key=os.environ[sys_cfg["api_key_env"]],
         timeout=float(sys_cfg.get("timeout_s", 60)),
-        max_retries=0,
+        max_retries=int(sys_cfg.get("retries", 4)),
     )
     examples: list[list[dict]] = [[] for _ in todo]
     if sys_cfg.get("prompt", "zero-shot") == "few-shot":
@@ -312,7 +291,7 @@ def run_openai(sys_cfg: dict, train: Sequence[dict], todo: Sequence[dict], out: 
             return text.strip()
 
         try:
-            text = call_with_retries(request, int(sys_cfg.get("retries", 4)), float(sys_cfg.get("backoff_s", 1.0)))
+            text = request()
             return _prediction(rec, name, text)
         except Exception as exc:  # recorded, never silently empty
             return _prediction(rec, name, error=f"{type(exc).__name__}: {str(exc)[:300]}")

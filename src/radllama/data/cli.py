@@ -20,12 +20,17 @@ def openi_command(
     seed: int = typer.Option(0, "--seed", help="Seed of the random split."),
     test_size: int = typer.Option(576, "--test-size", help="Test reports (RRS literature: 576)."),
     validation_size: int = typer.Option(292, "--validation-size", help="Validation reports (RRS: 292)."),
+    deidentify: bool = typer.Option(
+        False, "--deidentify", help="Replace names, dates, IDs, phones, ... with [NAME], [DATE], ... first."
+    ),
 ) -> None:
     """OpenI (Indiana University) chest X-ray reports → seeded train/validation/test splits."""
     from radllama.data.openi import build_openi_splits
     from radllama.data.splits import print_summary
 
-    manifest = build_openi_splits(out, source=source, seed=seed, test_size=test_size, validation_size=validation_size)
+    manifest = build_openi_splits(
+        out, source=source, seed=seed, test_size=test_size, validation_size=validation_size, deidentify=deidentify
+    )
     print_summary(manifest, out)
 
 
@@ -34,12 +39,15 @@ def mimic_cxr_command(
     reports: Path = typer.Option(..., "--reports", help="Folder with files/pXX/... or mimic-cxr-reports.zip."),
     split_csv: Path = typer.Option(..., "--split-csv", help="mimic-cxr-2.0.0-split.csv or .csv.gz."),
     out: Path = typer.Option(..., "--out", help="Folder for the split files and manifest.json."),
+    deidentify: bool = typer.Option(
+        False, "--deidentify", help="Replace names, dates, IDs, phones, ... with [NAME], [DATE], ... first."
+    ),
 ) -> None:
     """MIMIC-CXR reports → train/validation/test by the official split (findings → impression)."""
     from radllama.data.mimic_cxr import build_mimic_cxr_splits
     from radllama.data.splits import print_summary
 
-    print_summary(build_mimic_cxr_splits(reports, split_csv, out), out)
+    print_summary(build_mimic_cxr_splits(reports, split_csv, out, deidentify=deidentify), out)
 
 
 @app.command("table")
@@ -55,6 +63,9 @@ def table_command(
     seed: int = typer.Option(0, "--seed", help="Seed of the group shuffle."),
     test_frac: float = typer.Option(0.15, "--test-frac", help="Fraction of reports for test."),
     validation_frac: float = typer.Option(0.1, "--validation-frac", help="Fraction of reports for validation."),
+    deidentify: bool = typer.Option(
+        False, "--deidentify", help="Replace names, dates, IDs, phones, ... with [NAME], [DATE], ... first."
+    ),
 ) -> None:
     """A CSV/JSONL table of reports → train/validation/test splits, patient-disjoint with --group-col."""
     from radllama.data.splits import print_summary
@@ -62,7 +73,7 @@ def table_command(
     from radllama.progress import console
 
     manifest = build_table_splits(
-        input_path, out, findings_col, impression_col, id_col, group_col, seed, test_frac, validation_frac
+        input_path, out, findings_col, impression_col, id_col, group_col, seed, test_frac, validation_frac, deidentify
     )
     print_summary(manifest, out)
     for warning in manifest["warnings"]:

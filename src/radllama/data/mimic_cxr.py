@@ -83,13 +83,15 @@ def _sha256_reports(path: Path) -> str:
     return digest.hexdigest()
 
 
-def build_mimic_cxr_splits(reports: Path, split_csv: Path, out_dir: Path) -> dict:
+def build_mimic_cxr_splits(reports: Path, split_csv: Path, out_dir: Path, deidentify: bool = False) -> dict:
     """Write MIMIC-CXR findings→impression splits following the official split.
 
     Args:
         reports: folder holding ``files/pXX/...`` or a zip of it (``mimic-cxr-reports.zip``).
         split_csv: ``mimic-cxr-2.0.0-split.csv`` or its ``.gz``.
         out_dir: output folder.
+        deidentify: replace PHI in the text fields with typed placeholders (``radllama.deid``);
+            MIMIC's own ``___`` markers are kept.
 
     Returns:
         The manifest; studies lacking findings or impression are dropped and counted by reason,
@@ -147,7 +149,7 @@ def build_mimic_cxr_splits(reports: Path, split_csv: Path, out_dir: Path) -> dic
         "malformed_files": {"count": len(undecodable), "names": sorted(undecodable)},
         "studies_in_csv_without_report": len(set(study_split) - seen - _all(dropped)),
     }
-    return sp.write_splits(out_dir, splits, manifest)
+    return sp.write_splits(out_dir, splits, manifest, deidentify=deidentify)
 
 
 def _all(dropped: dict[str, list[str]]) -> set[str]:

@@ -136,6 +136,7 @@ def resolve_source(source: str | None = None, official_url: str = OFFICIAL_URL) 
     Args:
         source: a ``.tgz``, a folder of XML files, or an http(s) URL; ``None`` for the default.
         official_url: the NLM archive URL (a parameter so tests stay offline).
+        deidentify: replace PHI in the text fields with typed placeholders (``radllama.deid``).
     """
     if source:
         if source.startswith(("http://", "https://")):
@@ -238,6 +239,7 @@ def build_openi_splits(
     test_size: int | None = None,
     validation_size: int | None = None,
     official_url: str = OFFICIAL_URL,
+    deidentify: bool = False,
 ) -> dict:
     """Fetch (or reuse) the OpenI reports and write seeded train/validation/test splits.
 
@@ -251,6 +253,7 @@ def build_openi_splits(
         test_size: test reports (default 576, as in the RRS literature).
         validation_size: validation reports (default 292).
         official_url: the NLM archive URL (a parameter so tests stay offline).
+        deidentify: replace PHI in the text fields with typed placeholders (``radllama.deid``).
 
     Returns:
         The manifest (counts, dropped reports, source hash, seen-in-train fractions).
@@ -268,6 +271,7 @@ def build_openi_splits(
         and cached.get("seed") == seed
         and cached.get("requested_sizes") == requested
         and cached.get("format_version") == sp.MANIFEST_VERSION
+        and bool(cached.get("deidentified")) == deidentify
     ):
         console.print(f"[green]reusing[/] the complete split in {out_dir}")
         return cached
@@ -285,4 +289,4 @@ def build_openi_splits(
         "dropped": sp.dropped_summary(parsed.dropped),
         "malformed_files": {"count": len(parsed.malformed), "names": sorted(parsed.malformed)},
     }
-    return sp.write_splits(out_dir, splits, manifest)
+    return sp.write_splits(out_dir, splits, manifest, deidentify=deidentify)

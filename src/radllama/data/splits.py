@@ -71,16 +71,34 @@ def mark_seen(splits: dict[str, list[dict]]) -> dict[str, float]:
     }
 
 
-def write_splits(out_dir: Path, splits: dict[str, list[dict]], manifest: dict) -> dict:
+def deidentify_splits(splits: dict[str, list[dict]]) -> dict:
+    """Replace PHI in every record's text fields with typed placeholders (``radllama.deid``), in place.
+
+    Returns the manifest's ``deidentified`` entry: the fields and the number of spans replaced per
+    type, never the text.
+    """
+    from radllama.deid import DEID_FIELDS, deidentify_records, engine_version
+    from radllama.progress import track
+
+    records = [rec for name in SPLIT_NAMES for rec in splits[name]]
+    counts = deidentify_records(track(records, "de-identifying", total=len(records)))
+    return {"fields": list(DEID_FIELDS), "engine": engine_version(), "replaced": counts}
+
+
+def write_splits(out_dir: Path, splits: dict[str, list[dict]], manifest: dict, deidentify: bool = False) -> dict:
     """Write the three JSONL files and then the manifest, each atomically.
 
+    With ``deidentify``, PHI in the text fields is replaced first (so the seen-in-train flags compare
+    de-identified text) and the manifest's ``deidentified`` entry counts the replacements per type.
     ``manifest`` gets ``counts``, ``seen_in_train`` and ``files`` filled in; it is returned.
     """
     out_dir = ensure_writable_dir(Path(out_dir))
+    deidentified = deidentify_splits(splits) if deidentify else None
     seen = mark_seen(splits)
     manifest = {
         "format_version": MANIFEST_VERSION,
         **manifest,
+        "deidentified": deidentified,
         "counts": {name: len(splits[name]) for name in SPLIT_NAMES},
         "seen_in_train": seen,
         "files": {name: f"{name}.jsonl" for name in SPLIT_NAMES},
@@ -120,6 +138,8 @@ def print_summary(manifest: dict, out_dir: Path) -> None:
     table.add_row("kept", str(manifest.get("kept", "")))
     for reason, info in manifest.get("dropped", {}).items():
         table.add_row(f"dropped: {reason}", str(info["count"]))
+    for kind, n in ((manifest.get("deidentified") or {}).get("replaced") or {}).items():
+        table.add_row(f"de-identified: {kind}", str(n))
     for key in ("malformed_files", "unsectioned_files"):
         if key in manifest:
             table.add_row(key.replace("_", " "), str(manifest[key]["count"]))

@@ -82,6 +82,7 @@ def build_table_splits(
     seed: int = 0,
     test_frac: float = 0.15,
     validation_frac: float = 0.1,
+    deidentify: bool = False,
 ) -> dict:
     """Write group-disjoint splits from a CSV/JSONL table; returns the manifest.
 
@@ -96,6 +97,8 @@ def build_table_splits(
         seed: seed of the group shuffle.
         test_frac: fraction of reports for test.
         validation_frac: fraction of reports for validation.
+        deidentify: replace PHI in the text fields with typed placeholders (``radllama.deid``); the id
+            and group columns are kept as they are (the split needs them), so choose ones that are not PHI.
     """
     input_path = Path(input_path)
     rows, columns = read_table(input_path)
@@ -134,7 +137,7 @@ def build_table_splits(
         "patient_level": group_col is not None,
         "warnings": warnings,
     }
-    return sp.write_splits(out_dir, splits, manifest)
+    return sp.write_splits(out_dir, splits, manifest, deidentify=deidentify)
 
 
 def _grouping_warnings(records: list[dict], columns: list[str], group_col: str | None) -> list[str]:

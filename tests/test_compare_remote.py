@@ -223,8 +223,6 @@ def test_config_errors_are_clear(tmp_path: Path) -> None:
     bad.write_text("split: {test: x}\nsystems:\n  - {name: gpt, kind: openai, model: m, api_key: sk-secret}\n")
     result = CliRunner().invoke(app, ["compare", "--config", str(bad)])
     assert isinstance(result.exception, RadLlamaError) and "api_key_env" in str(result.exception)
-    bad.write_text(
-        "split: {test: x}\nsystems:\n  - {name: g, kind: openai, model: m, api_key_env: K, backoff_s: 1}\n"
-    )
+    bad.write_text("split: {test: x}\nsystems:\n  - {name: g, kind: openai, model: m, api_key_env: K, backoff_s: 1}\n")
     result = CliRunner().invoke(app, ["compare", "--config", str(bad)])
     assert isinstance(result.exception, RadLlamaError) and "Retry-After" in str(result.exception)

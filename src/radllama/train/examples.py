@@ -119,17 +119,13 @@ def report_text(record: dict, sections: Sequence[str] = ("indication", "comparis
     return "\n".join(parts)
 
 
-def nearest_reports(records: Sequence[dict], k: int = 20) -> list[list[int]]:
-    """For each record, the indices of its most similar other records, best first.
+def nearest_reports(records: Sequence[dict], k: int = 20) -> np.ndarray:
+    """For each record, the indices of its most similar other records, best first (-1 padded).
 
     Similarity is TF-IDF over the findings of these (training) records only.
     """
-    from radllama.retrieval import TfidfRetriever
-
     ids = [str(r["id"]) for r in records]
-    neighbours = TfidfRetriever(records).query([r["findings"] for r in records], k=k + 1, exclude_ids=ids)
-    index = {rid: i for i, rid in enumerate(ids)}
-    return [[index[str(h["id"])] for h in row] for row in neighbours]
+    return TfidfRetriever(records).nearest([r["findings"] for r in records], k=k + 1, exclude_ids=ids)
 
 
 def neighbour_chain(near: Sequence[Sequence[int]], seed: int) -> list[int]:
@@ -153,7 +149,7 @@ def neighbour_chain(near: Sequence[Sequence[int]], seed: int) -> list[int]:
             current = int(todo[-1])
         seen[current] = True
         order.append(current)
-        current = next((j for j in near[current] if not seen[j]), None)
+        current = next((int(j) for j in near[current] if j >= 0 and not seen[j]), None)
     return order
 
 

@@ -140,3 +140,42 @@ def test_prompt_style_saved_beside_model_is_used(tmp_path, llama) -> None:
         assert loaded.style.instruction == "Summarise"
     finally:
         (llama / "prompt_style.yaml").unlink()
+
+
+@pytest.fixture(scope="module")
+def adapter_on_llama(tmp_path_factory, llama) -> Path:
+    root = tmp_path_factory.mktemp("adapter")
+    overrides = [
+        f"model.path={llama}",
+        f"data.train={write_records(root / 'train.jsonl', 4)}",
+        f"output_dir={root / 'out'}",
+        "optim.max_steps=1",
+        "optim.batch_size=4",
+        "optim.micro_batch_size=4",
+    ]
+    run(load_config(None, overrides))
+    return root / "out"
+
+
+@pytest.mark.parametrize("shape", ["same shape", "other shape"])
+def test_adapter_on_another_base_is_refused_naming_both(tmp_path, llama, adapter_on_llama, shape) -> None:
+    from typer.testing import CliRunner
+
+    from radllama.cli import app
+
+    # Same shape: another seed, so every weight differs; other shape: another vocabulary.
+    texts = None if shape == "same shape" else ["Entirely different words for another vocabulary."] * 5
+    other = build_tiny_model("llama", tmp_path / "other", seed=1, texts=texts)
+    with pytest.raises(RadLlamaError, match=r"trained on .*llama.* not on .*other") as err:
+        load_for_inference(other, adapter_on_llama, device="cpu")
+    assert "\n" not in str(err.value) and "--allow-other-base" in str(err.value)
+    assert load_for_inference(llama, adapter_on_llama, device="cpu").model is not None  # its own base loads
+    # The CLI refuses too (main() prints the error as one line); --allow-other-base is the deliberate transfer.
+    args = ["generate", "--model", str(other), "--adapter", str(adapter_on_llama), "--findings", "Lungs clear."]
+    result = CliRunner().invoke(app, [*args, "--backend", "transformers", "--max-new-tokens", "2"])
+    assert isinstance(result.exception, RadLlamaError) and "trained on" in str(result.exception), result.output
+    if shape == "same shape":
+        result = CliRunner().invoke(
+            app, [*args, "--backend", "transformers", "--max-new-tokens", "2", "--allow-other-base"]
+        )
+        assert result.exit_code == 0, result.output

@@ -29,6 +29,7 @@ RECORD_FILE = "provenance.json"  # inside a stage folder
 RECORD_SUFFIX = ".provenance.json"  # beside a file
 # Written by us after the fact, or caches: they say nothing about the weights.
 IGNORED = {"radllama_export.json", RECORD_FILE}
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
 
 
 def file_digest(path: str | Path) -> str:
@@ -51,6 +52,16 @@ def folder_digest(path: str | Path) -> str:
     h = hashlib.sha256()
     for f in sorted(Path(path).iterdir()):
         if f.is_file() and f.name not in IGNORED and not f.name.startswith("."):
+            h.update(f"{f.name}\0{file_digest(f)}\n".encode())
+    return h.hexdigest()
+
+
+def weights_digest(path: str | Path) -> str:
+    """sha256 over a model folder's ``config.json`` and weight files: which weights these are,
+    whatever tokenizer, prompt style or notes sit beside them (what an adapter records of its base)."""
+    h = hashlib.sha256()
+    for f in sorted(Path(path).iterdir()):
+        if f.is_file() and (f.name == "config.json" or f.suffix in WEIGHT_SUFFIXES):
             h.update(f"{f.name}\0{file_digest(f)}\n".encode())
     return h.hexdigest()
 

@@ -29,6 +29,9 @@ def generate_command(
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Redo --output when it was made from another model, split or setting."
     ),
+    allow_other_base: bool = typer.Option(
+        False, "--allow-other-base", help="Load --adapter on a base other than the one it was trained on."
+    ),
 ) -> None:
     """Derive impressions from findings (greedy, or minimum Bayes risk with --decode mbr)."""
     if (findings is None) == (input is None):
@@ -66,7 +69,10 @@ def generate_command(
         if count_todo(input, output) == 0:
             typer.echo(f"0 new prediction(s): {output} is complete")
             return
-    loaded = load_model(model, adapter, backend=chosen, dtype=dtype, device=device, batch_size=batch_size)
+    loaded = load_model(
+        model, adapter, backend=chosen, dtype=dtype, device=device, batch_size=batch_size,
+        allow_other_base=allow_other_base,
+    )  # fmt: skip
     try:
         if findings is not None:
             typer.echo(complete_impressions(loaded, [findings], max_new_tokens, mbr=mbr)[0].text)

@@ -58,8 +58,10 @@ def load_model(
     cases: int | None = None,
     batch_size: int = 32,
     trust_remote_code: bool = False,
+    allow_other_base: bool = False,
 ) -> LoadedModel:
-    """Tokenizer, prompt style, retrieval index and an inference backend for a model folder."""
+    """Tokenizer, prompt style, retrieval index and an inference backend for a model folder
+    (an adapter on its own base only, unless ``allow_other_base``)."""
     from radllama.models.loading import load_for_inference
 
     chosen = resolve_backend(backend, cases, dtype)
@@ -67,18 +69,21 @@ def load_model(
         from radllama.inference.transformers_backend import TransformersBackend
 
         loaded = load_for_inference(model_dir, adapter_dir, device=device, dtype=dtype,
-                                    trust_remote_code=trust_remote_code)  # fmt: skip
+                                    trust_remote_code=trust_remote_code, allow_other_base=allow_other_base)  # fmt: skip
         loaded.backend = TransformersBackend(loaded.model, loaded.tokenizer, batch_size)
         return loaded
     from radllama.inference.vllm_backend import VllmBackend
 
-    loaded, engine = prepare_vllm(model_dir, adapter_dir, trust_remote_code)
+    loaded, engine = prepare_vllm(model_dir, adapter_dir, trust_remote_code, allow_other_base)
     loaded.backend = VllmBackend(dtype=dtype, **engine)
     return loaded
 
 
 def prepare_vllm(
-    model_dir: str | Path, adapter_dir: str | Path | None, trust_remote_code: bool = False
+    model_dir: str | Path,
+    adapter_dir: str | Path | None,
+    trust_remote_code: bool = False,
+    allow_other_base: bool = False,
 ) -> tuple[LoadedModel, dict]:
     """Prompting (tokenizer, style, retrieval) and what a vLLM engine loads — ``weights``,
     ``tokenizer``, ``lora``, ``lora_rank``, as keywords of both vLLM engines. On GPU the base and the
@@ -91,13 +96,13 @@ def prepare_vllm(
     import_vllm()  # a missing vLLM is one line, before any weights are read
     base = Path(model_dir)
     check_model_folder(base)
-    loaded = load_prompting(model_dir, adapter_dir, trust_remote_code)
+    loaded = load_prompting(model_dir, adapter_dir, trust_remote_code, allow_other_base)
     engine: dict = {"weights": base, "tokenizer": base, "lora": None, "lora_rank": None,
                     "trust_remote_code": trust_remote_code}  # fmt: skip
     if adapter_dir is not None and on_gpu():
         adapter = Path(adapter_dir)
         engine.update(tokenizer=tokenizer_folder(base, adapter), lora=adapter, lora_rank=lora_rank(adapter))
     elif adapter_dir is not None:
-        merged = merged_weights(base, Path(adapter_dir))
+        merged = merged_weights(base, Path(adapter_dir), allow_other_base)
         engine.update(weights=merged, tokenizer=merged)
     return loaded, engine

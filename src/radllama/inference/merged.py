@@ -19,7 +19,7 @@ def merged_key(base: Path, adapter: Path) -> str:
     return hashlib.sha256(f"{folder_digest(base)}+{folder_digest(adapter)}".encode()).hexdigest()[:20]
 
 
-def merged_weights(base: Path, adapter: Path) -> Path:
+def merged_weights(base: Path, adapter: Path, allow_other_base: bool = False) -> Path:
     """The merged model folder for ``base`` + ``adapter``, built on first use (atomically)."""
     from radllama.models.export import MANIFEST_FILE, export_merged
     from radllama.progress import console
@@ -28,7 +28,7 @@ def merged_weights(base: Path, adapter: Path) -> Path:
     if (out / MANIFEST_FILE).is_file():
         return out
     with console.status(f"merging {adapter} into {base} (once; cached in {out})"):
-        return export_merged(Path(base), Path(adapter), out, dtype="fp32")
+        return export_merged(Path(base), Path(adapter), out, dtype="fp32", allow_other_base=allow_other_base)
 
 
 def lora_rank(adapter: Path) -> int:

@@ -16,7 +16,13 @@ from pathlib import Path
 
 from radllama.errors import RadLlamaError
 from radllama.io import atomic_write_json
-from radllama.models.loading import RETRIEVAL_INDEX_FILE, TOKENIZER_FILES, load_for_inference
+from radllama.models.loading import (
+    BASE_RECORD_FILE,
+    RETRIEVAL_INDEX_FILE,
+    TOKENIZER_FILES,
+    check_adapter_base,
+    load_for_inference,
+)
 from radllama.prompts import PROMPT_STYLE_FILE
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
@@ -46,12 +52,14 @@ def _finish(tmp: Path, out_dir: Path) -> Path:
     return out_dir
 
 
-def export_adapter(model_dir: Path, adapter_dir: Path, out_dir: Path) -> Path:
-    """Copy the adapter with its tokenizer, prompt style and retrieval index to ``out_dir``."""
+def export_adapter(model_dir: Path, adapter_dir: Path, out_dir: Path, allow_other_base: bool = False) -> Path:
+    """Copy the adapter with its tokenizer, prompt style, retrieval index and base record to ``out_dir``."""
     adapter_dir, out_dir = Path(adapter_dir), Path(out_dir)
     _check_adapter(adapter_dir)
+    check_adapter_base(model_dir, adapter_dir, allow_other_base)
     tmp = _fresh_tmp(out_dir)
-    names = ADAPTER_FILES + TOKENIZER_FILES + EXTRA_TOKENIZER_FILES + (PROMPT_STYLE_FILE, RETRIEVAL_INDEX_FILE)
+    names = ADAPTER_FILES + TOKENIZER_FILES + EXTRA_TOKENIZER_FILES
+    names += (PROMPT_STYLE_FILE, RETRIEVAL_INDEX_FILE, BASE_RECORD_FILE)
     copied = []
     for name in dict.fromkeys(names):
         src = adapter_dir / name
@@ -66,11 +74,15 @@ def export_adapter(model_dir: Path, adapter_dir: Path, out_dir: Path) -> Path:
     return _finish(tmp, out_dir)
 
 
-def export_merged(model_dir: Path, adapter_dir: Path, out_dir: Path, dtype: str = "auto") -> Path:
+def export_merged(
+    model_dir: Path, adapter_dir: Path, out_dir: Path, dtype: str = "auto", allow_other_base: bool = False
+) -> Path:
     """Merge the adapter into the base weights and save a plain Hugging Face folder."""
     adapter_dir, out_dir = Path(adapter_dir), Path(out_dir)
     _check_adapter(adapter_dir)
-    loaded = load_for_inference(model_dir, adapter_dir, device="cpu", dtype=dtype, merge=True)
+    loaded = load_for_inference(
+        model_dir, adapter_dir, device="cpu", dtype=dtype, merge=True, allow_other_base=allow_other_base
+    )
     tmp = _fresh_tmp(out_dir)
     loaded.model.save_pretrained(tmp)
     loaded.tokenizer.save_pretrained(tmp)

@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from radllama.errors import RadLlamaError
-from radllama.io import read_jsonl
+from radllama.io import atomic_write_json, read_jsonl
 from radllama.prompts import PROMPT_STYLE_FILE, PromptStyle
 from radllama.retrieval import TfidfRetriever
 
 RETRIEVAL_INDEX_FILE = "retrieval_index.jsonl"
+BASE_RECORD_FILE = "base_model.json"  # in an adapter folder: the base it was trained on (weights_digest)
 WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pt", "*.gguf")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
 
@@ -173,16 +174,56 @@ def _bnb_4bit_config(device: str) -> Any:
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
 
 
+def record_base(adapter_dir: Path, base_dir: str | Path) -> None:
+    """Write which base an adapter was trained on into the adapter folder (path and weights hash)."""
+    from radllama.provenance import weights_digest
+
+    base = Path(base_dir)
+    sha = weights_digest(base) if base.is_dir() else None  # a hub id: its name is all we know
+    atomic_write_json(Path(adapter_dir) / BASE_RECORD_FILE, {"path": str(base_dir), "weights_sha256": sha})
+
+
+def check_adapter_base(model_dir: str | Path, adapter_dir: str | Path, allow_other_base: bool = False) -> None:
+    """Refuse, in one line, an adapter on a base other than the one it was trained on.
+
+    On a base of the same shape a foreign adapter loads and writes fluent nonsense; on another
+    shape it fails deep inside peft. Adapters without a record (from elsewhere) are not checked.
+    """
+    import json
+
+    from radllama.provenance import weights_digest
+
+    record_file = Path(adapter_dir) / BASE_RECORD_FILE
+    if allow_other_base or not record_file.is_file() or not Path(model_dir).is_dir():
+        return
+    try:
+        record = json.loads(record_file.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RadLlamaError(f"{record_file} is not valid JSON ({exc})") from exc
+    wanted = record.get("weights_sha256")
+    if wanted and wanted != weights_digest(model_dir):
+        raise RadLlamaError(
+            f"adapter {adapter_dir} was trained on {record.get('path')} (weights sha256 {wanted[:12]}), not on "
+            f"{model_dir} (sha256 {weights_digest(model_dir)[:12]}): pass its own base as --model, or "
+            "--allow-other-base for a deliberate transfer"
+        )
+
+
 def load_prompting(
-    model_dir: str | Path, adapter_dir: str | Path | None = None, trust_remote_code: bool = False
+    model_dir: str | Path,
+    adapter_dir: str | Path | None = None,
+    trust_remote_code: bool = False,
+    allow_other_base: bool = False,
 ) -> LoadedModel:
     """Everything but the weights: tokenizer, prompt style and retrieval index, as saved with the
-    adapter (or else the base). Any backend prompts the model identically from this."""
+    adapter (or else the base). Any backend prompts the model identically from this. An adapter
+    meets its own base only, unless ``allow_other_base`` (:func:`check_adapter_base`)."""
     source = Path(model_dir)
     if adapter_dir is not None:
         source = Path(adapter_dir)
         if not (source / "adapter_config.json").is_file():
             raise RadLlamaError(f"{source}: no adapter_config.json — not a LoRA adapter folder")
+        check_adapter_base(model_dir, adapter_dir, allow_other_base)
     tokenizer = load_tokenizer(tokenizer_folder(model_dir, adapter_dir), trust_remote_code)
     style = PromptStyle.load(source) if (source / PROMPT_STYLE_FILE).is_file() else PromptStyle.load(model_dir)
     retriever = None
@@ -209,15 +250,20 @@ def load_for_inference(
     dtype: str = "auto",
     merge: bool = True,
     trust_remote_code: bool = False,
+    allow_other_base: bool = False,
 ) -> LoadedModel:
     """Base (+ adapter, merged for speed) as a transformers model, with the prompt style saved beside it."""
-    loaded = load_prompting(model_dir, adapter_dir, trust_remote_code)
+    loaded = load_prompting(model_dir, adapter_dir, trust_remote_code, allow_other_base)
     device = device or default_device()
     model = load_causal_lm(model_dir, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
     if adapter_dir is not None:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, str(adapter_dir))
+        try:
+            model = PeftModel.from_pretrained(model, str(adapter_dir))
+        except (RuntimeError, ValueError, KeyError) as exc:  # shapes or module names that do not match
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise RadLlamaError(f"adapter {adapter_dir} does not fit the base {model_dir}: {first}") from exc
         if merge:
             model = model.merge_and_unload()  # plain weights: no adapter cost per token
     loaded.model = model.eval()

@@ -51,6 +51,9 @@ def serve_command(
     max_body_bytes: int = typer.Option(1_000_000, "--max-body-bytes", min=1, help="Larger bodies get 413."),
     log_content: bool = typer.Option(False, "--log-content", help="Log prompts and answers (patient data!)."),
     cors_origin: list[str] | None = typer.Option(None, "--cors-origin", help="Allow this browser origin."),
+    allow_other_base: bool = typer.Option(
+        False, "--allow-other-base", help="Load --adapter on a base other than the one it was trained on."
+    ),
 ) -> None:
     """Serve the OpenAI-compatible API, /v1/impressions and the assistant page."""
     import logging
@@ -69,7 +72,7 @@ def serve_command(
                              log_content, list(cors_origin or []))  # fmt: skip
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with console.status(f"loading {model}"):
-        service = load_service(model, adapter, settings, backend, dtype, tensor_parallel_size)
+        service = load_service(model, adapter, settings, backend, dtype, tensor_parallel_size, allow_other_base)
     shown = f"[{host}]" if ":" in host else host
     console.print(
         f"serving [bold]{service.name}[/] ({service.backend}) on http://{shown}:{port}/ (OpenAI API under /v1)"
@@ -88,6 +91,9 @@ def chat_command(
     temperature: float = typer.Option(0.0, "--temperature", min=0.0, help="0 = greedy."),
     backend: str = typer.Option("auto", "--backend", help="auto | transformers | vllm (auto: transformers here)."),
     dtype: str = typer.Option("auto", "--dtype", help="auto | fp32 | bf16 | fp16."),
+    allow_other_base: bool = typer.Option(
+        False, "--allow-other-base", help="Load --adapter on a base other than the one it was trained on."
+    ),
 ) -> None:
     """Talk to a local model in the terminal (/impression <findings>, /reset, /quit)."""
     from rich.console import Console
@@ -97,7 +103,7 @@ def chat_command(
     from radllama.serve.chat import run_chat
 
     with err_console.status(f"loading {model}"):
-        loaded = load_model(model, adapter, backend=backend, dtype=dtype, cases=1)
+        loaded = load_model(model, adapter, backend=backend, dtype=dtype, cases=1, allow_other_base=allow_other_base)
     out = Console()
 
     def read() -> str:

@@ -195,6 +195,7 @@ def load_service(
     backend: str = "auto",
     dtype: str = "auto",
     tensor_parallel_size: int = 1,
+    allow_other_base: bool = False,
 ) -> ModelService:
     """Load the model for the chosen backend (vLLM imported only when it is the one)."""
     from radllama.inference import resolve_backend
@@ -202,10 +203,11 @@ def load_service(
     if resolve_backend(backend) == "transformers":
         from radllama.models.loading import load_for_inference
 
-        return ModelService(load_for_inference(model_dir, adapter_dir, dtype=dtype), settings)
+        loaded = load_for_inference(model_dir, adapter_dir, dtype=dtype, allow_other_base=allow_other_base)
+        return ModelService(loaded, settings)
     from radllama.inference import prepare_vllm
     from radllama.inference.vllm_backend import AsyncVllm
 
-    loaded, engine = prepare_vllm(model_dir, adapter_dir)
+    loaded, engine = prepare_vllm(model_dir, adapter_dir, allow_other_base=allow_other_base)
     vllm = AsyncVllm(dtype=dtype, tensor_parallel_size=tensor_parallel_size, **engine)
     return ModelService(loaded, settings, VllmEngine(vllm, settings.queue_size, settings.max_batch))

@@ -25,10 +25,16 @@ def export_command(
     out: Path = typer.Option(..., "--out", help="New folder to write."),
     merge: bool = typer.Option(False, "--merge", help="Fold the adapter into full weights (plain transformers)."),
     dtype: str = typer.Option("auto", "--dtype", help="Merged weights dtype: auto, fp32, bf16, fp16."),
+    allow_other_base: bool = typer.Option(
+        False, "--allow-other-base", help="Load --adapter on a base other than the one it was trained on."
+    ),
 ) -> None:
     """Export a trained adapter (for vLLM LoRA serving) or merged full weights."""
     from radllama.models.export import export_adapter, export_merged
     from radllama.progress import console
 
-    done = export_merged(model, adapter, out, dtype) if merge else export_adapter(model, adapter, out)
+    if merge:
+        done = export_merged(model, adapter, out, dtype, allow_other_base)
+    else:
+        done = export_adapter(model, adapter, out, allow_other_base)
     console.print(f"wrote {'merged model' if merge else 'adapter'} to {done}")

@@ -18,7 +18,7 @@ import torch
 
 from radllama.errors import RadLlamaError
 from radllama.io import atomic_write_json, atomic_write_text, ensure_writable_dir, read_jsonl, write_jsonl
-from radllama.models.loading import RETRIEVAL_INDEX_FILE, load_causal_lm, load_tokenizer, pick_dtype
+from radllama.models.loading import RETRIEVAL_INDEX_FILE, load_causal_lm, load_tokenizer, pick_dtype, record_base
 from radllama.models.mini import build_model, save_pretrained, train_tokenizer
 from radllama.progress import console
 from radllama.prompts import PromptStyle
@@ -311,6 +311,8 @@ def lora_sft(cfg: TrainConfig, resume: bool = False) -> dict:
         model.save_pretrained(folder, state_dict=state_dict)
         tokenizer.save_pretrained(folder)
         style.save(folder)
+        if cfg.lora.enabled:  # loading refuses this adapter on any other base
+            record_base(folder, cfg.model.path)
         if retriever is not None:
             # Train split only: the index that generation and serving retrieve from.
             write_jsonl(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -199,3 +200,24 @@ def test_each_rank_restores_its_own_rng_state(setup) -> None:
     check(subprocess.run([*cmd, "--resume"], capture_output=True, text=True, env=ENV, timeout=300))
     resumed = load_file(out / "adapter_model.safetensors")
     assert max((resumed[k] - finished[k]).abs().max().item() for k in finished) <= 1e-6
+
+
+def test_two_process_fsdp_with_uneven_ranks_matches_single_process(setup) -> None:
+    """batch_size=3 over 2 ranks (2 and 1 micro-batches of 1): the short rank pads with a masked
+    micro-batch instead of leaving the other's collectives waiting."""
+    out = setup["root"] / "fsdp-uneven"
+    extra = ("lora.enabled=false", "parallel=fsdp", "optim.batch_size=3", "optim.max_steps=2")
+    cmd = torchrun("--nproc_per_node", "2", "--master_port", "29551", *train_cli(setup, out, *extra))
+    # Its own process group: a hang (the failure this guards against) must not leave ranks behind.
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+                            start_new_session=True)  # fmt: skip
+    try:
+        stdout, stderr = proc.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    check(subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr))
+    single = single_process(setup, "single-uneven", *extra)
+    assert losses(out) == pytest.approx(losses(single), rel=LOSS_TOLERANCE)
+    assert max_difference(out, single, "model.safetensors") <= WEIGHT_TOLERANCE

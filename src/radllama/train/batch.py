@@ -24,6 +24,11 @@ def collate(batch: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
 
+def masked(example: Example) -> Example:
+    """``example`` with every label ignored: a forward and backward that add nothing."""
+    return Example(example.input_ids, [IGNORE_INDEX] * len(example.labels))
+
+
 def token_loss_sum(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Summed next-token cross-entropy over target tokens (caller divides by the count)."""
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits

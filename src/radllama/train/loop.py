@@ -26,7 +26,7 @@ from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
 from radllama.errors import RadLlamaError
 from radllama.progress import progress_bar
-from radllama.train.batch import collate, token_loss_sum
+from radllama.train.batch import collate, masked, token_loss_sum
 from radllama.train.checkpoint import (
     WEIGHTS_FILE,
     finish_checkpoint,
@@ -52,7 +52,7 @@ from radllama.train.evaluation import (
     write_best,
 )
 from radllama.train.examples import IGNORE_INDEX, Example
-from radllama.train.parallel import Parallel
+from radllama.train.parallel import Parallel, rank_micro_batches
 
 
 @dataclass
@@ -208,15 +208,17 @@ def train(
         task = bar.add_task("train", total=steps, completed=start)
         for step in range(start, steps):
             idx = step_indices(len(examples), args.batch_size, seed, step, lengths)
-            mine = idx[rank::world]  # already in length order (step_indices): micro-batches of similar lengths
-            micro = [mine[i : i + args.micro_batch_size] for i in range(0, len(mine), args.micro_batch_size)]
+            micro = rank_micro_batches(idx, rank, world, args.micro_batch_size)
             n_target = sum(sum(1 for t in examples[i].labels[1:] if t != IGNORE_INDEX) for i in idx)
             target_total += n_target
             step_loss = 0.0
             for j, chunk in enumerate(micro):
-                batch = {k: v.to(accelerator.device) for k, v in collate([examples[i] for i in chunk], pad_id).items()}
-                tokens_seen += batch["input_ids"].numel()
-                padded += int((batch["attention_mask"] == 0).sum())
+                # An empty chunk pads a short rank (rank_micro_batches): one example, every label masked.
+                rows = [examples[i] for i in chunk] or [masked(examples[idx[0]])]
+                batch = {k: v.to(accelerator.device) for k, v in collate(rows, pad_id).items()}
+                if chunk:
+                    tokens_seen += batch["input_ids"].numel()
+                    padded += int((batch["attention_mask"] == 0).sum())
                 with par.sync_context(model, j == len(micro) - 1):
                     with precision:  # forward and loss only; backward runs outside, as autocast asks
                         micro_loss = token_loss_sum(model, batch)

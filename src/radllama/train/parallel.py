@@ -17,6 +17,7 @@ global target-token count: each backend averages gradients over processes.
 
 from __future__ import annotations
 
+import math
 import os
 from contextlib import nullcontext
 from typing import Any
@@ -35,6 +36,20 @@ def _full_options() -> Any:
     from torch.distributed.checkpoint.state_dict import StateDictOptions
 
     return StateDictOptions(full_state_dict=True, cpu_offload=True)
+
+
+def rank_micro_batches(idx: list[int], rank: int, world: int, micro_batch_size: int) -> list[list[int]]:
+    """This rank's share of a global batch in micro-batches, as many on every rank.
+
+    Under FSDP every forward and backward is a collective, so a rank with one micro-batch fewer
+    leaves the others waiting for ever (and a DDP rank with none never joins the gradient
+    exchange). A short rank gets empty micro-batches at the end: the loop runs them as one fully
+    masked example (zero loss, zero gradient), so every example still counts once.
+    """
+    mine = idx[rank::world]  # already in length order (step_indices): micro-batches of similar lengths
+    micro = [mine[i : i + micro_batch_size] for i in range(0, len(mine), micro_batch_size)]
+    most = math.ceil(math.ceil(len(idx) / world) / micro_batch_size) if idx else 0
+    return micro + [[] for _ in range(max(1, most) - len(micro))]
 
 
 class Parallel:

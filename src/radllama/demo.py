@@ -54,16 +54,15 @@ def _train_stage(name: str, config: Path, overrides: list[str], timings: dict[st
 
     cfg = load_config(config, overrides)
     folder = Path(cfg.output_dir)
-    # Same fingerprint and finished: reuse. Made from something else: redo from scratch.
-    if (
-        reuse(folder, _stage_fingerprint(cfg, dump_config(cfg)), on_change="redo", folder=True)
-        and (folder / COMPLETE_FILE).is_file()
-    ):
+    # Same fingerprint: reuse when finished, resume when interrupted. Made from something else:
+    # reuse() clears the folder and the stage starts from scratch.
+    same = reuse(folder, _stage_fingerprint(cfg, dump_config(cfg)), on_change="redo", folder=True)
+    if same and (folder / COMPLETE_FILE).is_file():
         console.print(f"[green]{name}[/]: reusing {folder}")
         return yaml.safe_load((folder / COMPLETE_FILE).read_text())
     console.rule(f"[bold]{name}")
     t0 = time.perf_counter()
-    summary = run(cfg)
+    summary = run(cfg, resume=same)
     timings[name] = time.perf_counter() - t0
     return summary
 

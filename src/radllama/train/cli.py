@@ -11,12 +11,13 @@ def train_command(
     config: Path = typer.Option(..., "--config", help="YAML training config (see configs/)."),
     overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. optim.lr=1e-4"),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last step-NNNNNN/ checkpoint."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Delete a previous run in output_dir and start again."),
 ) -> None:
     """LoRA instruction tuning (or radllama-mini pretraining) from a YAML config."""
     from radllama.train.config import load_config
     from radllama.train.recipes import run
 
-    run(load_config(config, overrides or []), resume=resume)
+    run(load_config(config, overrides or []), resume=resume, overwrite=overwrite)
 
 
 def export_command(

@@ -379,6 +379,9 @@ def _resume(
     ckpt = latest_checkpoint(output_dir)
     if ckpt is None:
         accelerator.print(f"no checkpoint in {output_dir}: starting from step 0")
+        if accelerator.is_main_process:
+            _trim_log(output_dir, 0)  # the interrupted run's rows are all redone
+        accelerator.wait_for_everyone()
         return None
     state = load_state(ckpt, optimizer_file=par.mode != "zero2")
     diffs = resume_differences(ckpt, config_yaml, provenance, accelerator.num_processes)

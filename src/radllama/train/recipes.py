@@ -10,6 +10,7 @@ import dataclasses
 import json
 import math
 import random
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from radllama.models.loading import RETRIEVAL_INDEX_FILE, load_causal_lm, load_t
 from radllama.models.mini import build_model, save_pretrained, train_tokenizer
 from radllama.progress import console
 from radllama.prompts import PromptStyle
-from radllama.provenance import file_digest
+from radllama.provenance import RECORD_FILE, file_digest
 from radllama.retrieval import TfidfRetriever, retrieved_impressions
 from radllama.train import loop
 from radllama.train.checkpoint import base_model_identity
@@ -39,6 +40,7 @@ from radllama.train.examples import (
 )
 
 COMPLETE_FILE = "train_summary.json"
+RUN_FILES = ("train_log.jsonl", COMPLETE_FILE, "config.yaml")  # with step-*/: what marks a training output
 DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 
@@ -57,6 +59,37 @@ def read_training_records(path: str, what: str = "training") -> list[dict]:
         if not str(r.get("findings", "")).strip() or not str(r.get("impression", "")).strip():
             raise RadLlamaError(f"{path}: record {i} lacks findings or impression")
     return records
+
+
+def prepare_output_dir(out: Path, accelerator: Any, resume: bool, overwrite: bool) -> Path:
+    """The run's ``output_dir``: refused when it holds another run (a second run's log rows and
+    checkpoints would mix with the first's), unless ``resume`` continues that run or ``overwrite``
+    deletes it. ``overwrite`` deletes only what looks like a training output."""
+    if resume and overwrite:
+        raise RadLlamaError("--resume and --overwrite contradict each other: choose one")
+    out = Path(out)
+    # The demo's stage record (provenance.json) is written before the run; it is no run of its own.
+    used = [p for p in out.iterdir() if p.name != RECORD_FILE] if out.is_dir() else []
+    if used and not resume:
+        if not overwrite:
+            raise RadLlamaError(
+                f"output_dir {out} is not empty: pass --resume to continue its run, --overwrite to delete it "
+                "and start again, or choose a new output_dir"
+            )
+        if not any(p.name in RUN_FILES or p.name.startswith("step-") for p in used):
+            raise RadLlamaError(
+                f"output_dir {out} holds files that are not a training run's (no {', '.join(RUN_FILES)} or "
+                "step-*/): not deleting them with --overwrite; choose a new output_dir"
+            )
+        accelerator.wait_for_everyone()  # every rank has looked before the main process deletes
+        if accelerator.is_main_process:
+            for p in used:
+                if p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p)
+                else:
+                    p.unlink()
+    accelerator.wait_for_everyone()
+    return ensure_writable_dir(out)
 
 
 def prompt_style(cfg: TrainConfig) -> PromptStyle:
@@ -238,10 +271,11 @@ def sft_validation(cfg: TrainConfig, tokenizer: Any, style: PromptStyle, retriev
     return Validation(examples, [r["findings"] for r in sample], [r["impression"] for r in sample], answer, cfg.eval)
 
 
-def pretrain_mini(cfg: TrainConfig, resume: bool = False) -> dict:
+def pretrain_mini(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> dict:
     """Train radllama-mini's tokenizer and base model from scratch on training report text."""
     seed_everything(cfg.seed)
-    out = ensure_writable_dir(Path(cfg.output_dir))
+    accelerator = _accelerator()
+    out = prepare_output_dir(Path(cfg.output_dir), accelerator, resume, overwrite)
     records = read_training_records(cfg.data.train)
     texts = [report_text(r, cfg.data.pretrain_sections) for r in records]
     style = prompt_style(cfg)
@@ -264,18 +298,17 @@ def pretrain_mini(cfg: TrainConfig, resume: bool = False) -> dict:
         save_pretrained(model, tokenizer, folder, state_dict)
         style.save(folder)
 
-    accelerator = _accelerator()
     validation = pretraining_validation(cfg, tokenizer)
     result = _train(cfg, model, blocks, optim, tokenizer, save, accelerator, resume, validation)
     return _finish(cfg, out, result, {"parameters": n_params, "blocks": len(blocks)}, accelerator.is_main_process)
 
 
-def lora_sft(cfg: TrainConfig, resume: bool = False) -> dict:
+def lora_sft(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> dict:
     """LoRA (or full, with lora.enabled=false) instruction tuning on the tasks of ``data.tasks``."""
     seed_everything(cfg.seed)
-    out = ensure_writable_dir(Path(cfg.output_dir))
-    records = read_training_records(cfg.data.train)
     accelerator = _accelerator()
+    out = prepare_output_dir(Path(cfg.output_dir), accelerator, resume, overwrite)
+    records = read_training_records(cfg.data.train)
     tokenizer = load_tokenizer(cfg.model.path, cfg.model.trust_remote_code)
     device = str(accelerator.device)  # each process its own GPU
     # Under FSDP the whole model need not fit one GPU: it is loaded into CPU memory and
@@ -381,10 +414,10 @@ def prepare_for_training(model: Any, cfg: TrainConfig) -> Any:
         raise RadLlamaError(f"LoRA targets {targets} not found in the model: {exc}") from exc
 
 
-def run(cfg: TrainConfig, resume: bool = False) -> dict:
-    """Dispatch to the configured recipe."""
+def run(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> dict:
+    """Dispatch to the configured recipe (``resume``/``overwrite``: see :func:`prepare_output_dir`)."""
     fn = {"pretrain_mini": pretrain_mini, "lora_sft": lora_sft}[cfg.recipe]
-    summary = fn(cfg, resume=resume)
+    summary = fn(cfg, resume=resume, overwrite=overwrite)
     console.print(json.dumps(summary, indent=2))
     console.print(summary_line(summary), markup=False, highlight=False)
     return summary

@@ -2,6 +2,9 @@ import csv
 import io
 import json
 import re
+from pathlib import Path
+
+from playwright.sync_api import expect
 
 from radllama.evaluate.metrics import metrics_from_cases, score_systems
 from radllama.evaluate.paper_reported import reported_rows
@@ -80,3 +83,23 @@ def test_expert_scores_reported_apart() -> None:
     md = expert_reported_markdown()
     assert md.startswith("## Reported by the paper, not measured here")
     assert "| Radiology-Llama2 | 48.5 | 47.5 | 46.5 | 49 | 50 |" in md and "| Dolly | – | – | – | 27.5 | – |" in md
+
+
+def test_cases_page_shows_every_row_whatever_the_text(tmp_path: Path, chromium) -> None:  # noqa: ANN001 (Browser)
+    """``<!--<script>`` inside a script element switches the HTML parser into its "double escaped"
+    state, so the element (and the data) ran on into the page: 0 rows. Every row must show, as text."""
+    tricky = "<!--<script> No acute disease"
+    preds = {"sys": [{"id": "a", "prediction": tricky}, {"id": "b", "prediction": "Normal & <b>clear</b>"}]}
+    path = tmp_path / "cases.html"
+    path.write_text(cases_html(score_systems(preds, SPLIT)), encoding="utf-8")
+    page = chromium.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(path.as_uri())
+    rows = page.locator("#cases tbody tr")
+    expect(rows).to_have_count(2)
+    expect(page.locator("#count")).to_have_text("2 of 2 cases")
+    expect(page.locator("#cases tbody tr[data-id='a']")).to_contain_text(tricky)
+    expect(page.locator("#cases tbody tr[data-id='b']")).to_contain_text("Normal & <b>clear</b>")
+    assert not errors
+    page.close()

@@ -384,9 +384,18 @@ render();
 def cases_html(systems: Sequence[SystemCases]) -> str:
     """A self-contained page (inline CSS/JS, no network) to browse cases across systems."""
     data = {"systems": [s.name for s in systems], "cases": html_cases(systems)}
-    # "</" would end the <script> element early; the JSON escape keeps the text identical.
-    payload = json.dumps(data, ensure_ascii=False).replace("</", "<\\/")
-    return _HTML.replace("__DATA__", payload)
+    return _HTML.replace("__DATA__", _script_json(data))
+
+
+def _script_json(data: object) -> str:
+    """JSON that is safe inside a ``<script>`` element: ``<``, ``>`` and ``&`` as ``\\u003c`` etc.
+
+    Escaping only ``</`` is not enough: ``<!--<script>`` in the text switches the HTML parser into its
+    "double escaped" state, and the element runs on past its ``</script>``. The JSON escapes parse
+    back to the same text.
+    """
+    text = json.dumps(data, ensure_ascii=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def write_reports(

@@ -168,3 +168,27 @@ def test_export_and_report_on_direct_ratings(tmp_path: Path, preds: list[Path]) 
     measured, reported = md.split("## Reported by the paper, not measured here", 1)
     assert "Radiology-Llama2" not in measured and "| Radiology-Llama2 | 48.5 |" in reported
     assert summary["rougeL_mean"]["reference"] is None and summary["rougeL_mean"][SYSTEMS[0]] > 0
+
+
+def test_report_counts_only_raters_who_scored(tmp_path: Path, preds: list[Path]) -> None:
+    """Two raters registered, one scored: the report, the CLI line and summary.json all say one."""
+    out = tmp_path / "s.db"
+    run("review", "create", "--predictions", *preds, "--cases", 2, "--out", out)
+    conn = store.open_study(out)
+    for name in ("Dr A", "Dr B"):
+        store.add_rater(conn, name)
+    with store.transaction(conn):
+        for r in candidates(out):
+            for crit in store.CRITERIA:
+                row = (r["case_position"], r["candidate_id"], crit)
+                conn.execute("INSERT INTO ratings VALUES (1, ?, ?, ?, 3, 't')", row)
+    conn.close()
+    res = runner.invoke(app, ["review", "report", str(out), "--out", str(tmp_path / "rep")], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    summary = json.loads((tmp_path / "rep" / "summary.json").read_text())
+    assert summary["raters"] == ["Dr A"] and summary["raters_without_scores"] == ["Dr B"]
+    assert {e["raters"] for per in summary["scores"].values() for e in per.values()} == {1}
+    assert "from 1 rater;" in res.output and "2 raters" not in res.output
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "1 rater (Dr A)" in md and "2 raters" not in md
+    assert "Dr B registered but scored nothing" in md

@@ -152,9 +152,10 @@ def report_command(
     files = [*(predictions or []), *(more or [])]
     summary = build_report(study, out, files or None)
     alpha = summary["krippendorff_alpha_ordinal"]["overall"]
+    n = len(summary["raters"])  # raters who scored (summary["raters_without_scores"] lists the others)
     alpha_text = "n/a" if alpha is None else f"{alpha:.3f}"
     console.print(
-        f"{summary['n_ratings']} scores from {len(summary['raters'])} raters; "
+        f"{summary['n_ratings']} scores from {n} rater{'' if n == 1 else 's'}; "
         f"Krippendorff's alpha (ordinal, overall) {alpha_text}; report → {Path(out) / 'report.md'}",
         highlight=False,
     )

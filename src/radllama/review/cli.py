@@ -71,6 +71,9 @@ def serve_command(
     allow_remote: bool = typer.Option(
         False, "--allow-remote", help="Allow a non-loopback --host: other machines can then reach the study."
     ),
+    allowed_host: list[str] | None = typer.Option(
+        None, "--allowed-host", help="Also answer to this Host name (a reverse proxy's); others get 400."
+    ),
 ) -> None:
     """Serve the rater pages (each rater opens /r/<token>)."""
     from radllama.errors import RadLlamaError
@@ -100,7 +103,7 @@ def serve_command(
         console.print("[yellow]warning:[/] no raters yet: radllama review add-rater STUDY NAME")
     shown = f"[{host}]" if ":" in host else host
     console.print(f"serving {study} on http://{shown}:{port}/ ({n_raters} raters); Ctrl-C stops", highlight=False)
-    serve(study, sock)
+    serve(study, sock, host, allowed_host or [])
 
 
 @app.command("reopen")

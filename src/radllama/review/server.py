@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import socket
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field, StrictInt
 
+from radllama.http_guard import DEFAULT_MAX_BODY_BYTES, SiteGuard, trusted_hosts
 from radllama.review import store
 
 STATIC_DIR = resources.files("radllama.review") / "static"
@@ -72,19 +74,35 @@ class CommentIn(BaseModel):
     comment: str = Field(max_length=store.MAX_COMMENT_CHARS)
 
 
-def create_app(study_path: Path) -> FastAPI:
-    """The FastAPI app serving one study file (opened per request, so many raters can write at once)."""
+def create_app(
+    study_path: Path,
+    host: str = "127.0.0.1",
+    allowed_hosts: Iterable[str] = (),
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+) -> FastAPI:
+    """The FastAPI app serving one study file (opened per request, so many raters can write at once).
+
+    ``host`` is the bound address and ``allowed_hosts`` further names (a proxy's) the app answers to.
+    """
     study_path = Path(study_path)
     store.open_study(study_path).close()  # fail fast on a file that is not a study
     app = FastAPI(title="RadLlama expert review", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.study_path = study_path
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
 
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next):  # noqa: ANN001, ANN202 (ASGI signature)
-        response = await call_next(request)
-        response.headers.update(_SECURITY_HEADERS)
-        return response
+    # A foreign Host, a cross-site write or an oversized body reaches no route; every answer gets the headers.
+    app.add_middleware(
+        SiteGuard,
+        allowed_hosts=trusted_hosts(host, allowed_hosts),
+        max_body_bytes=max_body_bytes,
+        response_headers=_SECURITY_HEADERS,
+    )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's default answer echoes each bad value ("input"), a whole oversized comment included.
+        detail = [{"loc": e["loc"], "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        return JSONResponse({"detail": detail}, status_code=422)
 
     def case_exists(conn: sqlite3.Connection, position: int) -> None:
         if conn.execute("SELECT 1 FROM cases WHERE position = ?", (position,)).fetchone() is None:
@@ -234,9 +252,10 @@ def create_app(study_path: Path) -> FastAPI:
     return app
 
 
-def serve(study_path: Path, sock: socket.socket) -> None:
+def serve(study_path: Path, sock: socket.socket, host: str, allowed_hosts: Iterable[str] = ()) -> None:
     """Run the rater app with uvicorn on a bound socket until interrupted (no access log: URLs carry tokens)."""
     import uvicorn
 
-    config = uvicorn.Config(create_app(study_path), access_log=False, log_level="warning")
+    app = create_app(study_path, host, allowed_hosts)
+    config = uvicorn.Config(app, access_log=False, log_level="warning")
     uvicorn.Server(config).run(sockets=[sock])

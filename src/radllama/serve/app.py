@@ -24,6 +24,7 @@ from starlette.datastructures import Headers, MutableHeaders
 
 from radllama.generate.impressions import mbr_pool
 from radllama.generate.mbr import MbrSettings, mbr_choose
+from radllama.http_guard import BodyTooLarge, SiteGuard, trusted_hosts
 from radllama.inference.base import Completion
 from radllama.serve.batching import Job, QueueFull, Row, Sampling
 from radllama.serve.openai_schema import (
@@ -70,11 +71,23 @@ def create_app(service: ModelService) -> FastAPI:
             allow_headers=["Authorization", "Content-Type"],
         )
 
-    app.add_middleware(Guard, api_key=settings.api_key, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(Guard, api_key=settings.api_key)
+    # Outermost: a foreign Host, a cross-site write or an oversized body never reaches the key check or a route.
+    app.add_middleware(
+        SiteGuard,
+        allowed_hosts=trusted_hosts(settings.host, settings.allowed_hosts),
+        max_body_bytes=settings.max_body_bytes,
+        allowed_origins=settings.cors_origins,
+        error=lambda status, message, code: _error(ApiError(status, message, code)),
+    )
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
         return _error(exc)
+
+    @app.exception_handler(BodyTooLarge)
+    async def too_large(request: Request, exc: BodyTooLarge) -> JSONResponse:
+        return _error(ApiError(413, exc.detail, "body_too_large"))
 
     @app.exception_handler(404)
     async def not_found(request: Request, exc: Exception) -> JSONResponse:
@@ -100,7 +113,7 @@ def create_app(service: ModelService) -> FastAPI:
 
     @app.post("/v1/chat/completions", response_model=None)
     async def chat(request: Request) -> Response:
-        req: ChatRequest = parse_body(await _read_body(request, settings.max_body_bytes), ChatRequest)
+        req: ChatRequest = parse_body(await request.body(), ChatRequest)
         service.check_model(req.model)
         prompt = service.chat_prompt([{"role": m.role, "content": m.text()} for m in req.messages])
         (ids,) = await service.encode_many([prompt])
@@ -110,7 +123,7 @@ def create_app(service: ModelService) -> FastAPI:
 
     @app.post("/v1/completions", response_model=None)
     async def completions(request: Request) -> Response:
-        req: CompletionRequest = parse_body(await _read_body(request, settings.max_body_bytes), CompletionRequest)
+        req: CompletionRequest = parse_body(await request.body(), CompletionRequest)
         service.check_model(req.model)
         rows, prompt_tokens = [], 0
         prompts = req.prompts()
@@ -125,7 +138,7 @@ def create_app(service: ModelService) -> FastAPI:
 
     @app.post("/v1/impressions")
     async def impressions(request: Request) -> dict[str, Any]:
-        req: ImpressionRequest = parse_body(await _read_body(request, settings.max_body_bytes), ImpressionRequest)
+        req: ImpressionRequest = parse_body(await request.body(), ImpressionRequest)
         prompts, shown = await service.impression_prompts(req.findings)
         rows = [Row(ids, service.budget(ids, req.max_tokens)) for ids in await service.encode_many(prompts)]
         samples = req.samples if req.decode == "mbr" else 0
@@ -166,14 +179,14 @@ def create_app(service: ModelService) -> FastAPI:
 
 
 class Guard:
-    """API key on /v1/, the body-size limit by Content-Length, and security headers on the pages.
+    """API key on /v1/ and security headers on the pages (Host, cross-site and size checks: SiteGuard).
 
     Plain ASGI middleware: Starlette's ``BaseHTTPMiddleware`` costs a task group and a stream
     per request, a measurable share of a request's CPU on a small machine (bench_serve.py).
     """
 
-    def __init__(self, app: Any, api_key: str | None, max_body_bytes: int) -> None:
-        self.app, self.api_key, self.max_body_bytes = app, api_key, max_body_bytes
+    def __init__(self, app: Any, api_key: str | None) -> None:
+        self.app, self.api_key = app, api_key
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -185,10 +198,6 @@ class Guard:
         if api and self.api_key and not preflight and not _authorized(headers.get("authorization", ""), self.api_key):
             err = ApiError(401, "missing or wrong API key (send 'Authorization: Bearer KEY')", "invalid_api_key")
             return await _error(err, {"WWW-Authenticate": "Bearer"})(scope, receive, send)
-        length = headers.get("content-length")
-        if length and length.isdigit() and int(length) > self.max_body_bytes:
-            err = ApiError(413, f"request body over {self.max_body_bytes:,} bytes", "body_too_large")
-            return await _error(err)(scope, receive, send)
         if api:
             return await self.app(scope, receive, send)
 
@@ -208,17 +217,6 @@ def _authorized(header: str, key: str) -> bool:
 
 def _error(exc: ApiError, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(exc.body(), status_code=exc.status, headers={**(exc.headers or {}), **(headers or {})})
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, refusing more than ``limit`` bytes even when no Content-Length was sent."""
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, f"request body over {limit:,} bytes", "body_too_large")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _log_text(settings: Any, text: Any) -> Any:

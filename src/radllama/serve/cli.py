@@ -54,6 +54,9 @@ def serve_command(
     allow_other_base: bool = typer.Option(
         False, "--allow-other-base", help="Load --adapter on a base other than the one it was trained on."
     ),
+    allowed_host: list[str] | None = typer.Option(
+        None, "--allowed-host", help="Also answer to this Host name (a reverse proxy's); others get 400."
+    ),
 ) -> None:
     """Serve the OpenAI-compatible API, /v1/impressions and the assistant page."""
     import logging
@@ -69,7 +72,7 @@ def serve_command(
     key = resolve_api_key(host, api_key_env)
     sock = bind_socket(host, port)
     settings = ServeSettings(host, port, key, max_batch, batch_window_ms, queue_size, timeout_s, max_body_bytes,
-                             log_content, list(cors_origin or []))  # fmt: skip
+                             log_content, list(cors_origin or []), list(allowed_host or []))  # fmt: skip
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with console.status(f"loading {model}"):
         service = load_service(model, adapter, settings, backend, dtype, tensor_parallel_size, allow_other_base)

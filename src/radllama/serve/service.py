@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from radllama.generate.impressions import clean_findings, prompts_and_examples
+from radllama.http_guard import DEFAULT_MAX_BODY_BYTES
 from radllama.models.loading import LoadedModel
 from radllama.serve.batching import Batcher, Sampling, TransformersDecoder
 from radllama.serve.openai_schema import ApiError
@@ -39,9 +40,10 @@ class ServeSettings:
     batch_window_ms: float = 10.0
     queue_size: int = 256
     timeout_s: float = 60.0
-    max_body_bytes: int = 1_000_000
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     log_content: bool = False
     cors_origins: list[str] = field(default_factory=list)
+    allowed_hosts: list[str] = field(default_factory=list)  # names beyond loopback and --host (a proxy's)
 
 
 class ModelService:

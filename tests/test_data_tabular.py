@@ -172,3 +172,22 @@ def test_reports_without_a_patient_are_one_group_and_said_so(tmp_path: Path) -> 
     manifest = build_table_splits(src, tmp_path / "out", "f", "i", group_col="p")
     assert manifest["warnings"] == ["3 report(s) have no 'p': they are kept together as one group"]
     assert sum(manifest["groups"].values()) == 18  # 17 patients + the patient-less group
+
+
+def test_parquet_gives_the_csv_splits(tmp_path: Path) -> None:
+    pq = pytest.importorskip("pyarrow.parquet")
+    import pyarrow as pa
+
+    src = write_csv(tmp_path / "reports.csv")
+    with src.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "reports.parquet", row_group_size=7)
+    kwargs = {"id_col": "report_id", "group_col": "patient"}
+    a = build_table_splits(src, tmp_path / "a", "findings_text", "impression_text", **kwargs)
+    b = build_table_splits(tmp_path / "reports.parquet", tmp_path / "b", "findings_text", "impression_text", **kwargs)
+    assert (a["total"], a["kept"], a["dropped"]) == (b["total"], b["kept"], b["dropped"]) == (74, 73, a["dropped"])
+    for name in SPLIT_NAMES:
+        assert (tmp_path / "a" / f"{name}.jsonl").read_bytes() == (tmp_path / "b" / f"{name}.jsonl").read_bytes()
+    (tmp_path / "bad.parquet").write_text("not parquet")
+    with pytest.raises(RadLlamaError, match="not a readable Parquet file"):
+        build_table_splits(tmp_path / "bad.parquet", tmp_path / "c", "findings_text", "impression_text")

@@ -52,7 +52,7 @@ def mimic_cxr_command(
 
 @app.command("table")
 def table_command(
-    input_path: Path = typer.Option(..., "--input", help="A .csv (with header) or .jsonl file of reports."),
+    input_path: Path = typer.Option(..., "--input", help="A .csv (with header), .jsonl or .parquet file of reports."),
     findings_col: str = typer.Option(..., "--findings-col", help="Column holding the findings."),
     impression_col: str = typer.Option(..., "--impression-col", help="Column holding the impression."),
     out: Path = typer.Option(..., "--out", help="Folder for the split files and manifest.json."),

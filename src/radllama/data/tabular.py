@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,18 +21,23 @@ SOURCE_NAME = "table"
 _PATIENT_LIKE = re.compile(r"patient|subject|mrn|person|pat_?id", re.IGNORECASE)
 
 
-def read_table(path: Path) -> tuple[list[dict], list[str]]:
-    """Rows (as dicts) and column names of a ``.csv`` or ``.jsonl`` file."""
+def read_table(path: Path) -> tuple[Iterable[dict], list[str]]:
+    """Rows (as dicts) and column names of a ``.csv``, ``.jsonl`` or ``.parquet`` file.
+
+    Parquet rows are streamed a row group at a time (an archive export can be large).
+    """
     path = Path(path)
     if not path.is_file():
         raise RadLlamaError(f"--input {path}: no such file")
     suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        return _parquet_rows(path)
     if suffix == ".jsonl":
         rows = read_jsonl(path)  # raises clear errors for bad UTF-8 / JSON, naming the line
         columns = sorted({key for row in rows for key in row})
         return rows, columns
     if suffix != ".csv":
-        raise RadLlamaError(f"--input {path}: expected a .csv or .jsonl file")
+        raise RadLlamaError(f"--input {path}: expected a .csv, .jsonl or .parquet file")
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8-sig")  # tolerate the BOM Excel writes
@@ -44,6 +50,23 @@ def read_table(path: Path) -> tuple[list[dict], list[str]]:
     except csv.Error as exc:
         raise RadLlamaError(f"{path}: malformed CSV ({exc})") from exc
     return rows, list(reader.fieldnames or [])
+
+
+def _parquet_rows(path: Path) -> tuple[Iterator[dict], list[str]]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as exc:
+        raise RadLlamaError("reading Parquet needs pyarrow: pip install 'radllama[parquet]'") from exc
+    try:
+        table = pq.ParquetFile(path)
+    except Exception as exc:  # pyarrow raises its own ArrowInvalid/OSError kinds for a bad file
+        raise RadLlamaError(f"{path}: not a readable Parquet file ({exc})") from exc
+
+    def rows() -> Iterator[dict]:
+        for batch in table.iter_batches(batch_size=10_000):
+            yield from batch.to_pylist()
+
+    return rows(), list(table.schema_arrow.names)
 
 
 def group_split(records: list[dict], seed: int, test_frac: float, validation_frac: float) -> dict[str, list[dict]]:
@@ -107,7 +130,9 @@ def build_table_splits(
             raise RadLlamaError(f"{input_path}: no column {col!r} (columns: {', '.join(columns) or 'none'})")
     records: dict[str, dict] = {}
     dropped: dict[str, list[str]] = {}
+    total = 0
     for n, row in enumerate(rows, 1):
+        total = n
         rid = str(row.get(id_col) or "").strip() if id_col else f"row-{n}"
         rid = rid or f"row-{n}"
         rec = make_record(rid, str(row.get(findings_col) or ""), str(row.get(impression_col) or ""), SOURCE_NAME)
@@ -130,7 +155,7 @@ def build_table_splits(
         "columns": {"findings": findings_col, "impression": impression_col, "id": id_col, "group": group_col},
         "seed": seed,
         "requested_fractions": {"test": test_frac, "validation": validation_frac},
-        "total": len(rows),
+        "total": total,
         "kept": len(records),
         "dropped": sp.dropped_summary(dropped),
         "groups": {name: len({r["group"] for r in recs}) for name, recs in splits.items()},

@@ -340,41 +340,12 @@ def run_comparison(
     if not test:
         raise RadLlamaError(f"{cfg['split']['test']}: the test split is empty")
     train_path = cfg["split"].get("train")
-    train = read_jsonl(Path(train_path)) if train_path else []
     test_path = out / "test_cases.jsonl"  # the (possibly limited) cases every system sees
     write_jsonl(test_path, test)
     atomic_write_text(out / "config.resolved.yaml", yaml.safe_dump({**cfg, "out": str(out), "limit": limit}))
 
-    ran: dict[str, list[dict]] = {}
-    skipped: dict[str, dict] = {}
-    test_ids = {str(r["id"]) for r in test}
-    for sys_cfg in cfg["systems"]:
-        name = sys_cfg["name"]
-        reason = not_run_reason(sys_cfg)
-        if reason is not None:
-            console.print(f"[yellow]{name}[/]: not run ({reason})")
-            skipped[name] = {"not_run": reason, **_describe(sys_cfg)}
-            continue
-        pred_path = out / "predictions" / f"{name}.jsonl"
-        if sys_cfg["kind"] == "local":
-            from radllama.inference import resolve_backend
-
-            requested = sys_cfg.get("backend") or backend or "auto"
-            chosen = resolve_backend(requested, whole_split, str(sys_cfg.get("dtype", "auto")))
-            sys_cfg = {**sys_cfg, "backend": chosen}
-        reuse(pred_path, system_fingerprint(sys_cfg, Path(cfg["split"]["test"]), train_path), on_change=on_change)
-        _drop_failed(pred_path)
-        if sys_cfg["kind"] == "local":
-            run_local(sys_cfg, test_path, pred_path)
-        else:
-            with JsonlAppender(pred_path) as appender:
-                todo = [r for r in test if str(r["id"]) not in appender.done]
-                if todo:
-                    console.print(f"{name}: {len(todo)} case(s) to run, {len(test) - len(todo)} cached")
-                    runner = run_baseline if sys_cfg["kind"] == "baseline" else run_openai
-                    runner(sys_cfg, train, todo, appender)
-        # Score only this run's cases (a --limit run may sit on a larger cache).
-        ran[name] = [r for r in read_jsonl(pred_path) if str(r.get("id")) in test_ids]
+    ran, skipped = predict_systems(cfg["systems"], test, test_path, Path(cfg["split"]["test"]), train_path, out,
+                                   whole_split, backend, on_change)  # fmt: skip
 
     reference = cfg.get("reference_system")
     if reference is not None and reference not in ran:
@@ -391,6 +362,57 @@ def run_comparison(
     metrics["config"] = str(config_path)
     paths = write_reports(metrics, out, systems, dataset=str(cfg.get("dataset", "OpenI")))
     return {"out": out, "metrics": metrics, "paths": paths}
+
+
+def predict_systems(
+    systems: Sequence[dict],
+    cases: Sequence[dict],
+    cases_path: Path,
+    split_path: Path,
+    train_path: str | None,
+    out: Path,
+    whole_split: int | None = None,
+    backend: str | None = None,
+    on_change: str = "error",
+) -> tuple[dict[str, list[dict]], dict[str, dict]]:
+    """Each runnable system's predictions for ``cases`` (written to ``cases_path``), cached in
+    ``out/predictions/<system>.jsonl`` under the provenance of ``split_path``.
+
+    Returns ``(ran, skipped)``: per system its predictions on these cases, and the systems not run (why).
+    """
+    train = read_jsonl(Path(train_path)) if train_path else []
+    ensure_writable_dir(out / "predictions")
+    ran: dict[str, list[dict]] = {}
+    skipped: dict[str, dict] = {}
+    test_ids = {str(r["id"]) for r in cases}
+    for sys_cfg in systems:
+        name = sys_cfg["name"]
+        reason = not_run_reason(sys_cfg)
+        if reason is not None:
+            console.print(f"[yellow]{name}[/]: not run ({reason})")
+            skipped[name] = {"not_run": reason, **_describe(sys_cfg)}
+            continue
+        pred_path = out / "predictions" / f"{name}.jsonl"
+        if sys_cfg["kind"] == "local":
+            from radllama.inference import resolve_backend
+
+            requested = sys_cfg.get("backend") or backend or "auto"
+            chosen = resolve_backend(requested, whole_split or len(cases), str(sys_cfg.get("dtype", "auto")))
+            sys_cfg = {**sys_cfg, "backend": chosen}
+        reuse(pred_path, system_fingerprint(sys_cfg, split_path, train_path), on_change=on_change)
+        _drop_failed(pred_path)
+        if sys_cfg["kind"] == "local":
+            run_local(sys_cfg, cases_path, pred_path)
+        else:
+            with JsonlAppender(pred_path) as appender:
+                todo = [r for r in cases if str(r["id"]) not in appender.done]
+                if todo:
+                    console.print(f"{name}: {len(todo)} case(s) to run, {len(cases) - len(todo)} cached")
+                    runner = run_baseline if sys_cfg["kind"] == "baseline" else run_openai
+                    runner(sys_cfg, train, todo, appender)
+        # Only these cases (a --limit run may sit on a larger cache).
+        ran[name] = [r for r in read_jsonl(pred_path) if str(r.get("id")) in test_ids]
+    return ran, skipped
 
 
 def _describe(sys_cfg: dict) -> dict[str, Any]:

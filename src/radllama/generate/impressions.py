@@ -72,7 +72,8 @@ def complete_impressions(
     results: list[Completion] = []
     for start in range(0, len(ids), MBR_CHUNK):  # chunks: results are appended as they are ready
         chunk = list(range(start, min(start + MBR_CHUNK, len(ids))))
-        done = _mbr_chunk(loaded, [ids[i] for i in chunk], [shown[i] for i in chunk], max_new_tokens, mbr)
+        done = _mbr_chunk(loaded, [ids[i] for i in chunk], [shown[i] for i in chunk], max_new_tokens, mbr,
+                          [cleaned[i] for i in chunk])  # fmt: skip
         results += done
         if on_done is not None:
             on_done(chunk, done)
@@ -83,12 +84,13 @@ MBR_CHUNK = 64
 
 
 def _mbr_chunk(
-    loaded: LoadedModel, ids: list[list[int]], pool: list, max_new_tokens: int, mbr: MbrSettings
-) -> list[Completion]:
+    loaded: LoadedModel, ids: list[list[int]], pool: list, max_new_tokens: int, mbr: MbrSettings,
+    findings: Sequence[str],
+) -> list[Completion]:  # fmt: skip
     greedy = loaded.backend.generate(ids, Decoding(max_new_tokens=max_new_tokens))
     repeated = [p for p in ids for _ in range(mbr.samples)]
     sampled = loaded.backend.generate(repeated, mbr.sampling(max_new_tokens)) if repeated else []
-    return mbr_choose(greedy, sampled, pool)
+    return mbr_choose(greedy, sampled, pool, mbr, findings)
 
 
 def mbr_pool(loaded: LoadedModel, findings: Sequence[str], shown: list, mbr: MbrSettings) -> list:

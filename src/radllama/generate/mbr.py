@@ -9,13 +9,23 @@ The answer is the candidate with the highest expected utility (mean ROUGE F1 of 
 metric we report) against the other candidates: a consensus, so an odd sample or an off-topic
 neighbour rarely wins. Cost per case: ``samples + 1`` generations and ``(candidates)²`` ROUGE
 scores (measured in BENCHMARKS.md).
+
+Clinically guided MBR (issue #20): ROUGE agreement rewards the commonest impression, so a small model
+that answers "No acute disease" to a pneumothorax wins the vote with the normal neighbours. With
+``clinical > 0`` each candidate's expected utility loses ``clinical`` per acute finding that the
+consistency check (:mod:`radllama.consistency`) finds it omitting, inventing or putting on the wrong side
+against the case's findings; with ``extractive`` the findings' own sentences that state an acute finding
+compete as one more candidate, so a case whose every generated or retrieved answer omits the finding
+still has a faithful one to choose.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+from radllama.consistency import check
 from radllama.inference.base import Completion, Decoding
 from radllama.rouge import ROUGE_TYPES, rouge_pair
 
@@ -29,9 +39,12 @@ class MbrSettings:
     top_p: float = 0.95
     retrieved: int | None = None  # retrieved training impressions as candidates: None = the prompt's own
     seed: int = 0
+    clinical: float = 0.0  # utility lost per acute finding omitted, unsupported or on the wrong side
+    extractive: bool = False  # the findings' acute sentences compete as a candidate
 
     def describe(self) -> dict:
-        return {"mode": "mbr", **asdict(self), "utility": "mean ROUGE-1/2/L F1"}
+        utility = "mean ROUGE-1/2/L F1" + (f" - {self.clinical} x consistency flags" if self.clinical else "")
+        return {"mode": "mbr", **asdict(self), "utility": utility}
 
     def sampling(self, max_new_tokens: int) -> Decoding:
         """How the sampled candidates are drawn (offline backends; the server takes the same fields)."""
@@ -44,8 +57,9 @@ def utility(a: str, b: str) -> float:
     return sum(scores[t] for t in ROUGE_TYPES) / len(ROUGE_TYPES)
 
 
-def consensus(candidates: Sequence[str]) -> int:
-    """Index of the candidate with the highest mean utility against the others (the first on ties)."""
+def consensus(candidates: Sequence[str], penalties: Sequence[float] | None = None) -> int:
+    """Index of the candidate with the highest mean utility against the others, less its penalty
+    (the first on ties)."""
     n = len(candidates)
     if n == 1:
         return 0
@@ -53,26 +67,67 @@ def consensus(candidates: Sequence[str]) -> int:
     for i in range(n):
         for j in range(i + 1, n):
             pair[i, j] = pair[j, i] = utility(candidates[i], candidates[j])
-    scores = [sum(pair[i, j] for j in range(n) if j != i) for i in range(n)]
+    scores = [sum(pair[i, j] for j in range(n) if j != i) / (n - 1) for i in range(n)]
+    if penalties is not None:
+        scores = [s - p for s, p in zip(scores, penalties, strict=True)]
     return max(range(n), key=lambda i: (scores[i], -i))
 
 
-def mbr_pick(own: Sequence[Completion], retrieved: Sequence[str] | None) -> Completion:
-    """The consensus of a case's generated candidates (greedy first) and retrieved impressions."""
-    texts = [c.text for c in own] + list(retrieved or [])
-    best = consensus(texts)
+def consistency_flags(findings: str, impression: str) -> int:
+    """How many acute findings an impression omits, invents or puts on the wrong side (the shipped check)."""
+    return sum(len(v) for v in check(findings, impression).values())
+
+
+_SENTENCES = re.compile(r"(?<=[.;!?])\s+|\n")
+
+
+def extractive_impression(findings: str) -> str | None:
+    """The findings' sentences that state an acute finding, in order (None when they state none).
+
+    A sentence counts when the consistency check would flag an empty impression for omitting it, so the
+    candidate names exactly what the check asks for, in the findings' own words (sides and sizes kept).
+    """
+    kept = [s.strip() for s in _SENTENCES.split(findings or "") if s.strip() and check(s, "")["omitted"]]
+    return " ".join(kept) or None
+
+
+def pick(findings: str, candidates: Sequence[str], mbr: MbrSettings) -> tuple[int, list[str]]:
+    """The MBR choice for one case: ``(index, candidates)``, the extractive candidate appended last when
+    ``mbr.extractive`` and the findings state an acute finding."""
+    texts = list(candidates)
+    if mbr.extractive and (extract := extractive_impression(findings)) is not None:
+        texts.append(extract)
+    penalties = [mbr.clinical * consistency_flags(findings, t) for t in texts] if mbr.clinical else None
+    return consensus(texts, penalties), texts
+
+
+def mbr_pick(
+    own: Sequence[Completion], retrieved: Sequence[str] | None, mbr: MbrSettings, findings: str = ""
+) -> Completion:
+    """The consensus of a case's generated candidates (greedy first), retrieved impressions and, with
+    ``mbr.extractive``, the findings' acute sentences; ``mbr.clinical`` weighs consistency with ``findings``."""
+    n_retrieved = len(retrieved or [])
+    best, texts = pick(findings, [c.text for c in own] + list(retrieved or []), mbr)
     spent = sum(c.completion_tokens for c in own)  # the case's decoding cost, whichever wins
-    source = "greedy" if best == 0 else "sample" if best < len(own) else "retrieved"
+    source = (
+        "greedy" if best == 0 else "sample" if best < len(own) else "retrieved"
+        if best < len(own) + n_retrieved else "extractive"
+    )  # fmt: skip
     reason = own[best].finish_reason if best < len(own) else "stop"
     return Completion(texts[best], own[0].prompt_tokens, spent, reason, source)
 
 
 def mbr_choose(
-    greedy: Sequence[Completion], sampled: Sequence[Completion], pool: Sequence[Sequence[str] | None]
+    greedy: Sequence[Completion],
+    sampled: Sequence[Completion],
+    pool: Sequence[Sequence[str] | None],
+    mbr: MbrSettings,
+    findings: Sequence[str],
 ) -> list[Completion]:
     """One answer per case: ``greedy[i]``, its samples ``sampled[i*s:(i+1)*s]`` (s per case, in case
-    order) and the retrieved impressions ``pool[i]`` compete. Used by ``generate`` and the server alike."""
-    if len(pool) != len(greedy) or len(sampled) % max(1, len(greedy)):
-        raise ValueError("MBR needs one pool and the same number of samples per case")
+    order), the retrieved impressions ``pool[i]`` and, with ``mbr.extractive``, the acute sentences of
+    ``findings[i]`` compete. Used by ``generate`` and the server alike."""
+    if len(pool) != len(greedy) or len(findings) != len(greedy) or len(sampled) % max(1, len(greedy)):
+        raise ValueError("MBR needs one pool, one findings text and the same number of samples per case")
     s = len(sampled) // len(greedy) if greedy else 0
-    return [mbr_pick([g, *sampled[i * s : (i + 1) * s]], pool[i]) for i, g in enumerate(greedy)]
+    return [mbr_pick([g, *sampled[i * s : (i + 1) * s]], pool[i], mbr, findings[i]) for i, g in enumerate(greedy)]

@@ -145,7 +145,9 @@ def create_app(service: ModelService) -> FastAPI:
         if len(rows) * (1 + samples) > 4 * MAX_ROWS_PER_REQUEST:
             raise ApiError(400, f"{len(rows)} findings x {1 + samples} candidates is over {4 * MAX_ROWS_PER_REQUEST} "
                            "per request; split it", "too_many_completions")  # fmt: skip
-        mbr = MbrSettings(samples=samples, temperature=req.temperature)
+        mbr = MbrSettings(
+            samples=samples, temperature=req.temperature, clinical=req.clinical, extractive=req.extractive
+        )
         sampled = [Row(r.prompt_ids, r.max_new_tokens) for r in rows for _ in range(samples)]
         started = time.perf_counter()
         jobs = [_submit(service, rows, Sampling(), stream=False)]
@@ -161,7 +163,8 @@ def create_app(service: ModelService) -> FastAPI:
         texts = [r.text for r in rows]
         if req.decode == "mbr":
             pool = mbr_pool(service.loaded, req.findings, shown, mbr)
-            picked = mbr_choose([_as_completion(r) for r in rows], [_as_completion(r) for r in sampled], pool)
+            picked = mbr_choose([_as_completion(r) for r in rows], [_as_completion(r) for r in sampled], pool, mbr,
+                                req.findings)  # fmt: skip
             texts = [c.text for c in picked]
         return {
             "object": "impressions",

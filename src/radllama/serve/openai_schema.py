@@ -91,6 +91,8 @@ class ImpressionRequest(_Body):
     decode: Literal["greedy", "mbr"] = "greedy"  # mbr: minimum Bayes risk (radllama.generate.mbr)
     samples: StrictInt = Field(8, ge=0, le=16)  # mbr: sampled candidates per findings text
     temperature: StrictFloat = Field(0.7, gt=0, le=2)  # mbr: their sampling temperature
+    clinical: StrictFloat = Field(0.0, ge=0, le=10)  # mbr: utility lost per consistency flag (issue #20)
+    extractive: StrictBool = False  # mbr: the findings' acute sentences compete as a candidate
 
 
 def parse_body(raw: bytes, schema: type[BaseModel]) -> Any:

@@ -70,6 +70,7 @@ def test_free_air() -> None:
         "NG tube coiled in the esophagus.",
         "The feeding tube is malpositioned.",
         "The nasogastric tube tip terminates in the distal esophagus.",
+        "Feeding tube tip in the right lower lobe bronchus.",
     ],
 )
 def test_malpositioned_tube(findings: str) -> None:
@@ -100,3 +101,10 @@ def test_result_is_sorted_and_stable() -> None:
     assert out["omitted"] == sorted(out["omitted"]) == [FREE_AIR, "Pleural Effusion", "Pneumothorax"]
     assert check(findings, "No acute disease.") == out
     assert check("", "") == CLEAN
+
+
+def test_widened_mediastinum_with_an_adverb() -> None:
+    assert check("The mediastinum is markedly widened.", "No acute disease.")["omitted"] == [
+        "Enlarged Cardiomediastinum"
+    ]
+    assert check("The mediastinum is not widened.", "No acute disease.") == CLEAN

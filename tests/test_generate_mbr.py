@@ -87,3 +87,23 @@ def test_generate_cli_mbr_records_the_winning_candidate(tmp_path: Path) -> None:
     greedy = subprocess.run([sys.executable, "-m", "radllama.cli", *args[:-6], "--backend", "transformers"],
                             capture_output=True, text=True, timeout=300)  # fmt: skip
     assert greedy.returncode == 1 and "different decoding" in greedy.stderr  # provenance knows the mode
+
+
+def test_clinical_utility_and_extractive_candidate_name_the_finding() -> None:
+    from radllama.generate.mbr import extractive_impression, pick
+
+    findings = "Large left pneumothorax with mediastinal shift. The heart size is normal. No effusion."
+    normal = ["No acute cardiopulmonary disease.", "No acute cardiopulmonary abnormality.", "No acute disease."]
+    # ROUGE alone: the normal impressions agree with each other and win.
+    index, texts = pick(findings, normal, MbrSettings(samples=0))
+    assert texts == normal and "pneumothorax" not in texts[index].lower()
+    # The findings' acute sentence competes; with the clinical term it wins, sides kept.
+    assert extractive_impression(findings) == "Large left pneumothorax with mediastinal shift."
+    index, texts = pick(findings, normal, MbrSettings(samples=0, clinical=1.0, extractive=True))
+    assert texts[index] == "Large left pneumothorax with mediastinal shift."
+    # Normal findings: no extractive candidate, and an invented finding loses to a normal answer.
+    clear = "The lungs are clear. Heart size is normal."
+    assert extractive_impression(clear) is None
+    index, texts = pick(clear, ["Stable cardiomegaly.", "Stable cardiomegaly.", "No acute disease."],
+                        MbrSettings(samples=0, clinical=1.0, extractive=True))  # fmt: skip
+    assert texts[index] == "No acute disease."

@@ -38,6 +38,9 @@ EXTRA_MENTIONS: dict[str, list[str]] = {
         r"mal-?position\w*",
         r"(tube|tip|catheter|line|cannula)[^,]{0,40}?\b(in|into|within|at|enter\w*|extend\w*)( the)?"
         r" (right|left) (main ?stem|main) (bronch\w*)?",
+        # A feeding or enteric tube has no business in any bronchus.
+        r"(feeding|enteric|nasogastric|orogastric|ng|og|dobhoff) tube[^,]{0,40}?\b(in|into|within)( the)?"
+        r" (\w+ ){0,3}bronch\w*",
         r"(right|left) main ?stem (bronchus )?intubation",
         r"(tube|tip|catheter)[^,]{0,40}?\bcoil\w*",
         r"coil\w* (\w+ ){0,3}(tube|catheter)",
@@ -104,6 +107,11 @@ def _mentions(text: str) -> list[Mention]:
 
 def _stated(mentions: Iterable[Mention], labels: Sequence[str]) -> set[str]:
     return {m.observation for m in mentions if m.label in labels}
+
+
+def stated(text: str, labels: Sequence[str] = (PRESENT, UNCERTAIN)) -> set[str]:
+    """The observations a text states with one of ``labels`` (CheXpert's and the two extra acute ones)."""
+    return _stated(_mentions(text), labels)
 
 
 def _is_minor(m: Mention) -> bool:

@@ -70,7 +70,7 @@ MENTIONS: dict[str, list[str]] = {
     "Enlarged Cardiomediastinum": [
         r"(enlarged|widened|prominent) mediastin\w*",
         r"(widened|prominent) cardiomediastin\w*",
-        r"mediastin\w* (silhouette |contours? )?(is |are )?(enlarged|widened|widening|enlargement)",
+        r"mediastin\w* (silhouette |contours? )?(is |are )?(\w+ly )?(enlarged|widened|widening|enlargement)",
         r"cardiomediastin\w* (silhouette |contours? )?(is |are )?(\w+ly )?(widened|widening)",
         r"(widening|prominence) of (the )?(upper |superior |right |left )?(cardio)?mediastin\w*",
         r"enlargement of (the )?(upper |superior |right |left )?mediastin\w*",

@@ -210,7 +210,12 @@ def mbr_settings(sys_cfg: dict) -> Any:
         return None
     if decode != "mbr":
         raise RadLlamaError(f"system {sys_cfg['name']!r}: decode must be greedy or mbr, not {decode!r}")
-    return MbrSettings(samples=int(sys_cfg.get("samples", 8)), temperature=float(sys_cfg.get("temperature", 0.7)))
+    return MbrSettings(
+        samples=int(sys_cfg.get("samples", 8)),
+        temperature=float(sys_cfg.get("temperature", 0.7)),
+        clinical=float(sys_cfg.get("clinical", 0.0)),
+        extractive=bool(sys_cfg.get("extractive", False)),
+    )
 
 
 def _local_model(sys_cfg: dict) -> dict:

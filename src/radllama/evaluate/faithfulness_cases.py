@@ -5,8 +5,9 @@ ROUGE rewards copying the commonest impression; these cases ask whether an impre
 finding its findings state, invents none, keeps the side and keeps a negation. No case comes from the test
 split. Two disjoint editions keep the benchmark apart from what is tuned on it:
 
-- ``dev``: writers A-C and positive sentences from the **train** split: tune decoding on this one;
-- ``heldout``: writers D-F and positive sentences from the **validation** split: report this one.
+- ``dev``: writers A-C, half of the phrasings, and positive sentences from the **train** split: tune on it;
+- ``heldout``: writers D-F, the other phrasings, and positive sentences from the **validation** split:
+  report this one.
 
 Each case: ``{"id", "findings", "kind", "finding", "side", "negated", "writer", "origin"}`` where ``kind`` is
 ``critical`` (one acute finding stated), ``normal`` (nothing abnormal), ``negation`` (normal findings that
@@ -45,6 +46,7 @@ PHRASES: dict[str, list[str]] = {
         "focal airspace consolidation at the {side} base",
         "lobar consolidation of the {side} middle and lower zones",
         "consolidation in the {side} lower lobe concerning for pneumonia",
+        "patchy consolidation throughout the {side} lung",
     ],
     "pulmonary edema": [
         "diffuse bilateral interstitial and alveolar pulmonary edema",
@@ -52,6 +54,7 @@ PHRASES: dict[str, list[str]] = {
         "bilateral perihilar airspace opacities consistent with pulmonary edema",
         "Kerley B lines and cephalization, compatible with pulmonary edema",
         "moderate to severe pulmonary edema",
+        "interstitial edema with bilateral septal thickening",
     ],
     "cardiomegaly": [
         "the heart is markedly enlarged",
@@ -59,6 +62,7 @@ PHRASES: dict[str, list[str]] = {
         "the cardiac silhouette is enlarged",
         "enlarged heart",
         "cardiomegaly with a cardiothoracic ratio of 0.65",
+        "the heart is enlarged, increased since the prior study",
     ],
     "lung mass": [
         "4 cm mass in the {side} upper lobe",
@@ -66,6 +70,7 @@ PHRASES: dict[str, list[str]] = {
         "large mass at the {side} lung apex",
         "a 3.5 cm rounded mass in the {side} lower lobe",
         "lobulated mass projecting over the {side} mid lung",
+        "a large {side} perihilar mass",
     ],
     "fracture": [
         "acute fracture of the {side} 6th rib",
@@ -73,6 +78,7 @@ PHRASES: dict[str, list[str]] = {
         "fractures of the {side} 5th through 7th ribs",
         "acute displaced {side} rib fractures",
         "comminuted fracture of the {side} humeral neck",
+        "nondisplaced fracture of the {side} 9th rib",
     ],
     "free air": [
         "free air under the {side} hemidiaphragm",
@@ -80,6 +86,7 @@ PHRASES: dict[str, list[str]] = {
         "free intraperitoneal air beneath the diaphragm",
         "large amount of free air under the diaphragm",
         "crescent of free air below the {side} hemidiaphragm",
+        "pneumoperitoneum",
     ],
     "collapse": [
         "complete collapse of the {side} lower lobe",
@@ -87,6 +94,7 @@ PHRASES: dict[str, list[str]] = {
         "collapse of the {side} lung with shift of the mediastinum to the {side}",
         "{side} lower lobe atelectasis with volume loss",
         "lobar collapse of the {side} upper lobe",
+        "there is collapse of the {side} lower lobe",
     ],
     "malpositioned tube": [
         "endotracheal tube tip in the right mainstem bronchus",
@@ -94,6 +102,7 @@ PHRASES: dict[str, list[str]] = {
         "nasogastric tube coiled in the esophagus",
         "feeding tube tip in the right lower lobe bronchus",
         "the enteric tube is malpositioned and terminates in the left main bronchus",
+        "endotracheal tube tip is in the left mainstem bronchus",
     ],
     "widened mediastinum": [
         "the mediastinum is widened",
@@ -101,6 +110,7 @@ PHRASES: dict[str, list[str]] = {
         "mediastinal widening",
         "the mediastinum is markedly widened, measuring 9 cm",
         "widened mediastinal contour",
+        "the superior mediastinum is widened compared with the prior",
     ],
 }
 FINDING_TYPES: tuple[str, ...] = tuple(PHRASES)
@@ -179,6 +189,7 @@ WRITERS: dict[str, dict] = {
     },
 }
 EDITIONS: dict[str, tuple[str, ...]] = {"dev": ("A", "B", "C"), "heldout": ("D", "E", "F")}
+EDITION_ORDER = ("dev", "heldout")
 SOURCE_SPLIT = {"dev": "train", "heldout": "validation"}
 # Explicit negations for "negation" cases: the impression must not turn them positive.
 NEGATIONS: dict[str, list[str]] = {
@@ -214,18 +225,22 @@ def templated_cases(edition: str, seed: int = 0) -> list[dict]:
     cases: list[dict] = []
     writers = EDITIONS[edition]
     for finding, phrases in PHRASES.items():
-        for p_index, phrase in enumerate(phrases):
-            for w_index, writer in enumerate(writers):  # every phrasing by every writer of the edition
-                n = p_index * len(writers) + w_index
-                side = rng.choice(("left", "right")) if "{side}" in phrase else None
-                stated = _fill(phrase, side, rng.choice(SIZES))
-                # The finding alone (one case in three), or among 2-4 normal sentences, before or after it.
-                context = [] if n % 3 == 0 else _context(writer, finding, rng, rng.randint(2, 4))
-                clause = re.search(r"\b(is|are)\b", stated) is not None  # "the heart is enlarged" takes no frame
-                first = stated if clause or n % 2 else WRITERS[writer]["frame"].format(s=stated)
-                parts = [_sentence(first), *context] if rng.random() < 0.5 else [*context, _sentence(first)]
-                text = " ".join(parts)
-                cases.append(_case(edition, len(cases), text, "critical", finding, side, writer, "template"))
+        # Each edition states findings in its own phrasings: dev the even ones, heldout the odd ones.
+        mine = phrases[EDITION_ORDER.index(edition) :: len(EDITION_ORDER)]
+        for p_index, phrase in enumerate(mine):
+            for w_index, writer in enumerate(writers):  # every phrasing by every writer, twice
+                for variant in range(2):
+                    n = (p_index * len(writers) + w_index) * 2 + variant
+                    side = ("left", "right")[(n + p_index) % 2] if "{side}" in phrase else None
+                    stated = _fill(phrase, side, SIZES[n % len(SIZES)])
+                    # The finding alone (one case in three), or among 2-4 normal sentences, before or after it;
+                    # a clause ("the heart is enlarged") takes no frame.
+                    context = [] if n % 3 == 0 else _context(writer, finding, rng, rng.randint(2, 4))
+                    clause = re.search(r"\b(is|are|has|have)\b", stated) is not None
+                    first = stated if clause or variant else WRITERS[writer]["frame"].format(s=stated)
+                    parts = [_sentence(first), *context] if rng.random() < 0.5 else [*context, _sentence(first)]
+                    text = " ".join(parts)
+                    cases.append(_case(edition, len(cases), text, "critical", finding, side, writer, "template"))
     for writer in writers:
         for n in range(6):  # normal findings in each writer's style, of varied length
             text = " ".join(_context(writer, None, rng, 2 + n % 4))

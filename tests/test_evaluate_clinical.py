@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from radllama.evaluate.clinical import case_agreement, clinical_f1, word_count
+from radllama.evaluate.clinical import case_agreement, clinical_f1, outside_chexpert, word_count
 from radllama.labeller import ABSENT, NOT_MENTIONED, OBSERVATIONS, PRESENT, UNCERTAIN, label_report
 
 
@@ -95,6 +95,19 @@ def test_clinical_f1() -> None:
 def test_case_agreement_and_words() -> None:
     assert case_agreement("No pneumothorax.", "Normal chest.") == 1.0
     assert case_agreement("Cardiomegaly.", "Normal chest.") == 0.0
+
+
+def test_reference_with_only_non_chexpert_findings_is_not_scored() -> None:
+    normal = "No acute cardiopulmonary abnormality."
+    for reference in ("Diffuse fibrosis. No visible focal acute disease.", "Emphysema.",
+                      "Small hiatal hernia. Otherwise no acute disease.", "Possible COPD."):  # fmt: skip
+        assert outside_chexpert(reference), reference
+        assert case_agreement(normal, reference) is None, reference  # 1.000 before
+    # Negated, or beside a CheXpert finding the score can judge: scored as before.
+    assert outside_chexpert("No emphysema. No hiatal hernia.") == []
+    assert case_agreement(normal, "No emphysema or fibrosis. Normal chest.") == 1.0
+    assert case_agreement("Cardiomegaly.", "Emphysema. Cardiomegaly.") == 1.0
+    assert case_agreement(normal, "Emphysema. Cardiomegaly.") == 0.0
     assert word_count("No acute  cardiopulmonary process.") == 4
     assert word_count("") == 0
 

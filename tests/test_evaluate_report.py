@@ -58,6 +58,22 @@ def test_html_is_self_contained_and_escapes_script() -> None:
     assert 'id="search"' in page and 'id="disagree"' in page
 
 
+def test_non_chexpert_reference_is_not_scored_per_case() -> None:
+    """'Emphysema.' against 'No acute ... abnormality.' scored 1.000; now "not scored" (and in no mean)."""
+    split = [
+        {"id": "e", "findings": "Flat diaphragms.", "impression": "Emphysema.", "seen_findings": False},
+        {"id": "n", "findings": "Lungs clear.", "impression": "Normal chest.", "seen_findings": False},
+    ]
+    normal = "No acute cardiopulmonary abnormality."
+    systems = score_systems({"s": [{"id": "e", "prediction": normal}, {"id": "n", "prediction": normal}]}, split)
+    agreement = {c["id"]: c["clinical_agreement"] for c in systems[0].cases}
+    assert agreement == {"e": None, "n": 1.0}
+    page = cases_html(systems)
+    data = json.loads(page.split('<script id="data" type="application/json">', 1)[1].split("</script>", 1)[0])
+    assert {c["id"]: c["outputs"]["s"]["clinical"] for c in data["cases"]} == {"e": None, "n": 1.0}
+    assert "o.clinical===null?NOT_SCORED" in page and "'not scored'" in page
+
+
 def test_paper_rows_as_printed_and_kept_apart() -> None:
     for dataset in ("MIMIC-CXR", "OpenI"):
         assert len(reported_rows(dataset)) == 17  # every system of Table 2

@@ -33,6 +33,8 @@ The rules were checked against OpenI's manual MeSH coding
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -286,6 +288,21 @@ _NORMAL_HINT_RE = re.compile(
 )
 # Sentence ends: . ; ! ? (not inside a decimal such as 2.5) and newlines.
 _SENT_RE = re.compile(r"(?<!\d)[.;!?](?!\d)|\n")
+
+
+def rules_digest() -> str:
+    """A short hash of every rule table above: the instrument's identity.
+
+    The agreement figures in BENCHMARKS.md were measured with the rules of this digest, which is
+    recorded beside them; a test compares the two, so a rule change cannot land without a new
+    measurement (and, from now on, rules are refined on train and validation only).
+    """
+    tables = {
+        "mentions": MENTIONS, "normals": NORMALS, "pseudo": PSEUDO, "neg_pre": NEG_PRE, "unc_pre": UNC_PRE,
+        "neg_post": NEG_POST, "unc_post": UNC_POST, "terminators": TERMINATORS,
+        "normal_hint": _NORMAL_HINT_RE.pattern, "sentence": _SENT_RE.pattern,
+    }  # fmt: skip
+    return hashlib.sha256(json.dumps(tables, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _blank(text: str, match: re.Match[str]) -> str:

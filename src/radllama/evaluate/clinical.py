@@ -13,7 +13,27 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from radllama.labeller import FINDINGS, OBSERVATIONS, present_matrix
+from radllama.labeller import (
+    FINDINGS,
+    OBSERVATIONS,
+    PRESENT,
+    UNCERTAIN,
+    compile_mentions,
+    find_mentions,
+    present_matrix,
+)
+
+# Findings a reference may state that are not CheXpert observations, so the per-case score cannot
+# judge them: a reference that states one of these (present or possible) and no CheXpert finding
+# is "not scored" per case ("Diffuse fibrosis." would score 1.000 for "No acute abnormality.").
+# A short explicit list, documented in docs/evaluation.md; the corpus F1s are unchanged by it.
+OUTSIDE_CHEXPERT: dict[str, list[str]] = {
+    "Fibrosis": [r"(pulmonary |interstitial |diffuse )?fibros[ie]s", r"fibrotic"],
+    "Emphysema": [r"emphysema\w*", r"copd", r"chronic obstructive (pulmonary|lung) disease", r"hyperinflat\w*"],
+    "Hiatal Hernia": [r"hiatal hernias?", r"hiatus hernias?"],
+    "Granuloma": [r"granulomas?", r"granulomata"],
+}
+_OUTSIDE_RE = compile_mentions(OUTSIDE_CHEXPERT)
 
 
 def _f1(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
@@ -52,10 +72,26 @@ def clinical_f1(predictions: Sequence[str], references: Sequence[str]) -> dict[s
     return {"micro_f1": float(micro), "macro_f1": float(macro)}
 
 
-def case_agreement(prediction: str, reference: str) -> float:
-    """Per-case F1 of the positive findings (1.0 when both state the same, or none)."""
+def outside_chexpert(text: str) -> list[str]:
+    """The :data:`OUTSIDE_CHEXPERT` findings ``text`` states as present or possible (negations do not count)."""
+    found = {m.observation for m in find_mentions(text, _OUTSIDE_RE) if m.observation in OUTSIDE_CHEXPERT
+             and m.label in (PRESENT, UNCERTAIN)}  # fmt: skip
+    return [o for o in OUTSIDE_CHEXPERT if o in found]
+
+
+def case_scored(reference: str, reference_present: np.ndarray) -> bool:
+    """Whether the per-case score means something: not when the reference's only findings lie outside
+    CheXpert (``reference_present``: its present labels over the 13 findings)."""
+    return bool(reference_present.any()) or not outside_chexpert(reference)
+
+
+def case_agreement(prediction: str, reference: str) -> float | None:
+    """Per-case F1 of the positive findings (1.0 when both state the same, or none); ``None`` (not
+    scored) when the reference states only findings outside CheXpert (:func:`case_scored`)."""
     p = present_matrix([prediction])[0, _FINDING_COLS]
     r = present_matrix([reference])[0, _FINDING_COLS]
+    if not case_scored(reference, r):
+        return None
     tp, fp, fn = int((p & r).sum()), int((p & ~r).sum()), int((~p & r).sum())
     return 1.0 if tp + fp + fn == 0 else 2 * tp / (2 * tp + fp + fn)
 

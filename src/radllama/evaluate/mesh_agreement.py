@@ -18,10 +18,13 @@ reported on its own line, outside the micro average.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
 import numpy as np
+from sklearn.metrics import precision_recall_fscore_support
 
 from radllama.labeller import OBSERVATIONS, PRESENT, UNCERTAIN, label_report
 
@@ -97,6 +100,11 @@ MESH_MAP: tuple[MeshRule, ...] = (
 UNINDEXED = "no indexing"
 
 
+def map_digest() -> str:
+    """A short hash of :data:`MESH_MAP` (recorded in BENCHMARKS.md beside the agreement it gave)."""
+    return hashlib.sha256(json.dumps([astuple(r)[:4] for r in MESH_MAP]).encode()).hexdigest()[:16]
+
+
 def mesh_observations(terms: Iterable[str]) -> set[str] | None:
     """The observations a report's MeSH terms name; ``None`` when the report was not indexed."""
     terms = [t for t in terms if t and t.strip()]
@@ -119,11 +127,14 @@ def _kappa(tp: int, fp: int, fn: int, tn: int) -> float | None:
     return None if expected == 1 else (observed - expected) / (1 - expected)
 
 
-def _prf(tp: int, fp: int, fn: int) -> dict[str, float | None]:
-    precision = tp / (tp + fp) if tp + fp else None
-    recall = tp / (tp + fn) if tp + fn else None
-    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else None
-    return {"precision": precision, "recall": recall, "f1": f1}
+def _prf(gold: np.ndarray, pred: np.ndarray, average: str | None) -> list[dict[str, float | None]]:
+    """scikit-learn's precision, recall and F1 (per column, ``"micro"``, or ``"binary"`` for one); 0/0 is None."""
+    if gold.size == 0:
+        return [dict.fromkeys(("precision", "recall", "f1"))] * (1 if average else gold.shape[-1])
+    scores = np.atleast_1d(precision_recall_fscore_support(gold, pred, average=average, zero_division=np.nan)[:3])
+    rows = np.array(scores, dtype=float).reshape(3, -1).T
+    return [{k: None if np.isnan(v) else float(v) for k, v in zip(("precision", "recall", "f1"), r, strict=True)}
+            for r in rows]  # fmt: skip
 
 
 def mesh_agreement(
@@ -159,19 +170,20 @@ def mesh_agreement(
     gold_m = np.asarray(gold_rows, dtype=bool).reshape(-1, len(mapped))
     pred_m = np.asarray(pred_rows, dtype=bool).reshape(-1, len(mapped))
     per_obs = {}
-    for j, obs in enumerate(mapped):
+    for j, (obs, scores) in enumerate(zip(mapped, _prf(gold_m, pred_m, None), strict=True)):
         g, p = gold_m[:, j], pred_m[:, j]
         counts = {k: int(v.sum()) for k, v in (("tp", g & p), ("fp", ~g & p), ("fn", g & ~p), ("tn", ~g & ~p))}
-        per_obs[obs] = {**counts, **_prf(counts["tp"], counts["fp"], counts["fn"]), "mesh_positives": int(g.sum())}
+        per_obs[obs] = {**counts, **scores, "mesh_positives": int(g.sum())}
         per_obs[obs]["kappa"] = _kappa(counts["tp"], counts["fp"], counts["fn"], counts["tn"])
     tp, fp, fn = (sum(v[k] for v in per_obs.values()) for k in ("tp", "fp", "fn"))
     ng, npred = np.asarray(normal_gold, dtype=bool), np.asarray(normal_pred, dtype=bool)
     nf = [int(x.sum()) for x in (ng & npred, ~ng & npred, ng & ~npred, ~ng & ~npred)]
+    nf_scores = _prf(ng, npred, "binary")[0]
     return {
         "n_reports": int(gold_m.shape[0]),
         "n_unindexed": unindexed,
         "count_uncertain": count_uncertain,
         "observations": per_obs,
-        "micro": {"tp": tp, "fp": fp, "fn": fn, **_prf(tp, fp, fn)},
-        "no_finding": {"tp": nf[0], "fp": nf[1], "fn": nf[2], "tn": nf[3], **_prf(*nf[:3]), "kappa": _kappa(*nf)},
+        "micro": {"tp": tp, "fp": fp, "fn": fn, **_prf(gold_m, pred_m, "micro")[0]},
+        "no_finding": {"tp": nf[0], "fp": nf[1], "fn": nf[2], "tn": nf[3], **nf_scores, "kappa": _kappa(*nf)},
     }

@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.metrics import precision_recall_fscore_support
 
 from radllama.errors import RadLlamaError
-from radllama.evaluate.clinical import case_counts, f1_from_counts, word_count
+from radllama.evaluate.clinical import case_counts, case_scored, f1_from_counts, word_count
 from radllama.evaluate.stats import (
     DEFAULT_RESAMPLES,
     DEFAULT_SEED,
@@ -175,15 +176,19 @@ def _align(systems: list[SystemCases]) -> None:
 
 
 def _add_clinical(cases: list[dict]) -> tuple[np.ndarray, np.ndarray]:
-    """Label every case once; store per-case agreement (F1 of present labels) on each case."""
+    """Label every case once; store per-case agreement (F1 of present labels, or None: not scored) on each case."""
     pred = present_matrix([c["prediction"] for c in cases])
     ref = present_matrix([c["reference"] for c in cases])
     # Per case: F1 over the 13 findings (1.0 when both state none), as in the headline.
     tp, fp, fn = case_counts(pred[:, _FINDINGS_COLS], ref[:, _FINDINGS_COLS])
     denom = 2 * tp.sum(1) + fp.sum(1) + fn.sum(1)
     agree = np.where(denom > 0, 2 * tp.sum(1) / np.maximum(denom, 1), 1.0)
+    scored: dict[str, bool] = {}  # per distinct reference (references repeat across systems)
     for i, case in enumerate(cases):
-        case["clinical_agreement"] = float(agree[i])
+        text = case["reference"]
+        if text not in scored:
+            scored[text] = case_scored(text, ref[i, _FINDINGS_COLS])
+        case["clinical_agreement"] = float(agree[i]) if scored[text] else None  # None: "not scored"
         case["labels_prediction"] = [o for o, on in zip(OBSERVATIONS, pred[i], strict=True) if on]
         case["labels_reference"] = [o for o, on in zip(OBSERVATIONS, ref[i], strict=True) if on]
     return pred, ref
@@ -243,18 +248,21 @@ def _clinical_metrics(pred: np.ndarray, ref: np.ndarray, resamples: int, seed: i
     point, _ = f1_from_counts(*(s[col] for s in sums))
     boot, _ = f1_from_counts(*(b[:, col] for b in boot_sums))
     out["clinical_no_finding_f1"] = _point_ci(point, boot)
+    # scikit-learn's per-class scores; undefined (0/0) ones are None, as everywhere in metrics.json.
+    scores = precision_recall_fscore_support(ref, pred, average=None, zero_division=np.nan)[:3]
     per_obs = {}
     for j, obs in enumerate(OBSERVATIONS):
-        t, f_p, f_n = int(tp[:, j].sum()), int(fp[:, j].sum()), int(fn[:, j].sum())
         per_obs[obs] = {
-            "precision": t / (t + f_p) if t + f_p else None,
-            "recall": t / (t + f_n) if t + f_n else None,
-            "f1": 2 * t / (2 * t + f_p + f_n) if t + f_p + f_n else None,
-            "reference_positives": t + f_n,
-            "predicted_positives": t + f_p,
+            **{k: _defined(v[j]) for k, v in zip(("precision", "recall", "f1"), scores, strict=True)},
+            "reference_positives": int(ref[:, j].sum()),
+            "predicted_positives": int(pred[:, j].sum()),
         }
     out["clinical_per_observation"] = per_obs
     return out
+
+
+def _defined(value: float) -> float | None:
+    return None if np.isnan(value) else float(value)
 
 
 def _point_ci(point: np.ndarray | float, boot: np.ndarray) -> dict[str, Any]:

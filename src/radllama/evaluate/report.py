@@ -305,7 +305,7 @@ def html_cases(systems: Sequence[SystemCases]) -> list[dict]:
             row["outputs"][system.name] = {
                 "prediction": case["prediction"],
                 "rougeL": round(case["rougeL"], 4),
-                "clinical": round(case["clinical_agreement"], 4),
+                "clinical": None if case["clinical_agreement"] is None else round(case["clinical_agreement"], 4),
                 "labels": case["labels_prediction"],
                 "status": case.get("status", "ok"),
             }
@@ -329,7 +329,9 @@ td.num{text-align:right;white-space:nowrap}
 </style></head><body>
 <h1>RadLlama — per-case comparison</h1>
 <p class="muted">R-L: ROUGE-L F1 against the reference. Clin: agreement of clinical labels (F1 of the positive
-CheXpert findings of the prediction against those of the reference, No Finding apart; 1 when both state none).
+CheXpert findings of the prediction against those of the reference, No Finding apart; 1 when both state none;
+"not scored" when the reference states only findings outside CheXpert, such as fibrosis, emphysema, a hiatal hernia
+or a granuloma, which the labels cannot judge).
 A failed or missing answer is shown empty and scored as empty. Click a column header to sort.</p>
 <div class="controls">
 <input id="search" type="search" placeholder="search text…" size="40">
@@ -341,6 +343,7 @@ A failed or missing answer is shown empty and scored as empty. Click a column he
 <script>
 const DATA = JSON.parse(document.getElementById('data').textContent);
 const systems = DATA.systems;
+const NOT_SCORED = -0.5;  // sorts between scored cases and missing ones
 const cols = [{key:'id',label:'ID'},{key:'findings',label:'Findings'},{key:'reference',label:'Reference'}];
 for (const s of systems) {
   cols.push({key:'pred:'+s,label:s});
@@ -351,7 +354,7 @@ function value(row,key){
   if(key.startsWith('pred:')){const o=row.outputs[key.slice(5)];
     return o?(o.status&&o.status!=='ok'?'['+o.status+', scored as empty]':o.prediction):'';}
   if(key.startsWith('rl:')){const o=row.outputs[key.slice(3)];return o?o.rougeL:-1;}
-  if(key.startsWith('cl:')){const o=row.outputs[key.slice(3)];return o?o.clinical:-1;}
+  if(key.startsWith('cl:')){const o=row.outputs[key.slice(3)];return o?(o.clinical===null?NOT_SCORED:o.clinical):-1;}
   return row[key]??'';
 }
 let sortKey=null, sortDir=1;
@@ -370,7 +373,8 @@ function render(){
   thead.querySelectorAll('th').forEach(th=>{th.className=th.dataset.key===sortKey?(sortDir>0?'sorted-asc':'sorted-desc'):'';});
   tbody.replaceChildren(...rows.map(r=>{const tr=document.createElement('tr');tr.dataset.id=r.id;
     cols.forEach(c=>{const td=document.createElement('td');const v=value(r,c.key);
-      if(c.num){td.className='num';td.textContent=v<0?'–':v.toFixed(3);}else{td.textContent=v;}
+      if(c.num){td.className='num';td.textContent=v===NOT_SCORED?'not scored':v<0?'–':v.toFixed(3);}
+      else{td.textContent=v;}
       tr.appendChild(td);});return tr;}));
   document.getElementById('count').textContent=rows.length+' of '+DATA.cases.length+' cases';
 }

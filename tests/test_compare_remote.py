@@ -14,6 +14,7 @@ from live_server import live_uvicorn
 from typer.testing import CliRunner
 
 from radllama.cli import app
+from radllama.consistency import check
 
 TRAIN = [
     {"id": f"t{i}", "findings": f, "impression": imp}
@@ -176,6 +177,12 @@ def test_compare_with_remote_server_resumes(tmp_path: Path, monkeypatch: pytest.
         assert flaky[1] - flaky[0] >= 1.9
         for rid in ("e500", "garbage", "slow"):
             assert preds[rid]["status"] == "failed" and preds[rid]["error"] and preds[rid]["prediction"] == ""
+            assert preds[rid]["omitted"] is None and preds[rid]["unsupported"] is None  # no answer, no check
+        # Every answer, remote or baseline, carries its consistency check against its findings.
+        for line in [*preds.values(), *_lines(out / "predictions" / "most-frequent.jsonl")]:
+            if line["status"] == "ok":
+                checked = check(line["findings"], line["prediction"])
+                assert {k: line[k] for k in checked} == checked
         assert server.calls["FAIL500"] == 3  # 1 try + 2 retries
         assert server.auth == {"Bearer sk-test-123"}
         # Few-shot: earlier user/assistant turns carry training impressions.

@@ -108,3 +108,22 @@ def test_widened_mediastinum_with_an_adverb() -> None:
         "Enlarged Cardiomediastinum"
     ]
     assert check("The mediastinum is not widened.", "No acute disease.") == CLEAN
+
+
+def test_minor_qualifiers_are_per_observation() -> None:
+    # A mild or stable heart, plate-like atelectasis: reported, rarely repeated in an impression.
+    assert check("Mild cardiomegaly. Lungs are clear.", "No acute disease.") == CLEAN
+    assert check("Plate-like atelectasis at the left base.", "No acute disease.") == CLEAN
+    # Unqualified, the same findings must be in the impression.
+    assert check("The heart is enlarged.", "No acute disease.")["omitted"] == ["Cardiomegaly"]
+    assert check("Collapse of the left lower lobe.", "No acute disease.")["omitted"] == ["Atelectasis"]
+    # A qualifier in another phrase of the clause does not make a finding minor.
+    assert check("Stable mediastinum, large right pleural effusion.", "No acute disease.")["omitted"] == [
+        "Pleural Effusion"
+    ]
+
+
+def test_signs_support_without_naming() -> None:
+    assert check("Blunting of the left costophrenic angle.", "Small left pleural effusion.")["unsupported"] == []
+    assert check("Heart size upper limits of normal.", "Borderline cardiomegaly.")["unsupported"] == []
+    assert check("Lungs are clear.", "Small left pleural effusion.")["unsupported"] == ["Pleural Effusion"]

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from test_serve_support import tiny_model_dir
 
+from radllama.consistency import check, warnings
 from radllama.generate.impressions import generate_impressions
 
 
@@ -51,8 +52,25 @@ def test_file_mode_matches_library_and_resumes(model: Path, tmp_path: Path) -> N
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     expected = generate_impressions(str(model), None, [r["findings"] for r in rows], max_new_tokens=8)
     assert {r["id"]: r["prediction"] for r in lines} == {str(i): e for i, e in enumerate(expected)}
+    # Every line carries the consistency check of its impression against its findings.
+    for line in lines:
+        checked = check(line["findings"], line["prediction"])
+        assert {k: line[k] for k in checked} == checked
     # A crash mid-write leaves a truncated last line: the rerun redoes that case only.
     out.write_text(out.read_text()[:-10])
     again = radllama(*args)
     assert again.returncode == 0 and "1 new prediction" in again.stdout
     assert sorted(json.loads(line)["id"] for line in out.read_text().splitlines()) == ["0", "1", "2"]
+
+
+def test_single_answer_warns_about_an_omitted_finding(model: Path) -> None:
+    findings = "Large left pneumothorax. Heart size normal."
+    proc = radllama("generate", "--model", str(model), "--findings", findings, "--max-new-tokens", "8")
+    assert proc.returncode == 0, proc.stderr
+    impression = proc.stdout.strip()
+    expected = warnings(check(findings, impression))
+    # A random tiny model does not write "pneumothorax": the omission must be on stderr, stdout the answer alone.
+    assert any("Pneumothorax" in w for w in expected)
+    for warning in expected:
+        assert f"warning: {warning}" in " ".join(proc.stderr.split())
+    assert "warning" not in proc.stdout

@@ -15,6 +15,7 @@ import openai
 import pytest
 from test_serve_support import BACKENDS, FINDINGS, live_server, tiny_loaded, tiny_model_dir
 
+from radllama.consistency import FIELDS, check
 from radllama.generate.impressions import generate_impressions
 from radllama.retrieval import retrieved_impressions
 
@@ -75,6 +76,15 @@ def test_impressions_chat_and_completions_equal_generate_impressions(client: ope
         prompt = loaded.style.render_messages(loaded.tokenizer, msgs)
         comp = client.completions.create(model=loaded.name, prompt=prompt, max_tokens=MAX)
         assert comp.choices[0].text == want
+
+
+def test_impressions_carry_the_consistency_check(base: str) -> None:
+    findings = ["Large left pneumothorax. Heart size normal.", FINDINGS[0]]
+    body = httpx.post(f"{base}/v1/impressions", json={"findings": findings, "max_tokens": MAX}, timeout=60).json()
+    for i, (f, text) in enumerate(zip(findings, body["impressions"], strict=True)):
+        assert {key: body[key][i] for key in FIELDS} == check(f, text)
+    # The random tiny model never writes "pneumothorax": the stated finding is reported omitted.
+    assert "Pneumothorax" in body["omitted"][0]
 
 
 def test_streaming_chat_yields_the_same_text_token_by_token(client: openai.OpenAI) -> None:

@@ -9,6 +9,7 @@ import pytest
 from playwright.sync_api import expect
 from test_serve_support import BACKENDS, FINDINGS, live_server, tiny_model_dir
 
+from radllama.consistency import check, flagged
 from radllama.generate.impressions import generate_impressions
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -36,6 +37,17 @@ def test_page_generates_an_impression_and_chats(chromium, backend: str) -> None:
         page.click("#generate")
         expect(page.locator("#impression")).to_have_text(expected, timeout=60_000)
         expect(page.locator("#impression-meta")).to_contain_text(f"{MAX} tokens")
+        warning = page.locator("#impression-warning")
+        if flagged(check(findings, expected)):
+            expect(warning).to_be_visible()
+        else:
+            expect(warning).to_be_hidden()
+
+        # Findings with a pneumothorax the random tiny model cannot name: the warning says so.
+        page.fill("#findings", "Large left pneumothorax. Heart size normal.")
+        page.click("#generate")
+        expect(warning).to_be_visible(timeout=60_000)
+        expect(warning).to_contain_text("Omitted: the findings state Pneumothorax")
         page.screenshot(path=str(ARTIFACTS / f"serve-{backend}.png"), full_page=True)
 
         message = "The lungs are clear."

@@ -5,12 +5,12 @@ pages share it (docs/DESIGN.md). It reads both texts with :mod:`radllama.labelle
 negation and uncertainty cues) plus two acute observations the CheXpert labeller lacks (free air, a
 malpositioned tube or line), which stay out of the 13 findings scored by the clinical F1.
 
-- **omitted**: an :data:`ACUTE` finding the findings state as present (and not as old, healed, chronic or
-  otherwise minor: :data:`MINOR_QUALIFIERS`) that the impression neither names (present or uncertain) nor
-  covers by an equivalent or broader name (:data:`COVERED_BY`).
+- **omitted**: an :data:`ACUTE` finding the findings state as present (and not as old, stable, mild or
+  otherwise minor: :data:`MINOR_ANY`, :data:`MINOR_BY_OBSERVATION`) that the impression neither names
+  (present or uncertain) nor covers by an equivalent or broader name (:data:`COVERED_BY`).
 - **unsupported**: an :data:`ACUTE` finding the impression states as present that the findings state as
-  absent or never mention, again up to :data:`COVERED_BY` (``"Stable cardiomegaly"`` for ``"Heart size
-  normal"``).
+  absent or never mention, again up to :data:`COVERED_BY` and the signs in :data:`SUPPORTED_BY`
+  (``"Stable cardiomegaly"`` for ``"Heart size normal"``).
 - **side_mismatch**: a finding both texts state with a side, where the impression names a side the findings
   do not (findings ``left pneumothorax``, impression ``right pneumothorax``).
 """
@@ -53,7 +53,9 @@ EXTRA_MENTIONS: dict[str, list[str]] = {
 }
 _EXTRA_RE = compile_mentions(EXTRA_MENTIONS)
 
-# The acute findings a radiologist must see in the impression (and must not see invented there).
+# The acute findings a radiologist must see in the impression (and must not see invented there). A bare
+# "opacity" or "density" is not among them: findings use those words for anything from a nipple shadow to
+# interstitial markings, so Lung Opacity only counts as a name that covers or supports the others.
 ACUTE: tuple[str, ...] = (
     "Pneumothorax",
     "Pleural Effusion",
@@ -65,7 +67,6 @@ ACUTE: tuple[str, ...] = (
     "Fracture",
     "Atelectasis",
     "Enlarged Cardiomediastinum",
-    "Lung Opacity",
     FREE_AIR,
     MALPOSITIONED_DEVICE,
 )
@@ -74,9 +75,7 @@ ACUTE: tuple[str, ...] = (
 # COVERED_BY[x] covers finding x, and findings naming any of COVERED_BY[x] support an impression's x.
 # A consolidation is an opacity, a pneumonia usually shows as one, and radiologists write
 # "atelectasis or consolidation" for one density; an enlarged heart is an enlarged cardiomediastinum.
-_AIRSPACE = frozenset({"Lung Opacity", "Consolidation", "Pneumonia", "Atelectasis", "Edema"})
 COVERED_BY: dict[str, frozenset[str]] = {
-    "Lung Opacity": _AIRSPACE | {"Lung Lesion"},
     "Consolidation": frozenset({"Consolidation", "Pneumonia", "Lung Opacity", "Atelectasis"}),
     "Pneumonia": frozenset({"Pneumonia", "Consolidation", "Lung Opacity"}),
     "Atelectasis": frozenset({"Atelectasis", "Consolidation", "Lung Opacity"}),
@@ -91,12 +90,54 @@ COVERED_BY: dict[str, frozenset[str]] = {
     MALPOSITIONED_DEVICE: frozenset({MALPOSITIONED_DEVICE}),
 }
 
-# Words in a finding's clause that make it old or minor: an impression may leave it out.
-MINOR_QUALIFIERS = re.compile(
-    r"\b(old|healed|healing|remote|chronic|prior|previous|calcified|granulom\w*|scar\w*|degenerative"
-    r"|postsurgical|post-surgical|postoperative)\b"
-)
+# Findings phrases that support an impression's finding without naming it: the signs radiologists
+# conclude from (blunted costophrenic angles for an effusion, a heart at the upper limit of normal for a
+# "borderline cardiomegaly", prominent vessels for congestion). They only ever support, never flag.
+SUPPORTED_BY: dict[str, re.Pattern[str]] = {
+    "Pleural Effusion": re.compile(
+        r"\b(costophrenic|cp)\b[^.]{0,40}\bblunt\w*|\bblunt\w*[^.]{0,30}\b(costophrenic|cp)\b"
+    ),
+    "Cardiomegaly": re.compile(
+        r"\b(heart|cardiac)\b[^.]{0,40}\b(upper limits? of normal|upper normal|upper limits normal|top normal"
+        r"|top-normal|borderline|high normal|limits of normal size)"
+    ),
+    "Edema": re.compile(
+        r"\b(prominen\w*|increased|enlarged|engorge\w*|accentuat\w*|congest\w*)\b[^.]{0,30}\bvascula\w*"
+        r"|\bvascula\w*[^.]{0,30}\b(prominen\w*|increased|enlarged|engorge\w*|accentuat\w*|congest\w*)"
+    ),
+}
 
+# Qualifiers that make a stated finding old, known, minor or not real (an overlapping shadow), so the
+# impression may leave it out; read in the finding's own phrase (between commas). For every observation:
+MINOR_ANY = re.compile(
+    r"\b(old|healed|healing|remote|chronic\w*|calcifi\w*|granulom\w*|scar\w*|degenerative|post-?surgical"
+    r"|post-?operative|stable|unchanged|again|redemonstrat\w*|similar|known|soft tissues?|nipples?|breasts?"
+    r"|artifact\w*|overlap\w*|superimpos\w*|confluence|project\w* over)\b"
+)
+# ... and per observation: a mild or borderline heart, plate-like or basilar atelectasis, a small nodule,
+# a vertebral compression or a broken sternotomy wire are reported, rarely repeated in the impression.
+MINOR_BY_OBSERVATION: dict[str, re.Pattern[str]] = {
+    "Cardiomegaly": re.compile(
+        r"\b(mild\w*|borderline|slight\w*|minimal\w*|persistent\w*|remains?|top normal|upper limits?)\b"
+    ),
+    "Atelectasis": re.compile(
+        r"\b(mild\w*|minimal\w*|subsegmental|plate-?like|discoid|linear|streaky|strand\w*|band\w*|bibasilar"
+        r"|basilar|bibasal|basal|bases?|dependent|compressive|adjacent|small|trace|minor|patchy|scattered"
+        r"|low (lung )?volumes?|hypoinflat\w*|underinflat\w*|elevat\w*|draped)\b"
+    ),
+    "Lung Lesion": re.compile(
+        r"\b(subcentimeter|tiny|small|\d+ ?mm|nodular (opacit\w*|densit\w*|interstiti\w*|prominence))\b"
+    ),
+    "Fracture": re.compile(
+        r"\b(vertebra\w*|compression|sternotomy|fixation|deformit\w*|history of|evaluat\w*|wires?|catheter"
+        r"|pacemaker|leads?)\b"
+    ),
+}
+# An impression's hedge or advice is no claim: "please note that fractures may not be demonstrated".
+_ADVICE_RE = re.compile(r"\b(may not be|please note|consider|additional imaging|if clinically)\b")
+
+# The keys of a check's result: the fields every impression carries (predictions files, the API).
+FIELDS: tuple[str, ...] = ("omitted", "unsupported", "side_mismatch")
 SIDES = ("left", "right", "bilateral")
 _SIDE_RE = re.compile(r"\b(left|right|bilateral(?:ly)?|both|bibasilar|bibasal|biapical|bibasally)\b")
 
@@ -114,8 +155,15 @@ def stated(text: str, labels: Sequence[str] = (PRESENT, UNCERTAIN)) -> set[str]:
     return _stated(_mentions(text), labels)
 
 
+def _phrase(m: Mention) -> str:
+    """The comma-bounded phrase of a mention in its clause."""
+    return m.clause[: m.start].rsplit(",", 1)[-1] + m.clause[m.start :].split(",", 1)[0]
+
+
 def _is_minor(m: Mention) -> bool:
-    return bool(MINOR_QUALIFIERS.search(m.clause))
+    phrase = _phrase(m)
+    specific = MINOR_BY_OBSERVATION.get(m.observation)
+    return bool(MINOR_ANY.search(phrase) or (specific and specific.search(phrase)))
 
 
 def _mention_sides(m: Mention) -> set[str]:
@@ -125,7 +173,7 @@ def _mention_sides(m: Mention) -> set[str]:
     if not words:
         after = m.clause[m.end :].split(",", 1)[0]
         # "effusion on the left", "opacity in the right lower lobe": a few words at most.
-        near = " ".join(after.split()[:5])
+        near = " ".join(after.split()[:6])
         words = _SIDE_RE.findall(near)[:1]
     out: set[str] = set()
     for w in words:
@@ -162,10 +210,11 @@ def check(findings: str, impression: str) -> dict[str, list[str]]:
     f_mentions, i_mentions = _mentions(findings), _mentions(impression)
     f_present = {m.observation for m in f_mentions if m.label == PRESENT and not _is_minor(m)}
     f_stated = _stated(f_mentions, (PRESENT, UNCERTAIN))
+    f_stated |= {o for o, pattern in SUPPORTED_BY.items() if pattern.search((findings or "").lower())}
     i_named = _stated(i_mentions, (PRESENT, UNCERTAIN))
-    i_present = _stated(i_mentions, (PRESENT,))
+    i_claims = {m.observation for m in i_mentions if m.label == PRESENT and not _ADVICE_RE.search(m.clause)}
     omitted = [o for o in ACUTE if o in f_present and not COVERED_BY[o] & i_named]
-    unsupported = [o for o in ACUTE if o in i_present and not COVERED_BY[o] & f_stated]
+    unsupported = [o for o in ACUTE if o in i_claims and not COVERED_BY[o] & f_stated]
     f_sides, i_sides = _sides_by_observation(f_mentions), _sides_by_observation(i_mentions)
     mismatch = []
     for obs in ACUTE:
@@ -178,4 +227,16 @@ def check(findings: str, impression: str) -> dict[str, list[str]]:
 
 def flagged(result: dict[str, list[str]]) -> bool:
     """Whether a check result warns about anything (an omission, an unsupported finding or a wrong side)."""
-    return any(result.get(key) for key in ("omitted", "unsupported", "side_mismatch"))
+    return any(result.get(key) for key in FIELDS)
+
+
+_WARNINGS = {
+    "omitted": "the findings state {}, the impression does not",
+    "unsupported": "the impression states {}, the findings do not support it",
+    "side_mismatch": "the impression puts {} on another side than the findings",
+}
+
+
+def warnings(result: dict[str, list[str]]) -> list[str]:
+    """One plain sentence per kind of problem in a check result (none when it is consistent)."""
+    return [_WARNINGS[key].format(", ".join(result[key])) for key in FIELDS if result.get(key)]

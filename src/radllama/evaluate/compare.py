@@ -28,6 +28,8 @@ from typing import Any
 
 import yaml
 
+from radllama.consistency import FIELDS as CONSISTENCY_FIELDS
+from radllama.consistency import check
 from radllama.errors import RadLlamaError
 from radllama.io import JsonlAppender, atomic_write_text, ensure_writable_dir, read_jsonl, write_jsonl
 from radllama.progress import console, progress_bar
@@ -149,6 +151,8 @@ def _prediction(rec: dict, system: str, prediction: str = "", error: str | None 
         "findings": rec.get("findings", ""),
         "reference": rec.get("impression", ""),
         "prediction": prediction,
+        # The consistency check of every answer; a failed one has none (it is retried, not read).
+        **(dict.fromkeys(CONSISTENCY_FIELDS) if error else check(rec.get("findings", ""), prediction)),
         "seen_findings": rec.get("seen_findings"),
         "status": "failed" if error else "ok",
     }

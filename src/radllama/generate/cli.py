@@ -38,6 +38,8 @@ def generate_command(
         raise RadLlamaError("give either --findings TEXT or --input JSONL --output JSONL")
     if input is not None and output is None:
         raise RadLlamaError("--input needs --output")
+    from radllama.consistency import check
+    from radllama.consistency import warnings as consistency_warnings
     from radllama.generate.impressions import (
         clean_findings,
         complete_impressions,
@@ -75,7 +77,11 @@ def generate_command(
     )  # fmt: skip
     try:
         if findings is not None:
-            typer.echo(complete_impressions(loaded, [findings], max_new_tokens, mbr=mbr)[0].text)
+            text = complete_impressions(loaded, [findings], max_new_tokens, mbr=mbr)[0].text
+            typer.echo(text)
+            # The consistency check goes to stderr: stdout stays the impression alone, for scripts.
+            for warning in consistency_warnings(check(findings, text)):
+                typer.secho(f"warning: {warning}", fg="yellow", err=True)
             return
         n = generate_file(loaded, input, output, name, max_new_tokens, mbr)
     finally:

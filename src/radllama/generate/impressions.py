@@ -6,6 +6,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from radllama.consistency import check
 from radllama.errors import RadLlamaError
 from radllama.generate.mbr import MbrSettings, mbr_choose
 from radllama.inference import Completion, Decoding, load_model
@@ -145,6 +146,7 @@ def generate_file(
                             "findings": r["findings"],
                             "reference": r.get("impression", ""),
                             "prediction": c.text,
+                            **check(r["findings"], c.text),
                             "seen_findings": r.get("seen_findings"),
                             "status": "ok",
                             **({"candidate": c.source} if mbr is not None else {}),

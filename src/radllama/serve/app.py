@@ -22,6 +22,8 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import Headers, MutableHeaders
 
+from radllama.consistency import FIELDS as CONSISTENCY_FIELDS
+from radllama.consistency import check
 from radllama.generate.impressions import mbr_pool
 from radllama.generate.mbr import MbrSettings, mbr_choose
 from radllama.http_guard import BodyTooLarge, SiteGuard, trusted_hosts
@@ -166,10 +168,13 @@ def create_app(service: ModelService) -> FastAPI:
             picked = mbr_choose([_as_completion(r) for r in rows], [_as_completion(r) for r in sampled], pool, mbr,
                                 req.findings)  # fmt: skip
             texts = [c.text for c in picked]
+        checks = [check(f, t) for f, t in zip(req.findings, texts, strict=True)]
         return {
             "object": "impressions",
             "model": service.name,
             "impressions": texts,
+            # The consistency check, one list per impression: what a radiologist must look at twice.
+            **{key: [c[key] for c in checks] for key in CONSISTENCY_FIELDS},
             "usage": _usage(sum(len(r.prompt_ids) for r in rows), rows + sampled),
         }
 

@@ -52,6 +52,7 @@ async function generateImpression() {
     if (!resp.ok) throw new Error(await errorText(resp));
     const body = await resp.json();
     $("impression").textContent = body.impressions[0] || "(empty answer)";
+    showProblems(body);
     const secs = ((performance.now() - started) / 1000).toFixed(1);
     $("impression-meta").textContent = `${body.model} · ${body.usage.completion_tokens} tokens · ${secs} s`;
     $("impression-panel").hidden = false;
@@ -62,6 +63,26 @@ async function generateImpression() {
   } finally {
     $("generate").disabled = false;
   }
+}
+
+// The server's consistency check of the impression (omitted / unsupported / wrong-side findings).
+const PROBLEMS = {
+  omitted: (names) => `Omitted: the findings state ${names}; the impression does not.`,
+  unsupported: (names) => `Unsupported: the impression states ${names}; the findings do not.`,
+  side_mismatch: (names) => `Wrong side: the impression puts ${names} on another side than the findings.`,
+};
+
+function showProblems(body) {
+  const list = $("impression-problems");
+  list.replaceChildren();
+  for (const [key, sentence] of Object.entries(PROBLEMS)) {
+    const names = (body[key] && body[key][0]) || [];
+    if (!names.length) continue;
+    const item = document.createElement("li");
+    item.textContent = sentence(names.join(", "));
+    list.appendChild(item);
+  }
+  $("impression-warning").hidden = list.children.length === 0;
 }
 
 function addMessage(role, text) {

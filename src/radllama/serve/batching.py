@@ -70,6 +70,7 @@ class Row:
     job: Job | None = None
     index: int = 0
     reported_tokens: int | None = None  # completion tokens as counted by an engine that keeps the ids
+    decoder: Any = None  # tokenizers' DecodeStream: the text of each new token, not a decode of all so far
 
     @property
     def completion_tokens(self) -> int:
@@ -131,11 +132,31 @@ def push_token(row: Row, token: int, tokenizer: Any, eos: set[int]) -> str | Non
         return "stop"
     row.token_ids.append(token)
     if row.stop or (row.job is not None and row.job.stream):
-        row.text = tokenizer.decode(row.token_ids, skip_special_tokens=True)
+        row.text = _text_so_far(row, token, tokenizer)
         if row.stop and any(s in row.text for s in row.stop):
             return "stop"
         stream_text(row)
     return "length" if len(row.token_ids) >= row.max_new_tokens else None
+
+
+def incremental(tokenizer: Any) -> bool:
+    """Whether ``tokenizers``' DecodeStream gives exactly what ``tokenizer.decode`` gives: a fast
+    tokenizer that does not clean up spaces afterwards (a Python-side step the stream lacks)."""
+    return getattr(tokenizer, "backend_tokenizer", None) is not None and not getattr(
+        tokenizer, "clean_up_tokenization_spaces", False
+    )
+
+
+def _text_so_far(row: Row, token: int, tokenizer: Any) -> str:
+    """The row's text with ``token`` added: one incremental step, or (other tokenizers) a full decode."""
+    if row.decoder is None and incremental(tokenizer):
+        from tokenizers.decoders import DecodeStream
+
+        row.decoder = DecodeStream(skip_special_tokens=True)
+    if row.decoder is None:
+        return tokenizer.decode(row.token_ids, skip_special_tokens=True)
+    # None while a UTF-8 character is still incomplete (byte-fallback pieces): nothing new yet.
+    return row.text + (row.decoder.step(tokenizer.backend_tokenizer, token) or "")
 
 
 def stream_text(row: Row) -> None:

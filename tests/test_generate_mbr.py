@@ -107,3 +107,13 @@ def test_clinical_utility_and_extractive_candidate_name_the_finding() -> None:
     index, texts = pick(clear, ["Stable cardiomegaly.", "Stable cardiomegaly.", "No acute disease."],
                         MbrSettings(samples=0, clinical=1.0, extractive=True))  # fmt: skip
     assert texts[index] == "No acute disease."
+
+
+def test_clinical_utility_counts_a_dropped_side() -> None:
+    from radllama.generate.mbr import consistency_flags
+
+    findings = "Small left pleural effusion."
+    assert consistency_flags(findings, "Left pleural effusion.") == 0
+    assert consistency_flags(findings, "Pleural effusion.") == 1  # the side is gone
+    assert consistency_flags(findings, "Right pleural effusion.") == 1  # the wrong side (the check's own flag)
+    assert consistency_flags(findings, "No acute disease.") == 1  # omitted

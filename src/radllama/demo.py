@@ -97,7 +97,9 @@ def compare_config(out: Path) -> dict[str, Any]:
         local("radllama-mini-untuned", adapter=False),
         local("radllama-mini-lora", adapter=True),
         local("radllama-mini-lora-mbr", adapter=True, **MBR),
+        # What each added piece buys: the clinical term alone, the acute sentences beside greedy alone, both.
         local("radllama-mini-lora-mbr-clinical", adapter=True, **{**FAITHFUL, "extractive": False}),
+        local("radllama-mini-lora-greedy-acute", adapter=True, **{**FAITHFUL, "retrieved": 0}),
         local("radllama-mini-lora-faithful", adapter=True, **FAITHFUL),
     ]
     return {
@@ -215,9 +217,10 @@ def faithfulness_section(out: Path, metrics: dict, backend: str = "auto", limit:
             f"finding, {kinds.get('normal', 0)} normal ones and {kinds.get('negation', 0)} that negate a finding; "
             "11 finding types, in writers' styles and from validation reports, never from test; "
             "bench/bench_faithfulness.py, docs/evaluation.md). Scored by the labeller and the consistency check's "
-            "equivalent names, with a keyword check as a second opinion. `-faithful` is the tuned model with "
-            "clinically guided MBR and the findings' acute sentences as a candidate; `-mbr-clinical` the same "
-            "without that candidate; `radllama-mini-lora` the model alone.",
+            "equivalent names, with a keyword check as a second opinion. `radllama-mini-lora` is the model alone "
+            "(greedy); `-mbr` adds the ROUGE vote with the retrieved impressions; `-mbr-clinical` adds the clinical "
+            "term (utility lost per acute finding omitted, invented or on the wrong side); `-greedy-acute` is the "
+            "greedy answer against the findings' acute sentences only; `-faithful` is all of them together.",
             "",
             *rows,
         ]

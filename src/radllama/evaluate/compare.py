@@ -217,6 +217,7 @@ def mbr_settings(sys_cfg: dict) -> Any:
     return MbrSettings(
         samples=int(sys_cfg.get("samples", 8)),
         temperature=float(sys_cfg.get("temperature", 0.7)),
+        retrieved=None if sys_cfg.get("retrieved") is None else int(sys_cfg["retrieved"]),
         clinical=float(sys_cfg.get("clinical", 0.0)),
         extractive=bool(sys_cfg.get("extractive", False)),
     )

@@ -26,6 +26,12 @@ def generate_command(
     decode: str = typer.Option("greedy", "--decode", help="greedy | mbr (minimum Bayes risk over samples)."),
     samples: int = typer.Option(8, "--samples", min=0, help="MBR: sampled candidates per case (+ greedy)."),
     mbr_temperature: float = typer.Option(0.7, "--mbr-temperature", min=0.0, help="MBR: sampling temperature."),
+    clinical: float = typer.Option(
+        0.0, "--clinical", min=0.0, help="MBR: utility lost per acute finding omitted, invented or on the wrong side."
+    ),
+    extractive: bool = typer.Option(
+        False, "--extractive", help="MBR: the findings' sentences that state an acute finding compete as a candidate."
+    ),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Redo --output when it was made from another model, split or setting."
     ),
@@ -55,7 +61,9 @@ def generate_command(
 
     if decode not in ("greedy", "mbr"):
         raise RadLlamaError(f"--decode must be greedy or mbr, not {decode!r}")
-    mbr = MbrSettings(samples=samples, temperature=mbr_temperature) if decode == "mbr" else None
+    if decode == "greedy" and (clinical or extractive):
+        raise RadLlamaError("--clinical and --extractive are MBR settings: add --decode mbr")
+    mbr = MbrSettings(samples, mbr_temperature, clinical=clinical, extractive=extractive) if decode == "mbr" else None
     name = system or (adapter or model).name
     if findings is not None:
         clean_findings(findings)  # fail on empty input before loading any weights

@@ -25,7 +25,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from radllama.consistency import check
+from radllama.consistency import COVERED_BY, check, finding_sides, stated
 from radllama.inference.base import Completion, Decoding
 from radllama.rouge import ROUGE_TYPES, rouge_pair
 
@@ -74,8 +74,14 @@ def consensus(candidates: Sequence[str], penalties: Sequence[float] | None = Non
 
 
 def consistency_flags(findings: str, impression: str) -> int:
-    """How many acute findings an impression omits, invents or puts on the wrong side (the shipped check)."""
-    return sum(len(v) for v in check(findings, impression).values())
+    """How many acute findings an impression omits, invents or puts on the wrong side (the shipped check),
+    plus those it names without the side the findings give ("left pneumothorax" -> "pneumothorax")."""
+    flags = sum(len(v) for v in check(findings, impression).values())
+    sided = {o: side for o, side in finding_sides(findings).items() if side != "bilateral"}
+    if sided:
+        named, said = stated(impression), finding_sides(impression)
+        flags += sum(1 for o in sided if COVERED_BY.get(o, {o}) & named and o not in said)
+    return flags
 
 
 _SENTENCES = re.compile(r"(?<=[.;!?])\s+|\n")

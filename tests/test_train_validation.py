@@ -320,3 +320,38 @@ def test_resume_refuses_other_validation_data_or_eval_settings(setup) -> None:
     for change, message in changes.items():
         with pytest.raises(RadLlamaError, match=f"written by a different run.*{message}"):
             run(load_config(None, [*lora(setup, out, 6, *args), change]), resume=True)
+
+
+def test_best_swap_cut_off_between_its_renames_keeps_the_earlier_best(tmp_path, monkeypatch) -> None:
+    """A kill between ``best/ -> best.old/`` and ``best.tmp/ -> best/`` leaves best.old the only whole
+    copy: the next save must put it back, not delete it, even if that save is cut off too."""
+    from radllama.train.evaluation import BEST_DIR, BEST_FILE, write_best
+
+    def save(folder: Path, state_dict: dict | None) -> None:
+        (folder / "weights.bin").write_text("w")
+
+    def best_step() -> int:
+        return json.loads((tmp_path / BEST_DIR / BEST_FILE).read_text())["step"]
+
+    write_best(tmp_path, save, None, {"step": 1})
+    real_rename = Path.rename
+
+    def killed(self: Path, target: Path) -> Path:
+        if self.name == f"{BEST_DIR}.tmp":
+            raise KeyboardInterrupt  # the process dies here
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", killed)
+    with pytest.raises(KeyboardInterrupt):
+        write_best(tmp_path, save, None, {"step": 2})
+    monkeypatch.setattr(Path, "rename", real_rename)
+    assert not (tmp_path / BEST_DIR).exists() and (tmp_path / f"{BEST_DIR}.old").is_dir()
+
+    def dies_while_saving(folder: Path, state_dict: dict | None) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # the next run's first save is cut off as well
+        write_best(tmp_path, dies_while_saving, None, {"step": 3})
+    assert best_step() == 1
+    write_best(tmp_path, save, None, {"step": 4})
+    assert best_step() == 4 and sorted(p.name for p in tmp_path.iterdir()) == [BEST_DIR]

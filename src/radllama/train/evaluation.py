@@ -166,13 +166,24 @@ class BestTracker:
         return cls(**state)
 
 
+def recover_best(output_dir: Path) -> None:
+    """Finish a ``best/`` swap cut off between its two renames: with ``best/`` gone, ``best.old/``
+    is the only whole copy left, so it goes back (the rerun's evaluations decide any newer best)."""
+    out = Path(output_dir)
+    final, old = out / BEST_DIR, out / f"{BEST_DIR}.old"
+    if not final.exists() and (old / BEST_FILE).is_file():
+        old.rename(final)
+
+
 def write_best(output_dir: Path, save_weights: Callable, state_dict: dict | None, record: dict) -> Path:
     """Main process: the weights (as the final model is saved) and ``best.json`` into ``best.tmp/``,
-    then swapped in for ``best/``: the name never holds half a folder."""
+    then swapped in for ``best/``: the name never holds half a folder, and a kill at any point
+    leaves a whole earlier ``best/`` or ``best.old/`` that :func:`recover_best` restores."""
     from radllama.train.checkpoint import fsync_tree
 
     out = Path(output_dir)
     tmp, final, old = out / f"{BEST_DIR}.tmp", out / BEST_DIR, out / f"{BEST_DIR}.old"
+    recover_best(out)
     for stale in (tmp, old):
         shutil.rmtree(stale, ignore_errors=True)
     tmp.mkdir(parents=True)

@@ -48,6 +48,7 @@ from radllama.train.evaluation import (
     Validation,
     due,
     loss_sum,
+    recover_best,
     rouge1_sum,
     write_best,
 )
@@ -328,6 +329,8 @@ def _note_newer_best(output_dir: Path, accelerator: Accelerator, step: int) -> N
     """A ``best/`` saved after the checkpoint by the interrupted run: the rerun's evaluations
     (the same computations) decide it again."""
     found = Path(output_dir) / BEST_DIR / BEST_FILE
+    if accelerator.is_main_process:
+        recover_best(output_dir)  # a swap the interrupted run left half done
     if accelerator.is_main_process and found.is_file():
         saved = json.loads(found.read_text(encoding="utf-8")).get("step", 0)
         if saved > step:

@@ -8,6 +8,7 @@ merged folder is built once per (base, adapter) content and reused.
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 
 from radllama.paths import cache_dir
@@ -20,15 +21,29 @@ def merged_key(base: Path, adapter: Path) -> str:
 
 
 def merged_weights(base: Path, adapter: Path, allow_other_base: bool = False) -> Path:
-    """The merged model folder for ``base`` + ``adapter``, built on first use (atomically)."""
+    """The merged model folder for ``base`` + ``adapter``, built on first use (atomically).
+
+    A file lock per key: a second process asking meanwhile (two jobs, a server beside a job)
+    waits for the first's build and reuses it instead of building the same folder beside it.
+    """
+    from filelock import FileLock
+
     from radllama.models.export import MANIFEST_FILE, export_merged
     from radllama.progress import console
 
-    out = cache_dir() / "merged" / merged_key(Path(base), Path(adapter))
+    key = merged_key(Path(base), Path(adapter))
+    out = cache_dir() / "merged" / key
     if (out / MANIFEST_FILE).is_file():
         return out
-    with console.status(f"merging {adapter} into {base} (once; cached in {out})"):
-        return export_merged(Path(base), Path(adapter), out, dtype="fp32", allow_other_base=allow_other_base)
+    locks = cache_dir() / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    with FileLock(locks / f"merged-{key}.lock"):
+        if (out / MANIFEST_FILE).is_file():  # built while this process waited
+            return out
+        for stale in out.parent.glob(f".{key}.*.tmp"):  # a build that was killed (none runs: the lock)
+            shutil.rmtree(stale, ignore_errors=True)
+        with console.status(f"merging {adapter} into {base} (once; cached in {out})"):
+            return export_merged(Path(base), Path(adapter), out, dtype="fp32", allow_other_base=allow_other_base)
 
 
 def lora_rank(adapter: Path) -> int:

@@ -12,6 +12,7 @@ The folder is built under a temporary name and renamed when complete.
 from __future__ import annotations
 
 import shutil
+import tempfile
 from pathlib import Path
 
 from radllama.errors import RadLlamaError
@@ -37,18 +38,20 @@ def _check_adapter(adapter_dir: Path) -> None:
 
 
 def _fresh_tmp(out_dir: Path) -> Path:
+    """A build folder of this process's own beside ``out_dir`` (``.<name>.<random>.tmp``): two
+    exports to one place never write into, or delete, each other's files."""
     if out_dir.exists() and any(out_dir.iterdir()):
         raise RadLlamaError(f"{out_dir} exists and is not empty: choose a new --out folder")
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    return tmp
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".tmp"))
 
 
 def _finish(tmp: Path, out_dir: Path) -> Path:
-    if out_dir.exists():
-        out_dir.rmdir()  # empty (checked before)
-    tmp.rename(out_dir)
+    try:
+        tmp.rename(out_dir)  # onto nothing or an empty folder (checked before): atomic
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise RadLlamaError(f"{out_dir} was written by another process meanwhile: choose a new --out folder") from exc
     return out_dir
 
 

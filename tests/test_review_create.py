@@ -65,6 +65,22 @@ def test_create_refuses_overwrite_without_force(tmp_path: Path, preds: list[Path
     assert store.case_count(store.open_study(out)) == 3
 
 
+def test_force_refuses_a_study_a_server_has_open(tmp_path: Path, preds: list[Path]) -> None:
+    """Replacing the file (and its -wal) under a running `review serve` would lose what it writes next."""
+    out = tmp_path / "s.db"
+    assert run("review", "create", "--predictions", *preds, "--cases", 2, "--out", out)[0] == 0
+    server = store.open_study(out)  # as `radllama review serve` holds it, between requests
+    token = store.add_rater(server, "rating now")
+    assert Path(f"{out}-wal").is_file()
+    code, _, err = run("review", "create", "--predictions", *preds, "--cases", 3, "--out", out, "--force")
+    assert code == 1 and "in use" in err and "\n" not in err
+    assert Path(f"{out}-wal").is_file() and store.rater_for_token(server, token) is not None
+    assert store.case_count(server) == 2
+    server.close()
+    assert run("review", "create", "--predictions", *preds, "--cases", 3, "--out", out, "--force")[0] == 0
+    assert store.case_count(store.open_study(out)) == 3
+
+
 def test_stratify_unseen_takes_half_each(tmp_path: Path) -> None:
     ids = list(range(6))
     files = [write_predictions(tmp_path, s, ids) for s in SYSTEMS]

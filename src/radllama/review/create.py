@@ -144,13 +144,43 @@ def create_study(
             conn.executemany("INSERT INTO meta(key, value) VALUES (?, ?)", list(meta.items()))
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         conn.close()
-        for suffix in ("-wal", "-shm"):
-            Path(f"{out}{suffix}").unlink(missing_ok=True)
+        if out.exists():
+            release_unused(out)
         tmp.replace(out)
     finally:
         for p in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
             p.unlink(missing_ok=True)
     return {"cases": len(chosen), "systems": names, "warnings": warnings, "path": str(out)}
+
+
+def release_unused(path: Path) -> None:
+    """Make sure no other process has the study open, then let SQLite fold its -wal in and remove it.
+
+    SQLite's own lock says whether a connection is open: with ``locking_mode=EXCLUSIVE``, ``BEGIN
+    EXCLUSIVE`` fails while any other connection (a running ``review serve``, between requests
+    too) holds the WAL file. Deleting a -wal that a server still writes would lose its ratings.
+    """
+    try:
+        conn = store.sqlite3.connect(path, isolation_level=None, timeout=0)
+    except store.sqlite3.DatabaseError:
+        return
+    try:
+        conn.execute("PRAGMA locking_mode = EXCLUSIVE")
+        conn.execute("BEGIN EXCLUSIVE")
+        conn.execute("ROLLBACK")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the old study's last writes, then the WAL emptied
+    except store.sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            raise RadLlamaError(
+                f"{path} is in use by another process (a running `radllama review serve`?): stop it before "
+                "replacing the study"
+            ) from exc
+    except store.sqlite3.DatabaseError:
+        pass  # not a SQLite file: nothing of SQLite's to protect
+    finally:
+        conn.close()  # the last connection: SQLite removes its own -wal
+    for suffix in ("-wal", "-shm"):  # what is left is nobody's (checked above)
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
 def _fill(

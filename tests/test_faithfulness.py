@@ -53,3 +53,11 @@ def test_side_flip_is_counted() -> None:
 def test_keyword_second_opinion_skips_negated_sentences() -> None:
     assert names_keyword("1. Large pneumothorax.", "pneumothorax")
     assert not names_keyword("No pneumothorax.", "pneumothorax")
+
+
+def test_omissions_are_flagged_by_the_shipped_check() -> None:
+    cases = [c for c in build_benchmark("dev", []) if c["kind"] == "critical"]
+    copied = score(cases, ["No acute cardiopulmonary disease." for _ in cases])
+    assert len(copied["missed"]) == len(cases)
+    assert copied["omissions_flagged"] >= 0.95
+    assert score(cases, [c["findings"] for c in cases])["omissions_flagged"] is None  # nothing omitted

@@ -200,13 +200,15 @@ def faithfulness_section(out: Path, metrics: dict, backend: str = "auto", limit:
     kinds = describe(cases)["kind"]
     rows = [
         "| system | critical finding named (labeller) | (keyword check) | invented positive on normal findings | "
-        "side kept | side flipped | negation kept | clinical F1 on test (13, micro) | ROUGE-1 on test |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "side kept | side flipped | negation kept | omissions the consistency check flags | "
+        "clinical F1 on test (13, micro) | ROUGE-1 on test |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, s in scores.items():
         rows.append(
             f"| {name} | {pct(s['recall'])} | {pct(s['recall_keyword'])} | {pct(s['invented'])} | "
             f"{pct(s['laterality'])} (n={s['n']['lateral_named']}) | {s['side_flips']} | {pct(s['negation'])} | "
+            f"{pct(s['omissions_flagged'])} (n={len(s['missed'])}) | "
             f"{test_figure(name, 'clinical_micro_f1')} | {test_figure(name, 'rouge1')} |"
         )
     return "\n".join(

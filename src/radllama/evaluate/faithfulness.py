@@ -9,7 +9,9 @@ train (``dev`` edition) or validation (``heldout`` edition) reports, never from 
 - ``invented``: normal cases whose impression states any positive finding;
 - ``laterality``: of the sided critical cases whose impression names the finding, the share that names it on
   the findings' side and not on the other (``side_flips`` counts the other side);
-- ``negation``: negation cases whose impression does not turn the negated finding positive.
+- ``negation``: negation cases whose impression does not turn the negated finding positive;
+- ``omissions_flagged``: of the critical cases whose impression omits the finding, the share the shipped
+  consistency check (:func:`radllama.consistency.check`) flags as omitted.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from radllama.consistency import COVERED_BY, FREE_AIR, MALPOSITIONED_DEVICE, finding_sides, stated
+from radllama.consistency import COVERED_BY, FREE_AIR, MALPOSITIONED_DEVICE, check, finding_sides, stated
 from radllama.evaluate.faithfulness_cases import (
     EDITIONS,
     FINDING_TYPES,
@@ -112,7 +114,7 @@ def _rate(hits: int, n: int) -> float | None:
 
 def score(cases: Sequence[dict], impressions: Sequence[str]) -> dict:
     """The benchmark's figures for one system's impressions (one per case, in order)."""
-    recall = keyword = invented = negation_kept = 0
+    recall = keyword = invented = negation_kept = flagged = 0
     n_crit = n_norm = n_neg = lateral_named = lateral_kept = flips = 0
     by_type: dict[str, list[int]] = {t: [0, 0] for t in FINDING_TYPES}
     missed: list[str] = []
@@ -126,6 +128,8 @@ def score(cases: Sequence[dict], impressions: Sequence[str]) -> dict:
             by_type[case["finding"]][1] += 1
             if not hit:
                 missed.append(case["id"])
+                # Would the shipped consistency check have warned the reader of this omission?
+                flagged += TYPE_OBSERVATION[case["finding"]] in check(case["findings"], text)["omitted"]
             if hit and case.get("side") in ("left", "right"):
                 lateral_named += 1
                 side = finding_sides(text).get(TYPE_OBSERVATION[case["finding"]])
@@ -145,6 +149,7 @@ def score(cases: Sequence[dict], impressions: Sequence[str]) -> dict:
         "laterality": _rate(lateral_kept, lateral_named),
         "side_flips": flips,
         "negation": _rate(negation_kept, n_neg),
+        "omissions_flagged": _rate(flagged, len(missed)),
         "recall_by_type": {t: _rate(h, n) for t, (h, n) in by_type.items() if n},
         "missed": missed,
     }

@@ -14,6 +14,7 @@ from radllama.train.examples import (
     build_sft_examples,
     build_task_examples,
     encode_sft,
+    encode_sft_many,
     pack_blocks,
     term_phrase,
 )
@@ -196,3 +197,20 @@ def test_answer_longer_than_max_seq_len_is_capped(tok) -> None:
 def test_template_longer_than_max_seq_len_is_one_clear_error(tok) -> None:
     with pytest.raises(RadLlamaError, match="max_seq_len"):
         encode_sft(tok, STYLE, "Heart is enlarged.", "Cardiomegaly.", None, 8)
+
+
+def test_batched_encoding_equals_one_by_one(tok) -> None:
+    """encode_sft_many (build_sft_examples' fast path) gives encode_sft's examples and cut flags,
+    cut examples included."""
+    recs = records()
+    findings = [r["findings"] + "  extra   words " * (i % 4) for i, r in enumerate(recs)]
+    impressions = [r["impression"] for r in recs]
+    shown = [None if i % 3 == 0 else [] if i % 3 == 1 else impressions[:3] for i in range(len(recs))]
+    style = PromptStyle(retrieval_k=3)
+    bare = len(tok(style.render(tok, "", None), add_special_tokens=False).input_ids)
+    for max_len in (512, bare + 30):
+        one = [encode_sft(tok, style, f, i, ex, max_len) for f, i, ex in zip(findings, impressions, shown, strict=True)]
+        many = encode_sft_many(tok, style, findings, impressions, shown, max_len)
+        assert many == one
+        # The roomy length cuts nothing (the batched path); the tight one cuts (one by one).
+        assert any(cut for _, cut in many) == (max_len < 512)

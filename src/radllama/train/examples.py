@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from radllama.errors import RadLlamaError
+from radllama.progress import track
 from radllama.prompts import PromptStyle
 from radllama.retrieval import TfidfRetriever, retrieved_impressions
 
@@ -87,6 +88,42 @@ def encode_prompt_answer(
     return Example(ids + answer_ids, [IGNORE_INDEX] * len(ids) + answer_ids), cut
 
 
+def encode_sft_many(
+    tokenizer: Any,
+    style: PromptStyle,
+    findings: Sequence[str],
+    impressions: Sequence[str],
+    shown: Sequence[list[str] | None],
+    max_seq_len: int,
+) -> list[tuple[Example, bool]]:
+    """:func:`encode_sft` for many examples, with the same results, faster.
+
+    Prompts and answers are tokenised in one batch call (a fast tokenizer encodes a batch in
+    Rust, without a Python round trip per text); only the examples that need cutting go through
+    :func:`encode_sft` one by one.
+    """
+    # As encode_prompt_answer renders them: whitespace-normalised findings, no empty example list.
+    pairs = zip(findings, shown, strict=True)
+    prompts = [style.render(tokenizer, " ".join(f.split()), list(ex) if ex else None) for f, ex in pairs]
+    if not prompts:
+        return []
+    bare = len(tokenizer(style.render(tokenizer, "", None), add_special_tokens=False).input_ids)
+    prompt_ids = tokenizer(prompts, add_special_tokens=False).input_ids
+    answers = tokenizer([style.answer_text(i) for i in impressions], add_special_tokens=False).input_ids
+    out = []
+    for i, (p, a) in enumerate(zip(prompt_ids, answers, strict=True)):
+        a = a + [tokenizer.eos_token_id]
+        if bare < max_seq_len and len(a) <= max_seq_len - bare and len(p) + len(a) <= max_seq_len:
+            out.append((Example(p + a, [IGNORE_INDEX] * len(p) + a), False))
+        else:
+            out.append(encode_sft(tokenizer, style, findings[i], impressions[i], shown[i], max_seq_len))
+    return out
+
+
+# Records retrieved for and tokenised at once in build_sft_examples: bounds the texts held.
+_BUILD_CHUNK = 2048
+
+
 def build_sft_examples(
     records: Sequence[dict],
     tokenizer: Any,
@@ -98,15 +135,18 @@ def build_sft_examples(
 
     Retrieval leaves out the report itself and every training report with the same normalised
     findings: OpenI is templated, and a twin's impression is usually the target itself.
+    Records go a chunk at a time (retrieval, then tokenisation), with a progress bar.
     """
-    ids = [str(r["id"]) for r in records]
-    findings = [r["findings"] for r in records]
-    shown = retrieved_impressions(retriever, findings, style.retrieval_k, ids, leave_out_same_findings=True)
     out, n_cut = [], 0
-    for rec, ex in zip(records, shown, strict=True):
-        example, cut = encode_sft(tokenizer, style, rec["findings"], rec["impression"], ex, max_seq_len)
-        out.append(example)
-        n_cut += cut
+    chunks = range(0, len(records), _BUILD_CHUNK)
+    for start in track(chunks, "building training examples", total=len(chunks)):
+        part = records[start : start + _BUILD_CHUNK]
+        ids = [str(r["id"]) for r in part]
+        findings = [r["findings"] for r in part]
+        shown = retrieved_impressions(retriever, findings, style.retrieval_k, ids, leave_out_same_findings=True)
+        made = encode_sft_many(tokenizer, style, findings, [r["impression"] for r in part], shown, max_seq_len)
+        out += [example for example, _ in made]
+        n_cut += sum(cut for _, cut in made)
     return out, n_cut
 
 

@@ -32,7 +32,7 @@ from radllama.train.curves import CURVE_FILE, draw_training_curve
 from radllama.train.evaluation import BEST_DIR, Validation, continuation_answerer, impression_answerer
 from radllama.train.examples import (
     build_task_examples,
-    encode_sft,
+    encode_sft_many,
     nearest_reports,
     neighbour_chain,
     pack_blocks,
@@ -262,10 +262,8 @@ def sft_validation(cfg: TrainConfig, tokenizer: Any, style: PromptStyle, retriev
         return None
     records = read_training_records(cfg.data.validation, "validation")
     shown = retrieved_impressions(retriever, [r["findings"] for r in records], style.retrieval_k)
-    examples = [
-        encode_sft(tokenizer, style, r["findings"], r["impression"], ex, cfg.data.max_seq_len)[0]
-        for r, ex in zip(records, shown, strict=True)
-    ]
+    findings, impressions = [r["findings"] for r in records], [r["impression"] for r in records]
+    examples = [e for e, _ in encode_sft_many(tokenizer, style, findings, impressions, shown, cfg.data.max_seq_len)]
     sample = records[: cfg.eval.rouge_samples]
     answer = impression_answerer(tokenizer, style, retriever, cfg.eval.max_new_tokens)
     return Validation(examples, [r["findings"] for r in sample], [r["impression"] for r in sample], answer, cfg.eval)

@@ -117,6 +117,8 @@ def test_minor_qualifiers_are_per_observation() -> None:
     # Unqualified, the same findings must be in the impression.
     assert check("The heart is enlarged.", "No acute disease.")["omitted"] == ["Cardiomegaly"]
     assert check("Collapse of the left lower lobe.", "No acute disease.")["omitted"] == ["Atelectasis"]
+    assert check("Lobulated mass projecting over the left mid lung.", "No acute disease.")["omitted"] == ["Lung Lesion"]
+    assert check("Fracture deformity of the right humerus.", "No acute disease.")["omitted"] == ["Fracture"]
     # A qualifier in another phrase of the clause does not make a finding minor.
     assert check("Stable mediastinum, large right pleural effusion.", "No acute disease.")["omitted"] == [
         "Pleural Effusion"

@@ -112,7 +112,7 @@ SUPPORTED_BY: dict[str, re.Pattern[str]] = {
 MINOR_ANY = re.compile(
     r"\b(old|healed|healing|remote|chronic\w*|calcifi\w*|granulom\w*|scar\w*|degenerative|post-?surgical"
     r"|post-?operative|stable|unchanged|again|redemonstrat\w*|similar|known|soft tissues?|nipples?|breasts?"
-    r"|artifact\w*|overlap\w*|superimpos\w*|confluence|project\w* over)\b"
+    r"|artifact\w*|overlap\w*|superimpos\w*|confluence)\b"
 )
 # ... and per observation: a mild or borderline heart, plate-like or basilar atelectasis, a small nodule,
 # a vertebral compression or a broken sternotomy wire are reported, rarely repeated in the impression.
@@ -129,7 +129,7 @@ MINOR_BY_OBSERVATION: dict[str, re.Pattern[str]] = {
         r"\b(subcentimeter|tiny|small|\d+ ?mm|nodular (opacit\w*|densit\w*|interstiti\w*|prominence))\b"
     ),
     "Fracture": re.compile(
-        r"\b(vertebra\w*|compression|sternotomy|fixation|deformit\w*|history of|evaluat\w*|wires?|catheter"
+        r"\b(vertebra\w*|compression|sternotomy|fixation|history of|evaluat\w*|wires?|catheter"
         r"|pacemaker|leads?)\b"
     ),
 }
@@ -173,7 +173,7 @@ def _mention_sides(m: Mention) -> set[str]:
     if not words:
         after = m.clause[m.end :].split(",", 1)[0]
         # "effusion on the left", "opacity in the right lower lobe": a few words at most.
-        near = " ".join(after.split()[:6])
+        near = " ".join(after.split()[:8])
         words = _SIDE_RE.findall(near)[:1]
     out: set[str] = set()
     for w in words:

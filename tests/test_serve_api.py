@@ -48,6 +48,10 @@ def trained_messages(findings: list[str]) -> list[list[dict[str, str]]]:
 def test_models_and_health(client: openai.OpenAI, base: str, backend: str) -> None:
     ids = [m.id for m in client.models.list().data]
     assert ids == [tiny_loaded().name]
+    # The model card rides along as an extra field the official client keeps: the tiny model has no
+    # training record, so nothing is claimed and chat is not withheld.
+    card = client.models.list().data[0].card
+    assert card["name"] == tiny_loaded().name and card["tasks"] is None and card["chat"] is True
     health = httpx.get(f"{base}/health").json()
     assert health["status"] == "ok" and health["backend"] == backend
 

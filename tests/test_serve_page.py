@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import httpx
 import pytest
+from live_server import live_uvicorn
 from playwright.sync_api import expect
-from test_serve_support import BACKENDS, FINDINGS, live_server, tiny_model_dir
+from test_serve_support import BACKENDS, FINDINGS, live_server, tiny_loaded, tiny_model_dir
 
 from radllama.consistency import check, flagged
 from radllama.generate.impressions import generate_impressions
+from radllama.models.card import add_benchmarks, model_card
+from radllama.serve.app import create_app
+from radllama.serve.service import ModelService, ServeSettings
+from radllama.train.config import dump_config, load_config
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 MAX = 12
@@ -31,7 +37,7 @@ def test_page_generates_an_impression_and_chats(chromium, backend: str) -> None:
         page.goto(base)
         expect(page.locator("#model-name")).to_have_text(tiny_model_dir().name)
 
-        page.click("summary")
+        page.click(".settings summary")
         page.fill("#max-tokens", str(MAX))
         page.fill("#findings", findings)
         page.click("#generate")
@@ -64,3 +70,34 @@ def test_page_generates_an_impression_and_chats(chromium, backend: str) -> None:
         page.screenshot(path=str(ARTIFACTS / f"serve-chat-{backend}.png"), full_page=True)
         context.close()
     assert errors == []
+
+
+@pytest.mark.slow
+def test_page_shows_the_model_card_and_no_chat_for_an_impression_only_model(chromium, tmp_path: Path) -> None:  # noqa: ANN001
+    data, lora = tmp_path / "data", tmp_path / "lora"
+    data.mkdir()
+    lora.mkdir()
+    (data / "manifest.json").write_text(json.dumps({"source": "openi", "counts": {"train": 2551}}))
+    cfg = load_config(None, [f"data.train={data / 'train.jsonl'}", f"output_dir={lora}"])
+    (lora / "config.yaml").write_text(dump_config(cfg))
+    (lora / "train_summary.json").write_text(json.dumps(
+        {"total_parameters": 3400128, "examples": 2551, "examples_per_task": {"impression": 2551}}))  # fmt: skip
+    add_benchmarks(lora, [{"name": "critical-finding recall", "value": 0.25, "on": "faithfulness, held-out"}])
+    service = ModelService(tiny_loaded(), ServeSettings(), card=model_card(tiny_model_dir(), lora))
+    with live_uvicorn(create_app(service)) as base:
+        # The API still answers chat for clients; only the page stops offering it.
+        chat = httpx.post(f"{base}/v1/chat/completions", json={"messages": [{"role": "user", "content": "Hi"}],
+                          "max_tokens": 2}, timeout=60)  # fmt: skip
+        assert chat.status_code == 200
+        page = chromium.new_page()
+        page.goto(base)
+        card = page.locator("#model-card")
+        expect(card).to_be_visible()
+        page.click("#model-card summary")
+        expect(card).to_contain_text("2,551 OpenI reports")
+        expect(card).to_contain_text("3,400,128")
+        expect(card).to_contain_text("critical-finding recall: 0.25 (faithfulness, held-out)")
+        expect(page.locator("#chat-note")).to_be_visible()
+        expect(page.locator("#tab-chat")).to_be_hidden()
+        page.screenshot(path=str(ARTIFACTS / "serve-card.png"), full_page=True)
+        page.close()

@@ -110,8 +110,10 @@ def create_app(service: ModelService) -> FastAPI:
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        card = {"id": service.name, "object": "model", "created": service.created, "owned_by": "radllama"}
-        return {"object": "list", "data": [card]}
+        # OpenAI's model object plus "card" (the official client keeps extra fields): what the model is.
+        entry = {"id": service.name, "object": "model", "created": service.created, "owned_by": "radllama",
+                 "card": service.card}  # fmt: skip
+        return {"object": "list", "data": [entry]}
 
     @app.post("/v1/chat/completions", response_model=None)
     async def chat(request: Request) -> Response:

@@ -21,6 +21,7 @@ from typing import Any
 
 from radllama.generate.impressions import clean_findings, prompts_and_examples
 from radllama.http_guard import DEFAULT_MAX_BODY_BYTES
+from radllama.models.card import model_card, unknown_card
 from radllama.models.loading import LoadedModel
 from radllama.serve.batching import Batcher, Sampling, TransformersDecoder
 from radllama.serve.openai_schema import ApiError
@@ -49,11 +50,15 @@ class ServeSettings:
 class ModelService:
     """The model's prompting (tokenizer, style, retrieval) plus its engine; handlers only tokenise and queue jobs."""
 
-    def __init__(self, loaded: LoadedModel, settings: ServeSettings, engine: Any | None = None) -> None:
+    def __init__(
+        self, loaded: LoadedModel, settings: ServeSettings, engine: Any | None = None, card: dict | None = None
+    ) -> None:
         """``engine`` decodes jobs (:class:`radllama.serve.vllm_engine.VllmEngine`); by default the
-        transformers model of ``loaded`` is served with request-level batches through ``model.generate``."""
+        transformers model of ``loaded`` is served with request-level batches through ``model.generate``.
+        ``card`` says what the model is (:func:`radllama.models.card.model_card`; unknown by default)."""
         self.loaded = loaded
         self.name = loaded.name
+        self.card = {**(card or unknown_card(loaded.name)), "name": loaded.name}
         self.tokenizer = loaded.tokenizer
         self.settings = settings
         self.created = int(time.time())
@@ -202,14 +207,15 @@ def load_service(
     """Load the model for the chosen backend (vLLM imported only when it is the one)."""
     from radllama.inference import resolve_backend
 
+    card = model_card(model_dir, adapter_dir)  # a broken model_card.json fails before any weights load
     if resolve_backend(backend) == "transformers":
         from radllama.models.loading import load_for_inference
 
         loaded = load_for_inference(model_dir, adapter_dir, dtype=dtype, allow_other_base=allow_other_base)
-        return ModelService(loaded, settings)
+        return ModelService(loaded, settings, card=card)
     from radllama.inference import prepare_vllm
     from radllama.inference.vllm_backend import AsyncVllm
 
     loaded, engine = prepare_vllm(model_dir, adapter_dir, allow_other_base=allow_other_base)
     vllm = AsyncVllm(dtype=dtype, tensor_parallel_size=tensor_parallel_size, **engine)
-    return ModelService(loaded, settings, VllmEngine(vllm, settings.queue_size, settings.max_batch))
+    return ModelService(loaded, settings, VllmEngine(vllm, settings.queue_size, settings.max_batch), card)

@@ -158,11 +158,55 @@ function resetChat() {
   $("chat-input").focus();
 }
 
+// The model card from /v1/models: what the model is, what it was trained on and for, what was measured.
+function describeData(data) {
+  if (!data) return null;
+  const source = { openi: "OpenI", "mimic-cxr": "MIMIC-CXR" }[data.source] || data.source || data.split;
+  return data.reports ? `${data.reports.toLocaleString("en-US")} ${source} reports` : source;
+}
+
+function showCard(card) {
+  const facts = [
+    ["Base", card.base],
+    ["Training", card.method],
+    ["Parameters", card.parameters ? card.parameters.toLocaleString("en-US") : null],
+    ["Trained on", describeData(card.data)],
+    ["Tasks", card.tasks ? card.tasks.join(", ") : null],
+  ];
+  const list = $("card-facts");
+  list.replaceChildren();
+  for (const [name, value] of facts) {
+    const dt = document.createElement("dt");
+    dt.textContent = name;
+    const dd = document.createElement("dd");
+    dd.textContent = value || "not recorded";
+    list.append(dt, dd);
+  }
+  $("card-description").textContent = card.description || "";
+  $("card-description").hidden = !card.description;
+  const marks = $("card-benchmarks");
+  marks.replaceChildren();
+  for (const b of card.benchmarks || []) {
+    const item = document.createElement("li");
+    item.textContent = `${b.name}: ${b.value}` + (b.on ? ` (${b.on})` : "");
+    marks.appendChild(item);
+  }
+  $("card-benchmarks-block").hidden = marks.children.length === 0;
+  // A model trained only to write impressions does not pretend to chat: no chat tab, and the card says why.
+  $("tab-chat").hidden = !card.chat;
+  $("chat-note").hidden = card.chat;
+  if (!card.chat && !$("view-chat").hidden) showTab("impression");
+  $("model-card").hidden = false;
+}
+
 async function showModel() {
   try {
     const resp = await fetch("/v1/models", { headers: headers() });
-    if (resp.ok) $("model-name").textContent = (await resp.json()).data[0].id;
-    else $("model-name").textContent = resp.status === 401 ? "API key needed (Settings)" : "";
+    if (resp.ok) {
+      const model = (await resp.json()).data[0];
+      $("model-name").textContent = model.id;
+      if (model.card) showCard(model.card);
+    } else $("model-name").textContent = resp.status === 401 ? "API key needed (Settings)" : "";
   } catch {
     $("model-name").textContent = "";
   }

@@ -10,8 +10,11 @@ from pathlib import Path
 
 import pytest
 from test_serve_support import tiny_model_dir
+from typer.testing import CliRunner
 
+from radllama.cli import app
 from radllama.consistency import check, warnings
+from radllama.errors import RadLlamaError
 from radllama.generate.impressions import generate_impressions
 
 
@@ -74,3 +77,55 @@ def test_single_answer_warns_about_an_omitted_finding(model: Path) -> None:
     for warning in expected:
         assert f"warning: {warning}" in " ".join(proc.stderr.split())
     assert "warning" not in proc.stdout
+
+
+def invoke(*args: str) -> Exception | None:
+    """The command in this process (quicker than a subprocess); returns what it raised."""
+    result = CliRunner().invoke(app, list(args))
+    return result.exception
+
+
+@pytest.mark.parametrize(
+    ("lines", "output", "message"),
+    [
+        ([], "out.jsonl", "has no records"),
+        (["\n"], "out.jsonl", "has no records"),
+        ([{"id": "a", "findings": "Lungs are clear."}, {"id": "b", "impression": "x"}], "out.jsonl",
+         "in.jsonl, record 2 (id 'b'): no 'findings' text"),
+        ([{"id": "a", "findings": ["Clear."]}], "out.jsonl", "in.jsonl, record 1 (id 'a'): no 'findings' text"),
+        ([{"findings": "Lungs are clear."}], "out.jsonl", "in.jsonl, record 1: no 'id'"),
+        ([{"id": "a", "findings": "Clear."}] * 2, "out.jsonl", "in.jsonl, record 2: id 'a' again"),
+    ],
+)  # fmt: skip
+def test_bad_input_is_one_error_and_leaves_nothing(
+    model: Path, tmp_path: Path, lines: list, output: str, message: str
+) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(line if isinstance(line, str) else json.dumps(line) + "\n" for line in lines))
+    before = sorted(tmp_path.rglob("*"))
+    err = invoke("generate", "--model", str(model), "--input", str(src), "--output", str(tmp_path / output))
+    assert isinstance(err, RadLlamaError) and message in str(err), err
+    assert sorted(tmp_path.rglob("*")) == before  # no provenance file, no empty predictions file
+
+
+def test_folder_as_output_is_one_line_and_leaves_nothing(model: Path, tmp_path: Path) -> None:
+    (tmp_path / "in.jsonl").write_text(json.dumps({"id": "a", "findings": "Lungs are clear."}) + "\n")
+    (tmp_path / "folder").mkdir()
+    before = sorted(tmp_path.rglob("*"))
+    proc = radllama("generate", "--model", str(model), "--input", str(tmp_path / "in.jsonl"),
+                    "--output", str(tmp_path / "folder"))  # fmt: skip
+    assert proc.returncode == 1 and "is a folder" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_a_run_that_fails_to_start_leaves_no_provenance(tmp_path: Path) -> None:
+    (tmp_path / "in.jsonl").write_text(json.dumps({"id": "a", "findings": "Lungs are clear."}) + "\n")
+    not_a_model = tmp_path / "not-a-model"
+    not_a_model.mkdir()
+    (not_a_model / "config.json").write_text("{}")
+    before = sorted(tmp_path.rglob("*"))
+    err = invoke("generate", "--model", str(not_a_model), "--input", str(tmp_path / "in.jsonl"),
+                 "--output", str(tmp_path / "out.jsonl"), "--backend", "transformers")  # fmt: skip
+    assert err is not None and not isinstance(err, SystemExit)
+    assert sorted(tmp_path.rglob("*")) == before

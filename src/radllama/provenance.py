@@ -137,6 +137,15 @@ def reuse(output: Path, wanted: dict[str, Any], *, on_change: str = "error", fol
     return False
 
 
+def discard_if_empty(output: Path) -> None:
+    """Remove a file output's fingerprint, and the file, when it holds nothing: a run that failed
+    before its first line leaves nothing behind (a partial output keeps both, to resume)."""
+    output = Path(output)
+    if not _has_content(output) and not output.is_dir():
+        output.unlink(missing_ok=True)
+        record_path(output).unlink(missing_ok=True)
+
+
 def model_fingerprint(model_dir: str | Path, adapter_dir: str | Path | None) -> dict[str, Any]:
     """Content hashes of a base model folder and its adapter (prompt style and retrieval index
     are files of those folders, so they are part of the hashes)."""

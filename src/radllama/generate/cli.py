@@ -53,11 +53,11 @@ def generate_command(
         decoding_record,
         generate_file,
         predictions_fingerprint,
+        read_split,
     )
     from radllama.generate.mbr import MbrSettings
     from radllama.inference import load_model, resolve_backend
-    from radllama.io import read_jsonl
-    from radllama.provenance import reuse
+    from radllama.provenance import discard_if_empty, reuse
 
     if decode not in ("greedy", "mbr"):
         raise RadLlamaError(f"--decode must be greedy or mbr, not {decode!r}")
@@ -65,33 +65,42 @@ def generate_command(
         raise RadLlamaError("--clinical and --extractive are MBR settings: add --decode mbr")
     mbr = MbrSettings(samples, mbr_temperature, clinical=clinical, extractive=extractive) if decode == "mbr" else None
     name = system or (adapter or model).name
+    fresh = False  # this run recorded a new fingerprint for --output
     if findings is not None:
         clean_findings(findings)  # fail on empty input before loading any weights
         chosen = resolve_backend(backend, 1, dtype)
     else:
+        if output.is_dir():
+            raise RadLlamaError(f"--output {output} is a folder: give the predictions file, e.g. {output / 'x.jsonl'}")
         if not output.parent.exists():
             raise RadLlamaError(f"output folder {output.parent} does not exist")
-        chosen = resolve_backend(backend, len(read_jsonl(input)), dtype)  # the whole job decides, not what is left
+        n_records = len(read_split(input))  # a bad split fails here, before anything is written
+        chosen = resolve_backend(backend, n_records, dtype)  # the whole job decides, not what is left
         wanted = predictions_fingerprint(
             input, name, model, adapter, chosen, dtype, decoding_record(max_new_tokens, mbr)
         )
-        reuse(output, wanted, on_change="redo" if overwrite else "error")
+        fresh = not reuse(output, wanted, on_change="redo" if overwrite else "error")
         if count_todo(input, output) == 0:
             typer.echo(f"0 new prediction(s): {output} is complete")
             return
-    loaded = load_model(
-        model, adapter, backend=chosen, dtype=dtype, device=device, batch_size=batch_size,
-        allow_other_base=allow_other_base,
-    )  # fmt: skip
     try:
-        if findings is not None:
-            text = complete_impressions(loaded, [findings], max_new_tokens, mbr=mbr)[0].text
-            typer.echo(text)
-            # The consistency check goes to stderr: stdout stays the impression alone, for scripts.
-            for warning in consistency_warnings(check(findings, text)):
-                typer.secho(f"warning: {warning}", fg="yellow", err=True)
-            return
-        n = generate_file(loaded, input, output, name, max_new_tokens, mbr)
-    finally:
-        loaded.backend.close()
+        loaded = load_model(
+            model, adapter, backend=chosen, dtype=dtype, device=device, batch_size=batch_size,
+            allow_other_base=allow_other_base,
+        )  # fmt: skip
+        try:
+            if findings is not None:
+                text = complete_impressions(loaded, [findings], max_new_tokens, mbr=mbr)[0].text
+                typer.echo(text)
+                # The consistency check goes to stderr: stdout stays the impression alone, for scripts.
+                for warning in consistency_warnings(check(findings, text)):
+                    typer.secho(f"warning: {warning}", fg="yellow", err=True)
+                return
+            n = generate_file(loaded, input, output, name, max_new_tokens, mbr)
+        finally:
+            loaded.backend.close()
+    except BaseException:
+        if fresh:  # it failed before its first prediction: leave no fingerprint of an output that was never made
+            discard_if_empty(output)
+        raise
     typer.echo(f"{n} new prediction(s) written to {output}")

@@ -128,7 +128,7 @@ def generate_file(
 
     Returns the number of new predictions written.
     """
-    records = read_jsonl(Path(input_path))
+    records = read_split(Path(input_path))
     with JsonlAppender(Path(output_path)) as out:
         todo = [r for r in records if str(r["id"]) not in out.done]
         if not todo:
@@ -164,7 +164,25 @@ def count_todo(input_path: Path, output_path: Path) -> int:
     if Path(output_path).is_file():
         with JsonlAppender(Path(output_path)) as probe:  # also cuts a truncated last line
             done = set(probe.done)
-    return sum(1 for r in read_jsonl(Path(input_path)) if str(r["id"]) not in done)
+    return sum(1 for r in read_split(Path(input_path)) if str(r["id"]) not in done)
+
+
+def read_split(path: Path) -> list[dict]:
+    """A split file's records, checked before any work: at least one, each with a unique ``id`` and a
+    ``findings`` text (a record without one would stop a long run half-way, or be skipped silently)."""
+    records, ids = read_jsonl(Path(path)), set()
+    if not records:
+        raise RadLlamaError(f"{path} has no records")
+    for i, r in enumerate(records, 1):
+        if r.get("id") is None:
+            raise RadLlamaError(f"{path}, record {i}: no 'id'")
+        key = str(r["id"])
+        if key in ids:
+            raise RadLlamaError(f"{path}, record {i}: id {key!r} again (ids must be unique)")
+        ids.add(key)
+        if not isinstance(r.get("findings"), str) or not r["findings"].strip():
+            raise RadLlamaError(f"{path}, record {i} (id {key!r}): no 'findings' text")
+    return records
 
 
 def decoding_record(max_new_tokens: int, mbr: MbrSettings | None = None) -> dict:

@@ -7,6 +7,8 @@ from typer.testing import CliRunner
 from radllama.cli import app
 from radllama.errors import RadLlamaError
 from radllama.evaluate.metrics import evaluate_predictions
+from radllama.evaluate.report import leaderboard_markdown
+from radllama.evaluate.stats import holm
 from radllama.rouge import rouge_pair
 
 SPLIT = [
@@ -60,6 +62,20 @@ def test_scores_match_rouge_and_subsets() -> None:
     assert low <= expected <= high
     paired = m["paired_vs_reference"]["copy"]["all"]["rougeL"]
     assert paired["mean_diff"] > 0 and paired["n"] == 4
+
+
+def test_paired_p_values_are_holm_adjusted_over_the_whole_family() -> None:
+    """2 systems x 2 subsets x 4 metrics = 16 paired tests against the reference: one family."""
+    preds = [_pred(r["id"], "copy", r["impression"]) for r in SPLIT]
+    half = [_pred(r["id"], "half", r["impression"] if i % 2 else "Normal.") for i, r in enumerate(SPLIT)]
+    const = [_pred(r["id"], "const", "No acute cardiopulmonary disease.") for r in SPLIT]
+    m = evaluate_predictions(preds + half + const, split_records=SPLIT, reference_system="const", resamples=200)
+    tests = [t for subsets in m["paired_vs_reference"].values() for s in subsets.values() for t in s.values()]
+    assert len(tests) == 16 and "Holm" in m["multiplicity"] and "16" in m["multiplicity"]
+    assert holm([t["p_value"] for t in tests]) == pytest.approx([t["p_holm"] for t in tests])
+    assert all(t["p_holm"] >= t["p_value"] for t in tests)
+    md = leaderboard_markdown(m)
+    assert "Holm" in md and "p (Holm)" in md
 
 
 def test_bad_input_is_counted_not_lost() -> None:

@@ -1,7 +1,13 @@
 import numpy as np
 import pytest
 
-from radllama.evaluate.stats import bootstrap_ci, bootstrap_statistic_ci, paired_permutation, paired_permutation_f1
+from radllama.evaluate.stats import (
+    bootstrap_ci,
+    bootstrap_statistic_ci,
+    holm,
+    paired_permutation,
+    paired_permutation_f1,
+)
 
 
 def test_ci_contains_mean_and_is_seeded() -> None:
@@ -77,3 +83,13 @@ def test_paired_permutation_f1_separates_and_ties() -> None:
     assert paired_permutation_f1(good, good)["p_value"] == 1.0
     with pytest.raises(ValueError):
         paired_permutation_f1(good, bad[:, :2])
+
+
+def test_holm_adjusts_a_family_step_down() -> None:
+    # Sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1 -> 0.02, 0.03, 0.06, 0.04; then the running max.
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, 0.9, 0.8]) == pytest.approx([1.0, 1.0, 1.0])  # capped at 1
+    assert holm([0.02]) == pytest.approx([0.02]) and len(holm([])) == 0
+    p = np.random.default_rng(0).uniform(size=50)
+    adjusted = holm(p)
+    assert np.all(adjusted >= p) and np.all(adjusted <= np.minimum(1, p * 50) + 1e-12)

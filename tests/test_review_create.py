@@ -180,6 +180,8 @@ def test_export_and_report_on_direct_ratings(tmp_path: Path, preds: list[Path]) 
     md = (tmp_path / "rep" / "report.md").read_text()
     assert "Krippendorff" in md and SYSTEMS[0] in md and "reference (radiologist)" in md
     assert "not comparable" not in md  # every rater scored every case
+    assert "p (within cases)" in md and "bootstrap over cases" in md  # candidates of a case are one cluster
+    assert summary["spearman_vs_rougeL"]["overall"]["n_cases"] == 2
     # The paper's own expert scores close the report, in their own labelled table.
     measured, reported = md.split("## Reported by the paper, not measured here", 1)
     assert "Radiology-Llama2" not in measured and "| Radiology-Llama2 | 48.5 |" in reported

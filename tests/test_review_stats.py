@@ -103,9 +103,43 @@ def test_spearman_and_rouge_correlation() -> None:
     assert stats.spearman([1, 2, 3, 4], [4, 3, 2, 1])[0] == pytest.approx(-1.0)
     assert stats.spearman([1, 2], [1, 2]) == (None, None, 2)
     assert stats.spearman([2, 2, 2], [1, 2, 3])[0] is None
-    r = [Rating("a", i, f"c{i}", "S", "relevance", s) for i, s in enumerate([1, 2, 3, 5])]
+    # Two candidates per case; within every case the better-scored one has the higher ROUGE-L.
+    r = [Rating("a", i // 2, f"c{i}", "S", "relevance", s) for i, s in enumerate([1, 2, 2, 3, 3, 4, 4, 5])]
     r.append(Rating("a", 9, "ref", "reference", "relevance", 5))  # no ROUGE: excluded
-    corr = stats.rouge_correlation(r, {"c0": 0.1, "c1": 0.2, "c2": 0.3, "c3": 0.9})
-    assert corr["relevance"]["rho"] == pytest.approx(1.0) and corr["relevance"]["n"] == 4
-    assert corr["overall"]["n"] == 4
-    assert corr["coherence"] == {"rho": None, "p": None, "n": 0}
+    rouge = {f"c{i}": v for i, v in enumerate([0.1, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.9])}
+    corr = stats.rouge_correlation(r, rouge)
+    assert corr["relevance"]["rho"] > 0.95 and corr["relevance"]["n"] == 8
+    assert corr["relevance"]["p"] < 0.1  # 1 / 2**4 at best: 4 cases of two
+    assert corr["relevance"]["n_cases"] == 4 and corr["overall"]["n"] == 8
+    assert corr["coherence"]["rho"] is None and corr["coherence"]["n"] == 0
+
+
+def _clustered(within: str, n_cases: int = 8) -> list[Rating]:
+    """Two candidates per case; case k is easy or hard for both (scores k, k+1 and ROUGE-L near k/10).
+    ``within``: "same" (higher ROUGE-L, higher score) or "alternate" (the order flips case by case)."""
+    out = []
+    for k in range(n_cases):
+        flip = within == "alternate" and k % 2
+        for j in range(2):
+            out.append(Rating("a", k, f"c{k}-{j}", "S", "relevance", 1 + k // 2 + (j if not flip else 1 - j)))
+    return out
+
+
+def test_rouge_correlation_treats_candidates_of_a_case_as_one_cluster() -> None:
+    """Easy cases get high scores and high ROUGE-L for every candidate: the naive Spearman p over
+    candidates is tiny though ROUGE-L says nothing about which answer to a case is better. The
+    test permutes within cases, so only the within-case ordering counts."""
+    rouge = {f"c{k}-{j}": k / 10 + j / 100 for k in range(8) for j in range(2)}
+    flat = _clustered("alternate")
+    naive = stats.spearman([float(r.score) for r in flat], [rouge[r.candidate] for r in flat])
+    assert naive[0] > 0.85 and naive[1] < 1e-4  # the mistake: 16 "independent" points
+    corr = stats.rouge_correlation(flat, rouge)["relevance"]
+    assert corr["rho"] == pytest.approx(naive[0]) and corr["p"] > 0.2 and corr["n_cases"] == 8
+    assert "within cases" in corr["test"]
+    low, high = corr["ci95"]  # case-level bootstrap of rho
+    assert low <= corr["rho"] <= high
+    agree = stats.rouge_correlation(_clustered("same"), rouge)["relevance"]
+    assert agree["p"] < 0.02  # 2 / 2**8 at best: every case agrees
+    one_per_case = [Rating("a", k, f"c{k}-0", "S", "relevance", 1 + k % 5) for k in range(8)]
+    single = stats.rouge_correlation(one_per_case, rouge)["relevance"]
+    assert single["rho"] is not None and single["p"] is None  # no case with two candidates: nothing to test

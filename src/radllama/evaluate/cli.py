@@ -79,7 +79,7 @@ def _print_summary(metrics: dict) -> None:
             if test and test["n"]:
                 parts.append(
                     f"{label} {test['mean_diff']:+.4f} [{test['ci95'][0]:+.4f}, {test['ci95'][1]:+.4f}] "
-                    f"p={test['p_value']:.3f}"
+                    f"p={test['p_value']:.3f} (Holm {test['p_holm']:.3f})"
                 )
         n = subsets["all"]["rougeL"]["n"]
         console.print(f"{name} vs {metrics['reference_system']} (paired permutation, n={n}): " + "; ".join(parts))

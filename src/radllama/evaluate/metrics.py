@@ -28,8 +28,10 @@ from radllama.evaluate.clinical import case_counts, case_scored, f1_from_counts,
 from radllama.evaluate.stats import (
     DEFAULT_RESAMPLES,
     DEFAULT_SEED,
+    HOLM_NOTE,
     TEST_NAME,
     bootstrap_ci,
+    holm,
     paired_permutation,
     paired_permutation_f1,
     resample_indices,
@@ -336,6 +338,8 @@ def metrics_from_cases(
     if reference_system is not None:
         doc["reference_system"] = reference_system
         doc["paired_vs_reference"] = _paired(systems, reference_system, resamples, seed)
+        k = sum(len(tests) for subsets in doc["paired_vs_reference"].values() for tests in subsets.values())
+        doc["multiplicity"] = HOLM_NOTE.format(k=k)
     return doc
 
 
@@ -376,6 +380,9 @@ def _paired(systems: Sequence[SystemCases], reference: str, resamples: int, seed
             b = np.array([counts[reference][i] for i in ids]).reshape(-1, 3)
             tests["clinical_micro_f1"] = paired_permutation_f1(a, b, resamples, seed)
             out[name][subset] = tests
+    family = [t for subsets in out.values() for tests in subsets.values() for t in tests.values()]
+    for test, adjusted in zip(family, holm([t["p_value"] for t in family]), strict=True):
+        test["p_holm"] = float(adjusted)
     return out
 
 

@@ -168,13 +168,15 @@ def _paired_markdown(metrics: dict) -> list[str]:
         return []
     ref = metrics.get("reference_system")
     lines = [f"### Paired tests against `{ref}` (same cases; difference = system − {ref})", ""]
-    lines.append("| System | subset | n | ΔR-L [95% CI] | p | ΔF1-13 µ [95% CI] | p |")
-    lines.append("|---|---|---|---|---|---|---|")
+    if metrics.get("multiplicity"):
+        lines += [f"{metrics['multiplicity']}; p: unadjusted.", ""]
+    lines.append("| System | subset | n | ΔR-L [95% CI] | p | p (Holm) | ΔF1-13 µ [95% CI] | p | p (Holm) |")
+    lines.append("|---|---|---|---|---|---|---|---|---|")
     for name, subsets in paired.items():
         for subset, tests in subsets.items():
             rl, cl = tests["rougeL"], tests.get("clinical_micro_f1")
-            cells = [_diff_cell(rl), _fmt(rl["p_value"], 3)]
-            cells += [_diff_cell(cl), _fmt(cl["p_value"], 3)] if cl else ["–", "–"]
+            cells = [_diff_cell(rl), _fmt(rl["p_value"], 3), _fmt(rl.get("p_holm"), 3)]
+            cells += [_diff_cell(cl), _fmt(cl["p_value"], 3), _fmt(cl.get("p_holm"), 3)] if cl else ["–"] * 3
             lines.append(f"| {name} | {subset} | {rl['n']} | " + " | ".join(cells) + " |")
     lines.append("")
     return lines

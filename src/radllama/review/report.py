@@ -101,6 +101,10 @@ def _fmt(x: float | None, digits: int = 3) -> str:
     return "n/a" if x is None else f"{x:.{digits}f}"
 
 
+def _fmt_range(bounds: list[float | None]) -> str:
+    return "n/a" if None in bounds else f"[{bounds[0]:.2f}, {bounds[1]:.2f}]"
+
+
 def bar_chart_png(scores: dict[str, dict[str, dict]], n_cases: int) -> bytes:
     """Grouped bars like the paper's Figure 4: criteria on x, one bar per system (paper's scale)."""
     import matplotlib
@@ -225,13 +229,15 @@ def render_markdown(s: dict) -> str:
         f"## Scores vs ROUGE-L ({s['rouge_scorer']})",
         "",
         "Spearman's ρ between each candidate's mean score (over raters) and its ROUGE-L F1 "
-        "against the reference (reference candidates excluded).",
+        f"against the reference (reference candidates excluded). {corr['overall']['test']}.",
         "",
         "| | " + " | ".join(labels) + " | overall |",
         "|---|" + "---:|" * (len(crit) + 1),
         "| ρ | " + " | ".join(_fmt(corr[c]["rho"]) for c in [*crit, "overall"]) + " |",
-        "| p | " + " | ".join(_fmt(corr[c]["p"]) for c in [*crit, "overall"]) + " |",
-        "| n | " + " | ".join(str(corr[c]["n"]) for c in [*crit, "overall"]) + " |",
+        "| 95% CI (cases) | " + " | ".join(_fmt_range(corr[c]["ci95"]) for c in [*crit, "overall"]) + " |",
+        "| p (within cases) | " + " | ".join(_fmt(corr[c]["p"]) for c in [*crit, "overall"]) + " |",
+        "| n candidates | " + " | ".join(str(corr[c]["n"]) for c in [*crit, "overall"]) + " |",
+        "| n cases | " + " | ".join(str(corr[c]["n_cases"]) for c in [*crit, "overall"]) + " |",
         "",
         "![scores](scores.png)",
         "",

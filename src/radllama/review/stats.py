@@ -135,20 +135,69 @@ def spearman(x: list[float], y: list[float]) -> tuple[float | None, float | None
     return _finite(float(res.statistic)), _finite(float(res.pvalue)), n
 
 
+CORRELATION_TEST = (
+    "Spearman's rho over candidates; p: permutation test within cases (ROUGE-L shuffled among the "
+    "candidates of each case, {resamples:,} resamples, two-sided), since the candidates of one case share its "
+    "reference and difficulty and are not independent; 95% CI: bootstrap over cases"
+)
+DEFAULT_RESAMPLES = 10_000
+
+
+def clustered_spearman(
+    x: list[float], y: list[float], cases: list[int], resamples: int = DEFAULT_RESAMPLES, seed: int = 0
+) -> dict:
+    """Spearman's rho of ``x`` and ``y`` with inference that respects their grouping by case.
+
+    p: the observed rho against rho with ``y`` shuffled within each case (vectorised; null: inside
+    a case, which candidate has which ROUGE-L is unrelated to its score), None when no case has two
+    candidates. ci95: percentile bootstrap resampling whole cases.
+    """
+    from scipy.stats import rankdata
+
+    rho, _, n = spearman(x, y)
+    out = {"rho": rho, "p": None, "ci95": [None, None], "n": n, "n_cases": len(set(cases)),
+           "test": CORRELATION_TEST.format(resamples=resamples)}  # fmt: skip
+    if rho is None:
+        return out
+    codes = np.unique(np.asarray(cases), return_inverse=True)[1]
+    rng = np.random.default_rng(seed)
+    if np.bincount(codes).max() >= 2:
+        rx, ry = rankdata(x) - (n + 1) / 2, rankdata(y) - (n + 1) / 2
+        # Sorting case code + uniform noise lays each case out in a block in random order; placing
+        # that order on the cases' own positions permutes y within every case at once.
+        order = np.argsort(codes + rng.random((resamples, n)), axis=1)
+        perm = np.empty_like(order)
+        perm[:, np.argsort(codes, kind="stable")] = order
+        null = (ry[perm] @ rx) / np.sqrt((rx @ rx) * (ry @ ry))
+        out["p"] = float((1 + np.sum(np.abs(null) >= abs(rho) - 1e-12)) / (resamples + 1))
+    members = [np.flatnonzero(codes == c) for c in range(codes.max() + 1)]
+    xs, ys, boot = np.asarray(x, dtype=float), np.asarray(y, dtype=float), []
+    for picks in rng.integers(0, len(members), size=(1000, len(members))):
+        idx = np.concatenate([members[c] for c in picks])
+        boot.append(spearman(list(xs[idx]), list(ys[idx]))[0])
+    finite = [b for b in boot if b is not None]
+    if finite:
+        out["ci95"] = [float(q) for q in np.quantile(finite, [0.025, 0.975])]
+    return out
+
+
 def rouge_correlation(ratings: list[Rating], rouge_l: dict[str, float]) -> dict[str, dict]:
     """Spearman correlation of each candidate's mean score (over raters) with its ROUGE-L F1.
 
     Per criterion and ``overall`` (mean over raters and criteria). Candidates without a ROUGE-L
-    value (the reference itself) are left out.
+    value (the reference itself) are left out. Inference treats each case as a cluster
+    (:func:`clustered_spearman`).
     """
     per: dict[tuple[str, str], list[int]] = defaultdict(list)
+    case_of: dict[str, int] = {}
     for r in ratings:
         if r.candidate in rouge_l:
             per[(r.candidate, r.criterion)].append(r.score)
             per[(r.candidate, "overall")].append(r.score)
+            case_of[r.candidate] = r.case
     out = {}
     for crit in (*CRITERIA, "overall"):
         cands = sorted(c for (c, k) in per if k == crit)
-        rho, p, n = spearman([float(np.mean(per[(c, crit)])) for c in cands], [rouge_l[c] for c in cands])
-        out[crit] = {"rho": rho, "p": p, "n": n}
+        means = [float(np.mean(per[(c, crit)])) for c in cands]
+        out[crit] = clustered_spearman(means, [rouge_l[c] for c in cands], [case_of[c] for c in cands])
     return out

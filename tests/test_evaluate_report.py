@@ -55,6 +55,9 @@ def test_html_is_self_contained_and_escapes_script() -> None:
     assert parsed["systems"] == ["good", "bad"]
     case_a = next(c for c in parsed["cases"] if c["id"] == "a")
     assert case_a["disagree"] is True and case_a["outputs"]["good"]["clinical"] == 1.0
+    # The consistency check per answer: "Normal chest" for an enlarged heart omits it.
+    assert case_a["outputs"]["bad"]["check"] == "omitted: Cardiomegaly"
+    assert case_a["outputs"]["good"]["check"] == ""
     assert 'id="search"' in page and 'id="disagree"' in page
 
 
@@ -116,6 +119,8 @@ def test_cases_page_shows_every_row_whatever_the_text(tmp_path: Path, chromium) 
     expect(rows).to_have_count(2)
     expect(page.locator("#count")).to_have_text("2 of 2 cases")
     expect(page.locator("#cases tbody tr[data-id='a']")).to_contain_text(tricky)
+    expect(page.locator("#cases tbody tr[data-id='a']")).to_contain_text("omitted: Cardiomegaly")
+    expect(page.locator("#cases thead")).to_contain_text("Check sys")
     expect(page.locator("#cases tbody tr[data-id='b']")).to_contain_text("Normal & <b>clear</b>")
     assert not errors
     page.close()

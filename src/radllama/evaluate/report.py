@@ -15,6 +15,7 @@ from typing import Any
 
 from rich.table import Table
 
+from radllama.consistency import check
 from radllama.evaluate.metrics import SUBSETS, SystemCases
 from radllama.evaluate.paper_reported import DATASETS, PAPER, ROUGE_CAVEAT, expert_sample_rows, reported_rows
 from radllama.io import atomic_write_bytes, atomic_write_json, atomic_write_text
@@ -297,6 +298,17 @@ def write_charts(metrics: dict, out_dir: Path) -> list[Path]:
     return written
 
 
+_CHECK_NAMES = {"omitted": "omitted", "unsupported": "unsupported", "side_mismatch": "wrong side"}
+
+
+def _check_cell(case: dict) -> str:
+    """The consistency check of an answer, in a few words ('' when consistent or not answered)."""
+    if case.get("status", "ok") != "ok":
+        return ""
+    result = check(case.get("findings") or "", case.get("prediction") or "")
+    return " · ".join(f"{_CHECK_NAMES[k]}: {', '.join(result[k])}" for k in _CHECK_NAMES if result[k])
+
+
 def html_cases(systems: Sequence[SystemCases]) -> list[dict]:
     """Merge systems' cases by id into rows for the HTML browser."""
     rows: dict[str, dict] = {}
@@ -310,6 +322,7 @@ def html_cases(systems: Sequence[SystemCases]) -> list[dict]:
                 "clinical": None if case["clinical_agreement"] is None else round(case["clinical_agreement"], 4),
                 "labels": case["labels_prediction"],
                 "status": case.get("status", "ok"),
+                "check": _check_cell(case),
             }
     for row in rows.values():
         label_sets = {tuple(o["labels"]) for o in row["outputs"].values()}
@@ -334,6 +347,8 @@ td.num{text-align:right;white-space:nowrap}
 CheXpert findings of the prediction against those of the reference, No Finding apart; 1 when both state none;
 "not scored" when the reference states only findings outside CheXpert, such as fibrosis, emphysema, a hiatal hernia
 or a granuloma, which the labels cannot judge).
+Check: the consistency check of the answer against its findings (acute findings it omits, states without support,
+or puts on the wrong side; <code>radllama.consistency</code>).
 A failed or missing answer is shown empty and scored as empty. Click a column header to sort.</p>
 <div class="controls">
 <input id="search" type="search" placeholder="search text…" size="40">
@@ -351,11 +366,13 @@ for (const s of systems) {
   cols.push({key:'pred:'+s,label:s});
   cols.push({key:'rl:'+s,label:'R-L '+s,num:true});
   cols.push({key:'cl:'+s,label:'Clin '+s,num:true});
+  cols.push({key:'ck:'+s,label:'Check '+s});
 }
 function value(row,key){
   if(key.startsWith('pred:')){const o=row.outputs[key.slice(5)];
     return o?(o.status&&o.status!=='ok'?'['+o.status+', scored as empty]':o.prediction):'';}
   if(key.startsWith('rl:')){const o=row.outputs[key.slice(3)];return o?o.rougeL:-1;}
+  if(key.startsWith('ck:')){const o=row.outputs[key.slice(3)];return o?o.check||'':'';}
   if(key.startsWith('cl:')){const o=row.outputs[key.slice(3)];return o?(o.clinical===null?NOT_SCORED:o.clinical):-1;}
   return row[key]??'';
 }

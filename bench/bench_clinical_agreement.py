@@ -3,8 +3,10 @@
     python bench/bench_clinical_agreement.py --data /work/data/openi \
         [--context-python /path/to/venv-with-medspacy/bin/python] [--no-write]
 
-1. Agreement of the labeller with NLM's MeSH coding over every report of the three splits
-   (findings + impression), per mapped observation: precision, recall, F1, Cohen's kappa, n.
+1. Agreement of the labeller with NLM's MeSH coding (findings + impression), per mapped observation:
+   precision, recall, F1, Cohen's kappa, n; on train + validation (in sample: rules are refined there)
+   and on test (held out from now on: never refine on it), side by side. The labeller's rules digest
+   and the MeSH map digest are recorded with the figures (tests/test_clinical_instrument.py).
 2. The same with medspaCy's ConText deciding negation and uncertainty (our mention phrases
    as its targets), when ``--context-python`` names an interpreter that has ``medspacy``:
    medspaCy 1.3 pins numpy<2 (spaCy 3.7), so it cannot share the project's environment.
@@ -206,50 +208,68 @@ def main() -> None:
 
     from _report import publish
 
-    from radllama.evaluate.mesh_agreement import mesh_agreement, report_text
+    from radllama.evaluate.clinical import OUTSIDE_CHEXPERT, case_scored
+    from radllama.evaluate.mesh_agreement import map_digest, mesh_agreement, report_text
+    from radllama.labeller import FINDINGS, OBSERVATIONS, present_matrix, rules_digest
 
-    records = [r for s in ("train", "validation", "test") for r in read_split(args.data, s)]
+    samples = {
+        "in sample (train + validation)": [r for s in ("train", "validation") for r in read_split(args.data, s)],
+        "held out (test)": read_split(args.data, "test"),
+    }
+    every = [r for rows in samples.values() for r in rows]
     t0 = time.perf_counter()
-    results = {"rules": mesh_agreement(records)}
+    results = {name: {"rules": mesh_agreement(rows)} for name, rows in samples.items()}
     rules_s = time.perf_counter() - t0
-    results["rules, uncertain counted"] = mesh_agreement(records, count_uncertain=True)
+    for name, rows in samples.items():
+        results[name]["rules, uncertain counted"] = mesh_agreement(rows, count_uncertain=True)
     timing = f"rules {rules_s:.1f} s"
     context_note = "ConText not measured (no --context-python given)."
     if args.context_python:
-        texts = [report_text(r) for r in records]
+        texts = [report_text(r) for r in every]
         labels, version, seconds = run_context(args.context_python, texts)
         by_text = dict(zip(texts, labels, strict=True))
-        results[f"medspaCy {version} ConText"] = mesh_agreement(records, labeller=by_text.__getitem__)
+        for name, rows in samples.items():
+            results[name][f"medspaCy {version} ConText"] = mesh_agreement(rows, labeller=by_text.__getitem__)
         timing += f", ConText {seconds:.1f} s (incl. loading)"
         context_note = (
             f"ConText: medspaCy {version}'s default rules (`medspacy.load()`: PyRuSH sentences + ConText; no model "
             "file, nothing downloaded), our mention phrases as its targets and our explicit normals/pseudo-cues "
             "unchanged, so only the negation/uncertainty scope differs."
         )
-    rules = results["rules"]
-    worst = min((r["f1"], o) for o, r in rules["observations"].items() if r["f1"] is not None)
-    micro_met, min_met = rules["micro"]["f1"] >= TARGET_MICRO, worst[0] >= TARGET_MIN
+    inside, held = (results[name]["rules"] for name in samples)
+    worst = min((r["f1"], o) for o, r in inside["observations"].items() if r["f1"] is not None)
+    micro_met, min_met = inside["micro"]["f1"] >= TARGET_MICRO, worst[0] >= TARGET_MIN
+    test = samples["held out (test)"]
+    cols = [OBSERVATIONS.index(o) for o in FINDINGS]
+    refs = [r["impression"] for r in test]
+    unscored = sum(not case_scored(t, row) for t, row in zip(refs, present_matrix(refs)[:, cols], strict=True))
     note = (
-        f"{rules['n_reports']} OpenI reports with manual MeSH coding (of {len(records)}; {rules['n_unindexed']} "
-        f"are `No Indexing`). Whole report (findings + impression) labelled; positive = *present* (the headline's "
-        f"policy), 'uncertain counted' also counts uncertain labels. MeSH map: "
-        f"`radllama.evaluate.mesh_agreement.MESH_MAP` (docs/evaluation.md). Target: micro-F1 ≥ {TARGET_MICRO} over "
-        f"the mapped findings (rules: {rules['micro']['f1']:.3f}, **{'met' if micro_met else 'not met'}**), no "
-        f"mapped observation below {TARGET_MIN} (lowest: {worst[1]} {worst[0]:.3f}, "
-        f"**{'met' if min_met else 'not met'}**). In sample: the rules "
-        "and the map were refined while reading disagreements on these same reports (micro-F1 0.864 before). "
-        "The last such change: an enlarged *cardio*mediastinal silhouette counts as Cardiomegaly, not Enlarged "
-        "Cardiomediastinum, because the indexers coded all 7 indexed reports that state one as Cardiomegaly and "
-        "none as an enlarged mediastinum (Enlarged Cardiomediastinum 0.780 → 0.889, 5 false positives gone). "
-        f"{context_note} "
-        f"Time: {timing}."
+        f"Instrument: labeller rules digest `{rules_digest()}`, MeSH map digest `{map_digest()}` "
+        "(`radllama.labeller.rules_digest`, `radllama.evaluate.mesh_agreement.map_digest`; "
+        "tests/test_clinical_instrument.py fails when the rules or the map change until this bench is rerun). "
+        f"OpenI reports with manual MeSH coding: {inside['n_reports']} in train + validation "
+        f"({inside['n_unindexed']} `No Indexing` left out), {held['n_reports']} in test ({held['n_unindexed']}). "
+        "Whole report (findings + impression) labelled; positive = *present* (the headline's policy), "
+        "'uncertain counted' also counts uncertain labels. MeSH map: `radllama.evaluate.mesh_agreement.MESH_MAP` "
+        f"(docs/evaluation.md). Target, in sample: micro-F1 ≥ {TARGET_MICRO} over the mapped findings (rules: "
+        f"{inside['micro']['f1']:.3f}, **{'met' if micro_met else 'not met'}**), no mapped observation below "
+        f"{TARGET_MIN} (lowest: {worst[1]} {worst[0]:.3f}, **{'met' if min_met else 'not met'}**); held out (test): "
+        f"micro-F1 {held['micro']['f1']:.3f}. **Not a clean held-out figure yet**: until issue #22 the rules and "
+        "the map were refined while reading disagreements on all three splits, test included (micro-F1 0.864 "
+        "before that work), so the test figure was seen while the instrument was tuned. From now on rules and map "
+        "are refined on train + validation only, and the test figure is re-measured, never tuned on, after each "
+        "change (the digests above force the rerun). The last change made on all splits: an enlarged "
+        "*cardio*mediastinal silhouette counts as Cardiomegaly, not Enlarged Cardiomediastinum (the indexers "
+        f"coded all 7 indexed reports that state one as Cardiomegaly). {context_note} Per case, {unscored} of "
+        f"{len(test)} test references are *not scored* (they state only findings outside CheXpert: "
+        f"{', '.join(OUTSIDE_CHEXPERT).lower()}). Time: {timing}."
     )
-    table = agreement_table(results)
+    tables = [f"**{name}**\n\n" + agreement_table(by_labeller) for name, by_labeller in results.items()]
     sep = separation(args.data)
     body = (
-        table + "\n\nThe clinical headline on the real test split (no model needed; 1,000 bootstrap resamples, "
-        "paired permutation test with 1,000 resamples). The negated rewrite prefixes every sentence that states a "
-        "finding with 'No'.\n\n" + sep
+        "\n\n".join(tables) + "\n\nThe clinical headline on the real test split (no model needed; 1,000 bootstrap "
+        "resamples, paired permutation test with 1,000 resamples). The negated rewrite prefixes every sentence that "
+        "states a finding with 'No'.\n\n" + sep
     )
     publish(TITLE, note, body, write=not args.no_write)
 

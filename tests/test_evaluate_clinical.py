@@ -165,19 +165,20 @@ def test_garbage_and_other_languages_mention_nothing() -> None:
 
 
 def test_agreement_with_mesh_on_the_fixed_openi_sample() -> None:
-    """250 OpenI reports (seeded sample, 200 with a mapped MeSH finding) with NLM's manual coding.
+    """201 OpenI reports of train + validation (a seeded sample, its test reports dropped in issue #22:
+    rules are refined on train + validation only) with NLM's manual coding.
 
-    Pinned at the agreement measured when the sample was drawn (micro-F1 0.933): a labeller
-    change that loses agreement fails here; docs/evaluation.md has the full 3,419-report table.
+    Pinned at the agreement measured on them (micro-F1 0.931): a labeller change that loses agreement
+    fails here; BENCHMARKS.md has the full tables, in sample and held out.
     """
     from radllama.evaluate.mesh_agreement import mesh_agreement
     from radllama.io import read_jsonl
 
     records = read_jsonl(Path(__file__).parent / "fixtures" / "openi" / "mesh_sample.jsonl")
     result = mesh_agreement(records)
-    assert result["n_reports"] == 250
-    assert result["micro"]["f1"] >= 0.933
-    assert result["micro"]["tp"] >= 315
+    assert result["n_reports"] == 201
+    assert result["micro"]["f1"] >= 0.931
+    assert result["micro"]["tp"] >= 264
     for obs, row in result["observations"].items():
         if row["mesh_positives"] >= 10:
             assert row["f1"] >= 0.80, (obs, row)

@@ -1,4 +1,4 @@
-"""The package's layers point one way (docs DESIGN.md): no module imports from a layer above its own,
+"""The package's layers point one way (data -> models -> inference -> generate -> evaluate -> serve/review,
 none imports a sibling unit of its own layer, and there is no import cycle. Imports inside functions
 count too: a late import is still an arrow."""
 

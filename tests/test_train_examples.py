@@ -214,3 +214,11 @@ def test_batched_encoding_equals_one_by_one(tok) -> None:
         assert many == one
         # The roomy length cuts nothing (the batched path); the tight one cuts (one by one).
         assert any(cut for _, cut in many) == (max_len < 512)
+
+
+def test_abnormal_impressions_can_be_oversampled(tok) -> None:
+    tasks = {"impression": 1.0, "impression_abnormal": 2.0}
+    examples, _, counts = build_task_examples(records(), tok, STYLE, 512, tasks, seed=0)
+    # Only "a" states an acute finding in its impression: it appears 1 + 2 times, "b" once.
+    assert counts == {"impression": 2, "impression_abnormal": 2}
+    assert [e.input_ids for e in examples[2:]] == [examples[0].input_ids] * 2

@@ -42,7 +42,14 @@ def holm(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
 
 
 def resample_indices(n: int, resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED) -> np.ndarray:
-    """Seeded bootstrap index matrix of shape (resamples, n)."""
+    """Seeded bootstrap index matrix of shape (resamples, n).
+
+    Kept rather than ``scipy.stats.bootstrap`` (issue #22): one matrix serves the mean CIs, the
+    corpus-level clinical F1s (resample cases, recount) and the paired differences, so every figure
+    of a report is computed on the same resampled cases; scipy's percentile method draws the same
+    indices from the same seed and gives identical intervals, but was no faster, and refuses a
+    single case (BENCHMARKS.md, "Bootstrap CIs: ours vs scipy.stats.bootstrap").
+    """
     rng = np.random.default_rng(seed)
     return rng.integers(0, n, size=(resamples, n))
 

@@ -14,7 +14,8 @@ from radllama.serve.chat import fit_history
 
 def test_chat_session_over_stdin() -> None:
     (expected,) = generate_impressions(str(tiny_model_dir()), None, [FINDINGS[4]], max_new_tokens=10)
-    script = f"hello\n/impression {FINDINGS[4]}\n/nonsense\nand again\n/reset\n/quit\nnever read\n"
+    script = (f"hello\n/impression {FINDINGS[4]}\n/nonsense\nand again\n/reset\n"
+              "/impression Large left pneumothorax.\n/quit\nnever read\n")  # fmt: skip
     r = subprocess.run(
         [sys.executable, "-m", "radllama.cli", "chat", "--model", str(tiny_model_dir()), "--max-tokens", "10"],
         input=script, capture_output=True, text=True, timeout=180,
@@ -25,6 +26,8 @@ def test_chat_session_over_stdin() -> None:
     assert out.count("RadLlama") == 2  # two chat replies
     assert "Impression" in out and expected in out  # the trained prompt, as generate_impressions
     assert "unknown command" in out and "conversation cleared" in out and "bye" in out
+    # The random tiny model cannot write "pneumothorax": the consistency check says it is omitted.
+    assert "warning: the findings state Pneumothorax, the impression does not" in " ".join(out.split())
     assert "Traceback" not in r.stderr
 
 

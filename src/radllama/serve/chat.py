@@ -11,6 +11,8 @@ from collections.abc import Callable
 from rich.console import Console
 from rich.panel import Panel
 
+from radllama.consistency import check
+from radllama.consistency import warnings as consistency_warnings
 from radllama.errors import RadLlamaError
 from radllama.generate.impressions import complete_impressions, encode_prompts
 from radllama.inference import Decoding
@@ -78,6 +80,8 @@ def run_chat(
                 console.print(f"[red]{exc}[/]", highlight=False)
                 continue
             console.print(Panel(done.text or "(empty)", title="Impression", border_style="green"), highlight=False)
+            for warning in consistency_warnings(check(findings, done.text)):
+                console.print(f"[yellow]warning:[/] {warning}", highlight=False)
             continue
         if line.startswith("/"):
             console.print(f"[yellow]unknown command[/] {line.split()[0]}. {HELP}", highlight=False)

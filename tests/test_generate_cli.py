@@ -154,3 +154,27 @@ def test_batch_size_and_device_are_part_of_the_predictions_fingerprint(model: Pa
     for other in (fingerprint(4, None), fingerprint(2, "cuda:1")):
         with pytest.raises(RadLlamaError, match="backend"):
             reuse(out, other)
+
+
+def test_shards_cover_the_split_once_and_merge_in_its_order(model: Path, tmp_path: Path) -> None:
+    from radllama.generate.shards import in_shard
+
+    texts = ["The heart is normal in size.", "Mild cardiomegaly.", "No pneumothorax.", "Small left effusion."]
+    rows = [{"id": f"r{i}", "findings": texts[i % 4], "impression": "x"} for i in range(8)]
+    assert sorted(r["id"] for k in (1, 2) for r in in_shard(rows, (k, 2))) == sorted(r["id"] for r in rows)
+    split = tmp_path / "in.jsonl"
+    split.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    parts = [tmp_path / f"part{k}.jsonl" for k in (1, 2)]
+    for k, part in enumerate(parts, 1):
+        args = ["generate", "--model", str(model), "--input", str(split), "--output", str(part), "--shard", f"{k}/2"]
+        done = radllama(*args, "--max-new-tokens", "8")
+        assert done.returncode == 0, done.stderr
+    merged = tmp_path / "all.jsonl"
+    alone = radllama("generate-merge", str(parts[0]), "--input", str(split), "--output", str(merged))
+    assert alone.returncode == 1 and "not each of 1/2 .. 2/2" in alone.stderr and not merged.exists()
+    both = radllama("generate-merge", *map(str, parts), "--input", str(split), "--output", str(merged))
+    assert both.returncode == 0, both.stderr
+    lines = [json.loads(line) for line in merged.read_text().splitlines()]
+    assert [r["id"] for r in lines] == [r["id"] for r in rows]
+    expected = generate_impressions(str(model), None, [r["findings"] for r in rows], max_new_tokens=8)
+    assert [r["prediction"] for r in lines] == expected

@@ -13,7 +13,7 @@ import typer
 from radllama.data.cli import app as data_app
 from radllama.demo import demo_command
 from radllama.evaluate.cli import compare_command, eval_command
-from radllama.generate.cli import generate_command
+from radllama.generate.cli import generate_command, merge_command
 from radllama.review.cli import app as review_app
 from radllama.serve.cli import chat_command, serve_command
 from radllama.train.cli import export_command, train_command
@@ -31,6 +31,7 @@ app.command("demo")(demo_command)
 app.command("train")(train_command)
 app.command("export")(export_command)
 app.command("generate")(generate_command)
+app.command("generate-merge")(merge_command)
 app.command("eval")(eval_command)
 app.command("compare")(compare_command)
 app.command("serve")(serve_command)

@@ -32,6 +32,9 @@ def generate_command(
     extractive: bool = typer.Option(
         False, "--extractive", help="MBR: the findings' sentences that state an acute finding compete as a candidate."
     ),
+    shard: str | None = typer.Option(
+        None, "--shard", help="K/N: only shard K of N of --input (by a hash of each id); join with generate-merge."
+    ),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Redo --output when it was made from another model, split or setting."
     ),
@@ -44,6 +47,8 @@ def generate_command(
         raise RadLlamaError("give either --findings TEXT or --input JSONL --output JSONL")
     if input is not None and output is None:
         raise RadLlamaError("--input needs --output")
+    if shard is not None and input is None:
+        raise RadLlamaError("--shard splits an --input file")
     from radllama.consistency import check
     from radllama.consistency import warnings as consistency_warnings
     from radllama.generate.impressions import (
@@ -56,6 +61,7 @@ def generate_command(
         read_split,
     )
     from radllama.generate.mbr import MbrSettings
+    from radllama.generate.shards import parse_shard
     from radllama.inference import load_model, resolve_backend
     from radllama.provenance import discard_if_empty, reuse
 
@@ -63,6 +69,7 @@ def generate_command(
         raise RadLlamaError(f"--decode must be greedy or mbr, not {decode!r}")
     if decode == "greedy" and (clinical or extractive):
         raise RadLlamaError("--clinical and --extractive are MBR settings: add --decode mbr")
+    part = parse_shard(shard) if shard is not None else None
     mbr = MbrSettings(samples, mbr_temperature, clinical=clinical, extractive=extractive) if decode == "mbr" else None
     name = system or (adapter or model).name
     fresh = False  # this run recorded a new fingerprint for --output
@@ -80,8 +87,10 @@ def generate_command(
             input, name, model, adapter, chosen, dtype, decoding_record(max_new_tokens, mbr),
             batch_size=batch_size, device=device,
         )  # fmt: skip
+        if part is not None:  # each shard's file says which it is (generate-merge checks them)
+            wanted["shard"] = f"{part[0]}/{part[1]}"
         fresh = not reuse(output, wanted, on_change="redo" if overwrite else "error")
-        if count_todo(input, output) == 0:
+        if count_todo(input, output, part) == 0:
             typer.echo(f"0 new prediction(s): {output} is complete")
             return
     try:
@@ -97,7 +106,7 @@ def generate_command(
                 for warning in consistency_warnings(check(findings, text)):
                     typer.secho(f"warning: {warning}", fg="yellow", err=True)
                 return
-            n = generate_file(loaded, input, output, name, max_new_tokens, mbr)
+            n = generate_file(loaded, input, output, name, max_new_tokens, mbr, shard=part)
         finally:
             loaded.backend.close()
     except BaseException:
@@ -105,3 +114,15 @@ def generate_command(
             discard_if_empty(output)
         raise
     typer.echo(f"{n} new prediction(s) written to {output}")
+
+
+def merge_command(
+    parts: list[Path] = typer.Argument(..., help="The predictions files of every shard (--shard 1/N .. N/N)."),
+    input: Path = typer.Option(..., "--input", help="The split JSONL the shards were made from."),
+    output: Path = typer.Option(..., "--output", help="One predictions JSONL, in the split's order."),
+) -> None:
+    """Join the predictions of `radllama generate --shard K/N` runs into one file (checked complete and alike)."""
+    from radllama.generate.shards import merge_shards
+
+    n = merge_shards(input, parts, output)
+    typer.echo(f"{n} prediction(s) from {len(parts)} shard(s) written to {output}")

@@ -9,6 +9,7 @@ from pathlib import Path
 from radllama.consistency import check
 from radllama.errors import RadLlamaError
 from radllama.generate.mbr import MbrSettings, mbr_choose
+from radllama.generate.shards import in_shard
 from radllama.inference import Completion, Decoding, load_model
 from radllama.inference.base import OnDone
 from radllama.io import JsonlAppender, read_jsonl
@@ -123,12 +124,15 @@ def generate_file(
     system: str,
     max_new_tokens: int = 128,
     mbr: MbrSettings | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> int:
     """Predictions JSONL for a split file, appended and flushed as produced; a rerun resumes.
 
+    ``shard`` (K, N): only the split's records of shard K of N (:mod:`radllama.generate.shards`).
+
     Returns the number of new predictions written.
     """
-    records = read_split(Path(input_path))
+    records = in_shard(read_split(Path(input_path)), shard)
     with JsonlAppender(Path(output_path)) as out:
         todo = [r for r in records if str(r["id"]) not in out.done]
         if not todo:
@@ -158,13 +162,13 @@ def generate_file(
     return len(todo)
 
 
-def count_todo(input_path: Path, output_path: Path) -> int:
+def count_todo(input_path: Path, output_path: Path, shard: tuple[int, int] | None = None) -> int:
     """Cases of a split file not yet in its predictions file (sizes the job for ``--backend auto``)."""
     done: set[str] = set()
     if Path(output_path).is_file():
         with JsonlAppender(Path(output_path)) as probe:  # also cuts a truncated last line
             done = set(probe.done)
-    return sum(1 for r in read_split(Path(input_path)) if str(r["id"]) not in done)
+    return sum(1 for r in in_shard(read_split(Path(input_path)), shard) if str(r["id"]) not in done)
 
 
 def read_split(path: Path) -> list[dict]:

@@ -1,0 +1,74 @@
+"""Splitting one generation job into N shards that run anywhere, and merging their outputs.
+
+A record belongs to shard K of N by a hash of its id (not its position), so the shards are the
+same whatever the file order, every machine computes them alone, and a rerun of one shard
+resumes its own output. Each shard's predictions file carries its own provenance (with the
+shard); :func:`merge_shards` checks the shards were made alike and together cover the split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+
+from radllama.errors import RadLlamaError
+from radllama.io import JsonlAppender, read_jsonl, write_jsonl
+from radllama.provenance import differences, read_record, write_record
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """ "3/8" -> (3, 8); shards count from 1."""
+    try:
+        k, n = (int(p) for p in text.split("/"))
+    except ValueError:
+        raise RadLlamaError(f"--shard must be K/N with whole numbers, e.g. 3/8, not {text!r}") from None
+    if not 1 <= k <= n:
+        raise RadLlamaError(f"--shard {text}: K must be between 1 and N")
+    return k, n
+
+
+def shard_of(record_id: str, n: int) -> int:
+    """The shard (1..n) a record id belongs to: a stable hash, the same on every machine."""
+    digest = hashlib.blake2b(str(record_id).encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % n + 1
+
+
+def in_shard(records: Sequence[dict], shard: tuple[int, int] | None) -> list[dict]:
+    """The records of one shard (all of them when ``shard`` is None)."""
+    if shard is None:
+        return list(records)
+    k, n = shard
+    return [r for r in records if shard_of(str(r["id"]), n) == k]
+
+
+def merge_shards(split: Path, parts: Sequence[Path], output: Path) -> int:
+    """Write the shards' predictions as one file in the split's order; returns the line count.
+
+    Refuses shards made from different models, settings or splits, a missing or repeated shard,
+    and a split case with no prediction (a shard not finished: rerun it, it resumes).
+    """
+    records = [read_record(Path(p)) for p in parts]
+    for part, rec in zip(parts, records, strict=True):
+        if rec is None or "shard" not in rec:
+            raise RadLlamaError(f"{part}: not a shard of `radllama generate --shard K/N` (no shard provenance)")
+    common = {k: v for k, v in records[0].items() if k != "shard"}
+    for part, rec in zip(parts[1:], records[1:], strict=True):
+        diff = differences({k: v for k, v in rec.items() if k != "shard"}, common)
+        if diff:
+            raise RadLlamaError(f"{part} was made with a different {', '.join(diff)} than {parts[0]}")
+    shards = sorted(rec["shard"] for rec in records)
+    n = int(shards[0].split("/")[1])
+    if shards != [f"{k}/{n}" for k in range(1, n + 1)]:
+        raise RadLlamaError(f"shards {', '.join(shards)} are not each of 1/{n} .. {n}/{n} once")
+    by_id: dict[str, dict] = {}
+    for part in parts:
+        with JsonlAppender(Path(part)) as probe:  # complete lines only: a killed run's last is cut
+            by_id.update(probe.done)
+    cases = read_jsonl(Path(split))
+    missing = [str(r["id"]) for r in cases if str(r["id"]) not in by_id]
+    if missing:
+        raise RadLlamaError(f"{len(missing)} case(s) have no prediction yet (first: {missing[0]}): finish their shard")
+    write_jsonl(Path(output), (by_id[str(r["id"])] for r in cases))
+    write_record(Path(output), common)
+    return len(cases)

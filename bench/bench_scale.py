@@ -107,13 +107,20 @@ def main() -> None:
         print(json.dumps(fn(*[int(a) if a.isdigit() else Path(a) for a in args])))
         return
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--archive", type=Path, required=True, help="a bench/make_archive.py folder")
+    ap.add_argument("--archive", type=Path, help="a bench/make_archive.py folder (none: only publish --results)")
     ap.add_argument("--work", type=Path, default=None, help="scratch folder (default: ARCHIVE/work)")
     ap.add_argument("--results", type=Path, default=Path("/tmp/bench-scale-results.json"))
     ap.add_argument("--neighbour-sample", type=int, default=2000, help="training queries timed for neighbours")
     ap.add_argument("--skip", default="", help="comma-separated stages to skip (e.g. train,mimic)")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
+    if args.archive is not None:
+        measure(args)
+    publish_results(args.results, write=not args.no_write)
+
+
+def measure(args: argparse.Namespace) -> None:
+    """Run every stage on ``args.archive`` and add its rows to ``args.results``."""
     skip = set(filter(None, args.skip.split(",")))
     work = args.work or args.archive / "work"
     work.mkdir(parents=True, exist_ok=True)
@@ -168,6 +175,11 @@ def main() -> None:
     results = json.loads(args.results.read_text()) if args.results.exists() else {}
     results[str(n)] = {label: list(v) for label, v in rows.items()}
     args.results.write_text(json.dumps(results, indent=1))
+
+
+def publish_results(path: Path, write: bool) -> None:
+    """The table of every archive size measured so far."""
+    results = json.loads(path.read_text())
     note = (
         "Synthetic archives from `bench/make_archive.py` (OpenI sentences shuffled and mixed, 3 reports a patient; "
         "never quality figures). Each stage is its own process; peak RSS from `wait4`. The 2 cores are shared with "
@@ -187,7 +199,7 @@ def main() -> None:
             wall, rss, extra = results[s][label]
             cells.append(f"{wall:.1f} s, {rss:.2f} GB" + (f" ({extra})" if extra else ""))
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    publish(TITLE, note, "\n".join(lines), write=not args.no_write)
+    publish(TITLE, note, "\n".join(lines), write=write)
 
 
 if __name__ == "__main__":

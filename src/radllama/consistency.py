@@ -17,10 +17,12 @@ malpositioned tube or line), which stay out of the 13 findings scored by the cli
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Iterable, Sequence
 
-from radllama.labeller import PRESENT, UNCERTAIN, Mention, compile_mentions, find_mentions
+from radllama.labeller import PRESENT, UNCERTAIN, Mention, compile_mentions, find_mentions, rules_digest
 
 FREE_AIR = "Free Air"
 MALPOSITIONED_DEVICE = "Malpositioned Device"
@@ -240,3 +242,16 @@ _WARNINGS = {
 def warnings(result: dict[str, list[str]]) -> list[str]:
     """One plain sentence per kind of problem in a check result (none when it is consistent)."""
     return [_WARNINGS[key].format(", ".join(result[key])) for key in FIELDS if result.get(key)]
+
+
+def check_digest() -> str:
+    """A short hash of the check's definition (the labeller's rules and every table above): outputs decided
+    with the check, such as clinically guided MBR, record it so that a changed definition redoes them."""
+    tables = {
+        "labeller": rules_digest(), "extra": EXTRA_MENTIONS, "acute": ACUTE,
+        "covered_by": {k: sorted(v) for k, v in COVERED_BY.items()},
+        "supported_by": {k: v.pattern for k, v in SUPPORTED_BY.items()}, "minor": MINOR_ANY.pattern,
+        "minor_by": {k: v.pattern for k, v in MINOR_BY_OBSERVATION.items()}, "advice": _ADVICE_RE.pattern,
+        "sides": _SIDE_RE.pattern,
+    }  # fmt: skip
+    return hashlib.sha256(json.dumps(tables, sort_keys=True).encode()).hexdigest()[:16]

@@ -151,8 +151,9 @@ def run_demo(
     timings["generate+evaluate"] = time.perf_counter() - t1
     why = copying_section(out)
     t2 = time.perf_counter()
-    faithful = faithfulness_section(out, result["metrics"], backend, limit=16 if quick else None)
+    faithful, scores = faithfulness_section(out, result["metrics"], backend, limit=16 if quick else None)
     timings["faithfulness benchmark"] = time.perf_counter() - t2
+    write_model_card(out, scores, result["metrics"], base, quick)
     report = render_report(out, manifest, base, lora, result["paths"]["paper_table"], timings, quick,
                            faithful + "\n\n" + why)  # fmt: skip
     atomic_write_text(out / "report.md", report)
@@ -169,9 +170,12 @@ def run_demo(
     return result
 
 
-def faithfulness_section(out: Path, metrics: dict, backend: str = "auto", limit: int | None = None) -> str:
+def faithfulness_section(
+    out: Path, metrics: dict, backend: str = "auto", limit: int | None = None
+) -> tuple[str, dict[str, dict]]:
     """report.md's clinical faithfulness table: every system on the benchmark's held-out edition (our own
-    phrasings and validation sentences, never test) beside its clinical F1 and ROUGE-1 on the test split."""
+    phrasings and validation sentences, never test) beside its clinical F1 and ROUGE-1 on the test split.
+    Returns the markdown and each system's scores."""
     from radllama.evaluate.compare import predict_systems
     from radllama.evaluate.faithfulness import build_benchmark, describe, score
     from radllama.io import write_jsonl
@@ -194,7 +198,7 @@ def faithfulness_section(out: Path, metrics: dict, backend: str = "auto", limit:
         return "–" if x is None else f"{x:.1%}"
 
     def test_figure(name: str, key: str) -> str:
-        value = (metrics.get("systems", {}).get(name, {}).get("all", {}).get(key) or {}).get("mean")
+        value = _mean(metrics, name, key)
         return "–" if value is None else f"{value:.4f}"
 
     kinds = describe(cases)["kind"]
@@ -226,7 +230,42 @@ def faithfulness_section(out: Path, metrics: dict, backend: str = "auto", limit:
             "",
             *rows,
         ]
+    ), scores
+
+
+def write_model_card(out: Path, scores: dict[str, dict], metrics: dict, base: dict, quick: bool) -> None:
+    """The tuned model's card (radllama.models.card): what it is, and its figures from this run, the model
+    alone beside the decoding the demo ships, so that `serve` and `/v1/models` show them."""
+    from radllama.models.card import add_benchmarks
+
+    held = "faithfulness benchmark, held-out edition" + (" (--quick: 16 cases)" if quick else "")
+    test = "OpenI test split" + (" (--quick: 16 cases)" if quick else "")
+    command = f"radllama demo --out {out}"
+    rows = []
+    for system, how in (("radllama-mini-lora", "model alone, greedy"), ("radllama-mini-lora-faithful", "faithful MBR")):
+        s = scores.get(system)
+        if s is None:
+            continue
+        for name, value, on in (
+            ("critical finding named", s["recall"], held),
+            ("invented positive on normal findings", s["invented"], held),
+            ("side kept", s["laterality"], held),
+            ("clinical F1 (13, micro)", _mean(metrics, system, "clinical_micro_f1"), test),
+            ("ROUGE-1", _mean(metrics, system, "rouge1"), test),
+        ):
+            rows.append({"name": f"{name} ({how})", "value": value, "on": on, "command": command})
+    size = f"{base.get('parameters', 0) / 1e6:.1f}M" if base.get("parameters") else "small"
+    add_benchmarks(
+        out / "mini" / "lora",
+        rows,
+        description=f"radllama-mini: a {size}-parameter Llama-architecture model pretrained here on the OpenI train "
+        "split and LoRA-tuned for one task, deriving the impression from the findings of a chest radiograph "
+        "report. A demonstration model, not a chat assistant and not for clinical use.",
     )
+
+
+def _mean(metrics: dict, system: str, key: str) -> float | None:
+    return ((metrics.get("systems", {}).get(system, {}).get("all", {}) or {}).get(key) or {}).get("mean")
 
 
 def copying_section(out: Path) -> str:

@@ -28,7 +28,8 @@ _memo: dict[tuple[str, int, int], str] = {}
 RECORD_FILE = "provenance.json"  # inside a stage folder
 RECORD_SUFFIX = ".provenance.json"  # beside a file
 # Written by us after the fact, or caches: they say nothing about the weights.
-IGNORED = {"radllama_export.json", RECORD_FILE}
+# model_card.json: figures measured after training (radllama.models.card), notes about the model, not the model.
+IGNORED = {"radllama_export.json", RECORD_FILE, "model_card.json"}
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
 
 

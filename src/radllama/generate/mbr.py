@@ -25,7 +25,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from radllama.consistency import COVERED_BY, check, finding_sides, stated
+from radllama.consistency import COVERED_BY, check, check_digest, finding_sides, stated
 from radllama.inference.base import Completion, Decoding
 from radllama.rouge import ROUGE_TYPES, rouge_pair
 
@@ -44,7 +44,10 @@ class MbrSettings:
 
     def describe(self) -> dict:
         utility = "mean ROUGE-1/2/L F1" + (f" - {self.clinical} x consistency flags" if self.clinical else "")
-        return {"mode": "mbr", **asdict(self), "utility": utility}
+        out = {"mode": "mbr", **asdict(self), "utility": utility}
+        if self.clinical or self.extractive:  # the picks depend on the check's rules
+            out["consistency_rules"] = check_digest()
+        return out
 
     def sampling(self, max_new_tokens: int) -> Decoding:
         """How the sampled candidates are drawn (offline backends; the server takes the same fields)."""

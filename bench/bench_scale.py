@@ -111,7 +111,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=None, help="scratch folder (default: ARCHIVE/work)")
     ap.add_argument("--results", type=Path, default=Path("/tmp/bench-scale-results.json"))
     ap.add_argument("--neighbour-sample", type=int, default=2000, help="training queries timed for neighbours")
-    ap.add_argument("--skip", default="", help="comma-separated stages to skip (e.g. train,mimic)")
+    ap.add_argument("--skip", default="", help="stages to skip: any of mimic,train,eval")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     if args.archive is not None:
@@ -166,15 +166,21 @@ def measure(args: argparse.Namespace) -> None:
                   f"data.train={data / 'train.jsonl'}", f"model.path={base}", f"output_dir={work / 'lora'}",
                   "optim.max_steps=1", "log_every=1"]  # fmt: skip
         stage("train to first step (mini-lora.yaml, k=3)", CLI + recipe, f"{n_train:,} examples; includes saving")
+    if "eval" in skip:
+        return _save(args.results, n, rows)
     preds = work / "preds"
     preds.mkdir(exist_ok=True)
     cases = json.loads(run_measured(me + ["predictions", str(data / "test.jsonl"), str(preds)])[2])["cases"]
     systems = ["-p", str(preds / "first-sentence.jsonl"), "-p", str(preds / "neighbour.jsonl")]
     evaluate = ["eval", *systems, "--reference-system", "first-sentence", "--out", str(work / "eval")]
     stage("eval, 2 systems (bootstrap + permutation)", CLI + evaluate, f"{cases:,} cases each")
-    results = json.loads(args.results.read_text()) if args.results.exists() else {}
+    _save(args.results, n, rows)
+
+
+def _save(path: Path, n: int, rows: dict) -> None:
+    results = json.loads(path.read_text()) if path.exists() else {}
     results[str(n)] = {label: list(v) for label, v in rows.items()}
-    args.results.write_text(json.dumps(results, indent=1))
+    path.write_text(json.dumps(results, indent=1))
 
 
 def publish_results(path: Path, write: bool) -> None:

@@ -23,6 +23,8 @@ from presidio_analyzer import AnalyzerEngine, LocalRecognizer, RecognizerRegistr
 from presidio_analyzer.nlp_engine import NoOpNlpEngine
 from presidio_analyzer.predefined_recognizers import DateRecognizer, PhoneRecognizer
 
+from radllama.errors import RadLlamaError
+
 # The placeholder each PHI type becomes; the keys are the types counted in manifests and /metrics.
 PLACEHOLDERS = {
     "NAME": "[NAME]",
@@ -340,3 +342,78 @@ def engine_version() -> str:
     from importlib.metadata import version
 
     return f"radllama.deid (presidio-analyzer {version('presidio-analyzer')})"
+
+
+# --- the output guard -------------------------------------------------------------------------------
+PHI_GUARD_MODES = ("redact", "flag", "off")
+
+
+@dataclass(frozen=True)
+class GuardResult:
+    """A generated text after the guard, and the PHI-like spans it held that its source did not, per type."""
+
+    text: str
+    found: dict[str, int]
+
+
+def _squash(text: str) -> str:
+    return " ".join(text.split()).lower()
+
+
+def check_guard_mode(mode: str) -> str:
+    """``mode`` when it is a guard mode, else a one-line error."""
+    if mode not in PHI_GUARD_MODES:
+        raise RadLlamaError(f"--phi-guard must be one of {', '.join(PHI_GUARD_MODES)}, not {mode!r}")
+    return mode
+
+
+def guard_output(output: str, source: str, mode: str = "redact") -> GuardResult:
+    """Check a generated text for PHI-like spans absent from its own source (the findings it was made from).
+
+    A name, date or number the model wrote that its findings do not hold was learnt from another patient's
+    report: ``redact`` replaces such spans with their placeholders, ``flag`` only counts them, ``off``
+    does nothing. Spans that the source holds too (compared case- and whitespace-insensitively) are kept.
+    """
+    if check_guard_mode(mode) == "off" or not output:
+        return GuardResult(output, {})
+    src = _squash(source)
+    foreign = [s for s in find_phi(output) if _squash(output[s.start : s.end]) not in src]
+    found = dict(Counter(s.kind for s in foreign))
+    if mode == "flag" or not foreign:
+        return GuardResult(output, found)
+    pieces, last = [], 0
+    for span in foreign:
+        pieces += [output[last : span.start], PLACEHOLDERS[span.kind]]
+        last = span.end
+    pieces.append(output[last:])
+    return GuardResult("".join(pieces), found)
+
+
+class GuardCounter:
+    """Running counts of the guard's work, for a server's /health and logs: never any text."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = check_guard_mode(mode)
+        self.checked = 0
+        self.with_phi = 0
+        self.spans: Counter = Counter()
+
+    def apply(self, outputs: list[str], sources: list[str], sent: bool = False) -> tuple[list[str], dict[str, int]]:
+        """Guard each output against its source; the guarded texts and the spans found in them, per type.
+
+        ``sent``: the outputs were already streamed to the client, so they can only be counted (``flag``).
+        """
+        texts, found = [], Counter()
+        mode = "flag" if sent and self.mode == "redact" else self.mode
+        for output, source in zip(outputs, sources, strict=True):
+            result = guard_output(output, source, mode)
+            texts.append(result.text)
+            found.update(result.found)
+            self.checked += self.mode != "off"
+            self.with_phi += bool(result.found)
+        self.spans.update(found)
+        return texts, dict(found)
+
+    def stats(self) -> dict:
+        """``{"mode", "checked", "with_phi", "spans": {type: n}}``."""
+        return {"mode": self.mode, "checked": self.checked, "with_phi": self.with_phi, "spans": dict(self.spans)}

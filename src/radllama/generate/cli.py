@@ -35,6 +35,12 @@ def generate_command(
     shard: str | None = typer.Option(
         None, "--shard", help="K/N: only shard K of N of --input (by a hash of each id); join with generate-merge."
     ),
+    phi_guard: str = typer.Option(
+        "redact",
+        "--phi-guard",
+        help="redact | flag | off: names, dates, IDs ... in an impression that its findings do not hold are "
+        "replaced by [NAME], [DATE] ... (redact) or only counted (flag).",
+    ),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Redo --output when it was made from another model, split or setting."
     ),
@@ -51,6 +57,7 @@ def generate_command(
         raise RadLlamaError("--shard splits an --input file")
     from radllama.consistency import check
     from radllama.consistency import warnings as consistency_warnings
+    from radllama.deid import check_guard_mode, guard_output
     from radllama.generate.impressions import (
         clean_findings,
         complete_impressions,
@@ -65,6 +72,7 @@ def generate_command(
     from radllama.inference import load_model, resolve_backend
     from radllama.provenance import discard_if_empty, reuse
 
+    check_guard_mode(phi_guard)
     if decode not in ("greedy", "mbr"):
         raise RadLlamaError(f"--decode must be greedy or mbr, not {decode!r}")
     if decode == "greedy" and (clinical or extractive):
@@ -85,7 +93,7 @@ def generate_command(
         chosen = resolve_backend(backend, n_records, dtype)  # the whole job decides, not what is left
         wanted = predictions_fingerprint(
             input, name, model, adapter, chosen, dtype, decoding_record(max_new_tokens, mbr),
-            batch_size=batch_size, device=device,
+            batch_size=batch_size, device=device, phi_guard=phi_guard,
         )  # fmt: skip
         if part is not None:  # each shard's file says which it is (generate-merge checks them)
             wanted["shard"] = f"{part[0]}/{part[1]}"
@@ -101,12 +109,19 @@ def generate_command(
         try:
             if findings is not None:
                 text = complete_impressions(loaded, [findings], max_new_tokens, mbr=mbr)[0].text
-                typer.echo(text)
+                guarded = guard_output(text, findings, phi_guard)
+                if guarded.found:
+                    from radllama.progress import console
+
+                    spans = ", ".join(f"{n} {kind}" for kind, n in sorted(guarded.found.items()))
+                    verb = "replaced" if phi_guard == "redact" else "left in (--phi-guard flag)"
+                    console.print(f"[yellow]warning:[/] {spans} not in the findings {verb}", highlight=False)
+                typer.echo(guarded.text)
                 # The consistency check goes to stderr: stdout stays the impression alone, for scripts.
-                for warning in consistency_warnings(check(findings, text)):
+                for warning in consistency_warnings(check(findings, guarded.text)):
                     typer.secho(f"warning: {warning}", fg="yellow", err=True)
                 return
-            n = generate_file(loaded, input, output, name, max_new_tokens, mbr, shard=part)
+            n = generate_file(loaded, input, output, name, max_new_tokens, mbr, shard=part, phi_guard=phi_guard)
         finally:
             loaded.backend.close()
     except BaseException:

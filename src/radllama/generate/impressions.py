@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from radllama.consistency import check
+from radllama.deid import guard_output
 from radllama.errors import RadLlamaError
 from radllama.generate.mbr import MbrSettings, mbr_choose
 from radllama.generate.shards import in_shard
@@ -125,10 +126,14 @@ def generate_file(
     max_new_tokens: int = 128,
     mbr: MbrSettings | None = None,
     shard: tuple[int, int] | None = None,
+    phi_guard: str = "off",
 ) -> int:
     """Predictions JSONL for a split file, appended and flushed as produced; a rerun resumes.
 
     ``shard`` (K, N): only the split's records of shard K of N (:mod:`radllama.generate.shards`).
+    ``phi_guard`` (``radllama.deid.guard_output``): ``redact`` or ``flag`` PHI-like spans of a prediction
+    that its findings do not hold; the record's ``phi`` counts them per type. Off for evaluation (compare,
+    demo), which measures the model itself.
 
     Returns the number of new predictions written.
     """
@@ -143,17 +148,19 @@ def generate_file(
             def write(indices: list[int], done: list[Completion]) -> None:
                 for i, c in zip(indices, done, strict=True):
                     r = todo[i]
+                    guarded = guard_output(c.text, r["findings"], phi_guard)
                     out.write(
                         {
                             "id": r["id"],
                             "system": system,
                             "findings": r["findings"],
                             "reference": r.get("impression", ""),
-                            "prediction": c.text,
-                            **check(r["findings"], c.text),
+                            "prediction": guarded.text,
+                            **check(r["findings"], guarded.text),
                             "seen_findings": r.get("seen_findings"),
                             "status": "ok",
                             **({"candidate": c.source} if mbr is not None else {}),
+                            **({"phi": guarded.found} if phi_guard != "off" else {}),
                         }
                     )
                 bar.advance(task, len(indices))
@@ -198,7 +205,7 @@ def decoding_record(max_new_tokens: int, mbr: MbrSettings | None = None) -> dict
 
 def predictions_fingerprint(
     split: Path, system: str, model_dir: str | Path, adapter_dir: str | Path | None, backend: str, dtype: str,
-    decoding: dict, *, batch_size: int, device: str | None,
+    decoding: dict, *, batch_size: int, device: str | None, phi_guard: str = "off",
 ) -> dict:  # fmt: skip
     """What a predictions file of a local model depends on (see :mod:`radllama.provenance`).
 
@@ -208,6 +215,7 @@ def predictions_fingerprint(
     """
     rows = batch_size if backend == "transformers" else None
     return {
+        **({"phi_guard": phi_guard} if phi_guard != "off" else {}),  # off adds nothing: older caches stay valid
         "split": file_digest(split),
         "system": system,
         **model_fingerprint(model_dir, adapter_dir),

@@ -103,7 +103,7 @@ def create_app(service: ModelService) -> FastAPI:
     async def health() -> JSONResponse:
         ok = service.healthy()
         body = {"status": "ok" if ok else "error", "model": service.name, "backend": service.backend,
-                **service.engine.stats()}  # fmt: skip
+                **service.engine.stats(), "phi_guard": service.guard_counter.stats()}  # fmt: skip
         if not ok:
             body["detail"] = "the inference engine process has exited; restart the server"
         return JSONResponse(body, status_code=200 if ok else 503)
@@ -123,7 +123,7 @@ def create_app(service: ModelService) -> FastAPI:
         (ids,) = await service.encode_many([prompt])
         limit = service.budget(ids, req.max_completion_tokens or req.max_tokens)
         rows = [Row(ids, limit, req.stop_list()) for _ in range(req.n)]
-        return await _answer(request, service, "chat", req, rows, len(ids), _log_text(settings, prompt))
+        return await _answer(request, service, "chat", req, rows, len(ids), _log_text(settings, prompt), prompt)
 
     @app.post("/v1/completions", response_model=None)
     async def completions(request: Request) -> Response:
@@ -138,7 +138,8 @@ def create_app(service: ModelService) -> FastAPI:
             limit = service.budget(ids, req.max_tokens)
             rows += [Row(ids, limit, req.stop_list()) for _ in range(req.n)]
             prompt_tokens += len(ids)
-        return await _answer(request, service, "text", req, rows, prompt_tokens, _log_text(settings, req.prompt))
+        content = _log_text(settings, req.prompt)
+        return await _answer(request, service, "text", req, rows, prompt_tokens, content, "\n".join(prompts))
 
     @app.post("/v1/impressions")
     async def impressions(request: Request) -> dict[str, Any]:
@@ -170,6 +171,7 @@ def create_app(service: ModelService) -> FastAPI:
             picked = mbr_choose([_as_completion(r) for r in rows], [_as_completion(r) for r in sampled], pool, mbr,
                                 req.findings)  # fmt: skip
             texts = [c.text for c in picked]
+        texts = service.guard(texts, req.findings)
         checks = [check(f, t) for f, t in zip(req.findings, texts, strict=True)]
         return {
             "object": "impressions",
@@ -297,9 +299,14 @@ def _usage(prompt_tokens: int, rows: list[Row]) -> dict[str, int]:
 
 
 async def _answer(
-    request: Request, service: ModelService, kind: str, req: Any, rows: list[Row], prompt_tokens: int, content: Any
-) -> Response:
-    """Queue the rows, then answer in one JSON body or as server-sent events."""
+    request: Request, service: ModelService, kind: str, req: Any, rows: list[Row], prompt_tokens: int, content: Any,
+    source: str,
+) -> Response:  # fmt: skip
+    """Queue the rows, then answer in one JSON body or as server-sent events.
+
+    ``source`` is the request's text: the PHI guard checks the answers against it (streamed answers are
+    checked once sent, so they are counted and logged but cannot be redacted).
+    """
     sampling = Sampling(req.temperature or 0.0, req.top_p if req.top_p is not None else 1.0, req.seed)
     started = time.perf_counter()
     job = _submit(service, rows, sampling, req.stream)
@@ -309,13 +316,15 @@ async def _answer(
     if not req.stream:
         await _wait_done(request, job, settings.timeout_s)
         _log_done(kind, job, started, settings, content)
+        texts = service.guard([r.text for r in rows], [source] * len(rows))
         if kind == "chat":
-            choices = [{"index": i, "message": {"role": "assistant", "content": r.text}, "logprobs": None,
-                        "finish_reason": r.finish_reason} for i, r in enumerate(rows)]  # fmt: skip
+            choices = [{"index": i, "message": {"role": "assistant", "content": t}, "logprobs": None,
+                        "finish_reason": r.finish_reason}
+                       for i, (r, t) in enumerate(zip(rows, texts, strict=True))]  # fmt: skip
             obj = "chat.completion"
         else:
-            choices = [{"index": i, "text": r.text, "logprobs": None, "finish_reason": r.finish_reason}
-                       for i, r in enumerate(rows)]  # fmt: skip
+            choices = [{"index": i, "text": t, "logprobs": None, "finish_reason": r.finish_reason}
+                       for i, (r, t) in enumerate(zip(rows, texts, strict=True))]  # fmt: skip
             obj = "text_completion"
         return JSONResponse({**head, "object": obj, "choices": choices, "usage": _usage(prompt_tokens, rows)})
 
@@ -365,6 +374,7 @@ async def _answer(
                 yield f"data: {json.dumps(usage)}\n\n"
             yield "data: [DONE]\n\n"
             _log_done(kind, job, started, settings, content)
+            service.guard([r.text for r in rows], [source] * len(rows), sent=True)
         finally:
             job.cancel()  # no-op when finished; stops the rows when the client went away
 

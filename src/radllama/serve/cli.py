@@ -10,6 +10,11 @@ import typer
 from radllama.errors import RadLlamaError
 from radllama.net import bind_socket, is_loopback
 
+PHI_GUARD_HELP = (
+    "redact | flag | off: names, dates, IDs ... in an answer that the request did not hold are replaced by "
+    "[NAME], [DATE] ... (redact), or only counted in /health and the log (flag)."
+)
+
 
 def resolve_api_key(host: str, api_key_env: str | None) -> str | None:
     """The API key from the named environment variable; refuse non-loopback hosts without one."""
@@ -57,22 +62,25 @@ def serve_command(
     allowed_host: list[str] | None = typer.Option(
         None, "--allowed-host", help="Also answer to this Host name (a reverse proxy's); others get 400."
     ),
+    phi_guard: str = typer.Option("redact", "--phi-guard", help=PHI_GUARD_HELP),
 ) -> None:
     """Serve the OpenAI-compatible API, /v1/impressions and the assistant page."""
     import logging
 
     import uvicorn
 
+    from radllama.deid import check_guard_mode
     from radllama.inference import resolve_backend
     from radllama.progress import console
     from radllama.serve.app import create_app
     from radllama.serve.service import ServeSettings, load_service
 
     resolve_backend(backend)  # an unknown name fails before the port is bound
+    check_guard_mode(phi_guard)
     key = resolve_api_key(host, api_key_env)
     sock = bind_socket(host, port)
     settings = ServeSettings(host, port, key, max_batch, batch_window_ms, queue_size, timeout_s, max_body_bytes,
-                             log_content, list(cors_origin or []), list(allowed_host or []))  # fmt: skip
+                             log_content, list(cors_origin or []), list(allowed_host or []), phi_guard)  # fmt: skip
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with console.status(f"loading {model}"):
         service = load_service(model, adapter, settings, backend, dtype, tensor_parallel_size, allow_other_base)

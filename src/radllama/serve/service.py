@@ -13,12 +13,14 @@ How requests become prompts (so the server answers exactly as training taught th
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from radllama.deid import GuardCounter
 from radllama.generate.impressions import clean_findings, prompts_and_examples
 from radllama.http_guard import DEFAULT_MAX_BODY_BYTES
 from radllama.models.card import model_card, unknown_card
@@ -27,6 +29,7 @@ from radllama.serve.batching import Batcher, Sampling, TransformersDecoder
 from radllama.serve.openai_schema import ApiError
 from radllama.serve.vllm_engine import VllmEngine
 
+log = logging.getLogger("radllama.serve")
 DEFAULT_MAX_TOKENS = 128  # as radllama.generate's default: an impression is short
 
 
@@ -45,6 +48,7 @@ class ServeSettings:
     log_content: bool = False
     cors_origins: list[str] = field(default_factory=list)
     allowed_hosts: list[str] = field(default_factory=list)  # names beyond loopback and --host (a proxy's)
+    phi_guard: str = "redact"  # redact | flag | off: PHI-like spans in answers that the request did not hold
 
 
 class ModelService:
@@ -61,6 +65,7 @@ class ModelService:
         self.card = {**(card or unknown_card(loaded.name)), "name": loaded.name}
         self.tokenizer = loaded.tokenizer
         self.settings = settings
+        self.guard_counter = GuardCounter(settings.phi_guard)
         self.created = int(time.time())
         if engine is None:
             decoder = TransformersDecoder(loaded.model, loaded.tokenizer)
@@ -91,6 +96,15 @@ class ModelService:
         ):
             raise ApiError(400, "per-request seeds are not supported by the vLLM CPU engine: omit 'seed' "
                            "(or serve with --backend transformers)", "unsupported_value")  # fmt: skip
+
+    def guard(self, texts: list[str], sources: list[str], sent: bool = False) -> list[str]:
+        """The answers after the PHI guard (see :func:`radllama.deid.guard_output`); logs counts, never text."""
+        guarded, found = self.guard_counter.apply(texts, sources, sent)
+        if found:
+            action = "counted (already streamed)" if sent else self.guard_counter.mode
+            log.info("phi_guard %s: %s span(s) not in the request: %s", action, sum(found.values()),
+                     ", ".join(f"{k}={v}" for k, v in sorted(found.items())))  # fmt: skip
+        return guarded
 
     def start(self) -> None:
         self.engine.start()

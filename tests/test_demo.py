@@ -30,6 +30,7 @@ def test_quick_demo_then_other_models_scores_only_the_new_predictions(tmp_path: 
         assert (out / name).is_file(), name
     report = (out / "report.md").read_text(encoding="utf-8")
     assert "#### Copying" in report and "| radllama-mini-lora-mbr | " in report  # the "why" of issue #13
+    assert "## Privacy" in report and "Extractable memorization" in report and (out / "audit.json").is_file()
     again = demo(out)
     assert again.stdout.count("reusing") + again.stderr.count("reusing") >= 2  # both training stages
 

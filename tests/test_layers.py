@@ -16,7 +16,7 @@ PACKAGE = Path(radllama.__file__).parent
 LAYERS: tuple[tuple[str, ...], ...] = (
     # shared helpers, below all their users (in the order they build on each other)
     ("errors", "paths", "rouge"),
-    ("io", "progress", "net", "deid", "http_guard"),  # deid: PHI patterns (data, generate, serve, audit)
+    ("io", "progress", "net", "deid", "http_guard", "canaries"),  # deid: PHI patterns (data, generate, serve, audit)
     ("provenance",),
     ("data",),
     ("prompts", "retrieval", "labeller"),  # retrieval keys records as the splits do
@@ -26,7 +26,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("generate",),
     ("baselines",),  # systems without a model of their own (retrieval, MBR over neighbours)
     ("train", "evaluate"),  # train validates by generating; neither imports the other
-    ("serve", "review"),
+    ("serve", "review", "audit"),  # audit: generates and scores, like evaluation, for a privacy report
     ("demo",),
     ("cli",),
 )

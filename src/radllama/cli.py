@@ -10,6 +10,7 @@ import sys
 
 import typer
 
+from radllama.audit.cli import audit_command
 from radllama.data.cli import app as data_app
 from radllama.demo import demo_command
 from radllama.evaluate.cli import compare_command, eval_command
@@ -36,6 +37,7 @@ app.command("eval")(eval_command)
 app.command("compare")(compare_command)
 app.command("serve")(serve_command)
 app.command("chat")(chat_command)
+app.command("audit")(audit_command)
 
 
 def main() -> None:

@@ -154,8 +154,11 @@ def run_demo(
     faithful, scores = faithfulness_section(out, result["metrics"], backend, limit=16 if quick else None)
     timings["faithfulness benchmark"] = time.perf_counter() - t2
     write_model_card(out, scores, result["metrics"], base, quick)
+    t3 = time.perf_counter()
+    privacy = privacy_section(out, quick)
+    timings["privacy audit"] = time.perf_counter() - t3
     report = render_report(out, manifest, base, lora, result["paths"]["paper_table"], timings, quick,
-                           faithful + "\n\n" + why)  # fmt: skip
+                           faithful + "\n\n" + why + "\n\n" + privacy)  # fmt: skip
     atomic_write_text(out / "report.md", report)
     from radllama.evaluate.report import rich_table
 
@@ -326,6 +329,31 @@ def copying_section(out: Path) -> str:
             "",
             "A system that mostly copies can only beat the retrieval consensus by choosing better among the "
             "neighbours; the validation sweeps of what was tried to do more are in BENCHMARKS.md (issue #13).",
+        ]
+    )
+
+
+def privacy_section(out: Path, quick: bool = False) -> str:
+    """report.md's "Privacy": `radllama audit` of the tuned model on its greedy test answers (already made).
+
+    Writes ``out/audit.json`` and ``out/audit.md``; the section is their figures (docs/privacy.md).
+    """
+    from radllama.audit.measures import privacy_lines, run_audit
+
+    predictions = out / "predictions" / "radllama-mini-lora.jsonl"
+    if not predictions.is_file():
+        return ""
+    mini = out / "mini"
+    figures = run_audit(mini / "base", mini / "lora", out / "data", out, predictions, samples=32 if quick else 200)
+    return "\n".join(
+        [
+            "## Privacy",
+            "",
+            "`radllama audit` of radllama-mini-lora (greedy) on the test split (`audit.json`, `audit.md`; "
+            "what each figure means and does not promise: docs/privacy.md). OpenI is de-identified already "
+            "(`XXXX`), so PHI found here is a false alarm or a real leak of what its de-identification missed.",
+            "",
+            *privacy_lines(figures),
         ]
     )
 

@@ -35,6 +35,10 @@ class DataArgs:
     # inside packed blocks ("random", or "neighbours" = similar reports side by side).
     pretrain_sections: list[str] = field(default_factory=lambda: ["indication", "comparison", "findings", "impression"])
     pretrain_order: str = "random"
+    # Privacy audit (radllama.canaries, `radllama audit`): plant this many random canary sentences, each in
+    # the impressions of canary_repeats training records (copies; files and retrieval index stay clean).
+    canaries: int = 0
+    canary_repeats: int = 1
 
 
 @dataclass

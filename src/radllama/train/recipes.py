@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from radllama.canaries import CANARY_FILE, plant_canaries
 from radllama.errors import RadLlamaError
 from radllama.io import atomic_write_json, atomic_write_text, ensure_writable_dir, read_jsonl, write_jsonl
 from radllama.models.loading import RETRIEVAL_INDEX_FILE, load_causal_lm, load_tokenizer, pick_dtype, record_base
@@ -278,6 +279,7 @@ def pretrain_mini(cfg: TrainConfig, resume: bool = False, overwrite: bool = Fals
     accelerator = _accelerator()
     out = prepare_output_dir(Path(cfg.output_dir), accelerator, resume, overwrite)
     records = read_training_records(cfg.data.train)
+    records, canaries = plant_canaries(records, cfg.data.canaries, cfg.data.canary_repeats, cfg.seed)
     texts = [report_text(r, cfg.data.pretrain_sections) for r in records]
     style = prompt_style(cfg)
     # The fixed prompt strings go into the tokenizer corpus so they cost few tokens.
@@ -304,6 +306,8 @@ def pretrain_mini(cfg: TrainConfig, resume: bool = False, overwrite: bool = Fals
     def save(folder: Path, state_dict: dict | None) -> None:
         save_pretrained(model, tokenizer, folder, state_dict)
         style.save(folder)
+        if canaries is not None:
+            atomic_write_json(folder / CANARY_FILE, canaries)
 
     validation = pretraining_validation(cfg, tokenizer)
     result = _train(cfg, model, blocks, optim, tokenizer, save, accelerator, resume, validation)
@@ -335,9 +339,10 @@ def lora_sft(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) ->
         raise RadLlamaError("no trainable parameters: check lora.target_modules")
     console.print(f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.3f}%)")
     style = prompt_style(cfg)
-    retriever = TfidfRetriever(records) if style.retrieval_k > 0 else None
+    retriever = TfidfRetriever(records) if style.retrieval_k > 0 else None  # clean: canaries only in examples
+    planted, canaries = plant_canaries(records, cfg.data.canaries, cfg.data.canary_repeats, cfg.seed)
     examples, n_cut, per_task = build_task_examples(
-        records, tokenizer, style, cfg.data.max_seq_len, cfg.data.tasks, cfg.seed, retriever
+        planted, tokenizer, style, cfg.data.max_seq_len, cfg.data.tasks, cfg.seed, retriever
     )
     if not examples:
         raise RadLlamaError(f"{cfg.data.train}: no examples for data.tasks {cfg.data.tasks}")
@@ -353,6 +358,8 @@ def lora_sft(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) ->
         style.save(folder)
         if cfg.lora.enabled:  # loading refuses this adapter on any other base
             record_base(folder, cfg.model.path)
+        if canaries is not None:  # which secrets were planted where, for `radllama audit`
+            atomic_write_json(folder / CANARY_FILE, canaries)
         if retriever is not None:
             # Train split only: the index that generation and serving retrieve from.
             write_jsonl(

@@ -179,7 +179,7 @@ def run_audit(
     started = time.perf_counter()
     train, test = read_jsonl(Path(data) / "train.jsonl"), read_jsonl(Path(data) / "test.jsonl")
     test = test[:limit] if limit else test
-    loaded = load_model(model, adapter, backend="transformers")
+    loaded = load_model(model, adapter, backend="transformers", batch_size=64)
     try:
         if predictions is not None:
             wanted = {str(r["id"]) for r in test}

@@ -22,9 +22,11 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from radllama.data.records import text_key
 from radllama.errors import RadLlamaError
+from radllama.progress import track
 
 _EXCLUDED = -1.0  # below every cosine similarity
 _VECTORIZE_BLOCK = 4096  # queries turned into TF-IDF rows per transform call (cheap, sparse)
+_BAR_FROM = 10_000  # queries from which ranking shows a progress bar
 
 
 class TfidfRetriever:
@@ -95,7 +97,10 @@ class TfidfRetriever:
         out = np.full((len(findings), max(k, 0)), -1, dtype=np.int64)
         if k <= 0:
             return out
-        for start, sims in self._scored_chunks(findings):
+        chunks = self._scored_chunks(findings)
+        if len(findings) >= _BAR_FROM:  # seconds to minutes: show counts and rate
+            chunks = track(chunks, "finding neighbours", total=self._n_chunks(len(findings)))
+        for start, sims in chunks:
             for r in range(sims.shape[0]):
                 sims[r, self.excluded(start + r, exclude_ids, exclude_findings)] = _EXCLUDED
             top = _top_k_stable(sims, k)
@@ -127,9 +132,17 @@ class TfidfRetriever:
         top = self.nearest(findings, k, exclude_ids, exclude_findings)
         return [[self.records[j] for j in row if j >= 0] for row in top]
 
+    def _rows_per_chunk(self) -> int:
+        return max(1, self.chunk_entries // len(self.records))
+
+    def _n_chunks(self, n_queries: int) -> int:
+        rows = self._rows_per_chunk()
+        full, rest = divmod(n_queries, _VECTORIZE_BLOCK)
+        return full * -(-_VECTORIZE_BLOCK // rows) + -(-rest // rows)
+
     def _scored_chunks(self, findings: Sequence[str]) -> Iterator[tuple[int, np.ndarray]]:
         """(first query index, dense similarities of a chunk of queries), chunk by chunk."""
-        rows = max(1, self.chunk_entries // len(self.records))
+        rows = self._rows_per_chunk()
         for block in range(0, len(findings), _VECTORIZE_BLOCK):
             vectors = self.vectorize(findings[block : block + _VECTORIZE_BLOCK])
             for start in range(0, vectors.shape[0], rows):

@@ -30,8 +30,9 @@ def test_paper_config_lists_every_paper_model_and_none_runs_without_weights(
         {"id": "a", "findings": "Heart is enlarged.", "impression": "Cardiomegaly.", "seen_findings": False},
         {"id": "b", "findings": "Lungs clear.", "impression": "Normal chest.", "seen_findings": True},
     ]
-    for split in ("train", "test"):
-        (tmp_path / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for split in ("train", "test"):  # the same texts under other ids: compare refuses an id in both
+        split_rows = [{**r, "id": f"{split}-{r['id']}"} for r in rows]
+        (tmp_path / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in split_rows))
     cfg["split"] = {"test": str(tmp_path / "test.jsonl"), "train": str(tmp_path / "train.jsonl")}
     monkeypatch.chdir(tmp_path)  # model paths (models/...) are relative and absent here
     config = tmp_path / "paper.yaml"

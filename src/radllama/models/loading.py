@@ -126,6 +126,20 @@ def stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
     return ids
 
 
+def folder_stop_ids(folder: str | Path, tokenizer: Any) -> list[int]:
+    """:func:`stop_token_ids` from a model folder's ``generation_config.json`` (for engines that load
+    no transformers model)."""
+    from types import SimpleNamespace
+
+    from transformers import GenerationConfig
+
+    try:
+        config = GenerationConfig.from_pretrained(str(folder))
+    except OSError:  # no generation_config.json: the tokenizer's eos alone
+        config = None
+    return stop_token_ids(SimpleNamespace(generation_config=config), tokenizer)
+
+
 def load_causal_lm(
     path: str | Path,
     *,

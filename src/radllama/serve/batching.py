@@ -227,6 +227,8 @@ class BatchTracker:
 class TransformersDecoder:
     """Decodes one batch of rows with ``model.generate`` (the options of the transformers backend)."""
 
+    name = "transformers"
+
     def __init__(self, model: Any, tokenizer: Any) -> None:
         from radllama.inference.transformers_backend import context_window
         from radllama.models.loading import stop_token_ids

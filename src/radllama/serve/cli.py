@@ -40,7 +40,7 @@ def serve_command(
         None, "--api-key-env", help="Name of the environment variable holding the API key (Bearer auth)."
     ),
     backend: str = typer.Option(
-        "auto", "--backend", help="auto | transformers | vllm (auto: vLLM when installed; docs/serving.md)."
+        "auto", "--backend", help="auto | transformers | vllm | llamacpp (auto: vLLM when installed; docs/serving.md)."
     ),
     dtype: str = typer.Option("auto", "--dtype", help="auto | fp32 | bf16 | fp16 (auto: fp32 on CPU)."),
     tensor_parallel_size: int = typer.Option(1, "--tensor-parallel-size", min=1, help="GPUs per model (vLLM)."),
@@ -100,7 +100,9 @@ def chat_command(
     adapter: Path | None = typer.Option(None, "--adapter", help="LoRA adapter folder."),
     max_tokens: int = typer.Option(128, "--max-tokens", min=1, help="Longest answer, in tokens."),
     temperature: float = typer.Option(0.0, "--temperature", min=0.0, help="0 = greedy."),
-    backend: str = typer.Option("auto", "--backend", help="auto | transformers | vllm (auto: transformers here)."),
+    backend: str = typer.Option(
+        "auto", "--backend", help="auto | transformers | vllm | llamacpp (auto: transformers)."
+    ),
     dtype: str = typer.Option("auto", "--dtype", help="auto | fp32 | bf16 | fp16."),
     allow_other_base: bool = typer.Option(
         False, "--allow-other-base", help="Load --adapter on a base other than the one it was trained on."

@@ -55,10 +55,16 @@ class ModelService:
     """The model's prompting (tokenizer, style, retrieval) plus its engine; handlers only tokenise and queue jobs."""
 
     def __init__(
-        self, loaded: LoadedModel, settings: ServeSettings, engine: Any | None = None, card: dict | None = None
+        self,
+        loaded: LoadedModel,
+        settings: ServeSettings,
+        engine: Any | None = None,
+        card: dict | None = None,
+        decoder: Any | None = None,
     ) -> None:
-        """``engine`` decodes jobs (:class:`radllama.serve.vllm_engine.VllmEngine`); by default the
-        transformers model of ``loaded`` is served with request-level batches through ``model.generate``.
+        """``engine`` decodes jobs (:class:`radllama.serve.vllm_engine.VllmEngine`); otherwise a
+        :class:`Batcher` queues them for ``decoder`` (:class:`radllama.serve.llamacpp_decoder.LlamaCppDecoder`),
+        by default the transformers model of ``loaded`` through ``model.generate``.
         ``card`` says what the model is (:func:`radllama.models.card.model_card`; unknown by default)."""
         self.loaded = loaded
         self.name = loaded.name
@@ -67,10 +73,11 @@ class ModelService:
         self.settings = settings
         self.guard_counter = GuardCounter(settings.phi_guard)
         self.created = int(time.time())
+        self._backend = "vllm"
         if engine is None:
-            decoder = TransformersDecoder(loaded.model, loaded.tokenizer)
+            decoder = decoder or TransformersDecoder(loaded.model, loaded.tokenizer)
             engine = Batcher(decoder.decode, settings.max_batch, settings.batch_window_ms / 1000, settings.queue_size)
-            self.context_window = decoder.context_window
+            self.context_window, self._backend = decoder.context_window, decoder.name
         else:
             self.context_window = engine.context_window
         self.engine = engine
@@ -80,7 +87,7 @@ class ModelService:
 
     @property
     def backend(self) -> str:
-        return "vllm" if isinstance(self.engine, VllmEngine) else "transformers"
+        return self._backend
 
     def healthy(self) -> bool:
         """False once the engine can no longer answer (a vLLM engine process that exited)."""
@@ -222,11 +229,19 @@ def load_service(
     from radllama.inference import resolve_backend
 
     card = model_card(model_dir, adapter_dir)  # a broken model_card.json fails before any weights load
-    if resolve_backend(backend) == "transformers":
+    chosen = resolve_backend(backend)
+    if chosen == "transformers":
         from radllama.models.loading import load_for_inference
 
         loaded = load_for_inference(model_dir, adapter_dir, dtype=dtype, allow_other_base=allow_other_base)
         return ModelService(loaded, settings, card=card)
+    if chosen == "llamacpp":
+        from radllama.inference import prepare_llamacpp
+        from radllama.serve.llamacpp_decoder import LlamaCppDecoder
+
+        loaded = prepare_llamacpp(model_dir, adapter_dir, allow_other_base)
+        decoder = LlamaCppDecoder(loaded.backend.engine, loaded.tokenizer)
+        return ModelService(loaded, settings, card=card, decoder=decoder)
     from radllama.inference import prepare_vllm
     from radllama.inference.vllm_backend import AsyncVllm
 

@@ -12,7 +12,7 @@ BACKEND_HELP = "auto | transformers | vllm | llamacpp (auto: vLLM where it repay
 
 
 def generate_command(
-    model: Path = typer.Option(..., "--model", help="Base model folder (Hugging Face format)."),
+    model: Path = typer.Option(..., "--model", help="Base model folder (HF format; a GGUF export for llamacpp)."),
     adapter: Path | None = typer.Option(None, "--adapter", help="LoRA adapter folder from `radllama train`."),
     findings: str | None = typer.Option(None, "--findings", help="One FINDINGS text; prints its impression."),
     input: Path | None = typer.Option(None, "--input", help="Split JSONL (records with findings)."),

@@ -32,7 +32,7 @@ def resolve_api_key(host: str, api_key_env: str | None) -> str | None:
 
 
 def serve_command(
-    model: Path = typer.Option(..., "--model", help="Hugging Face model folder (base or merged)."),
+    model: Path = typer.Option(..., "--model", help="Model folder (HF base or merged; a GGUF export for llamacpp)."),
     adapter: Path | None = typer.Option(None, "--adapter", help="LoRA adapter folder."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (loopback by default)."),
     port: int = typer.Option(8000, "--port", help="TCP port."),
@@ -96,7 +96,7 @@ def serve_command(
 
 
 def chat_command(
-    model: Path = typer.Option(..., "--model", help="Hugging Face model folder (base or merged)."),
+    model: Path = typer.Option(..., "--model", help="Model folder (HF base or merged; a GGUF export for llamacpp)."),
     adapter: Path | None = typer.Option(None, "--adapter", help="LoRA adapter folder."),
     max_tokens: int = typer.Option(128, "--max-tokens", min=1, help="Longest answer, in tokens."),
     temperature: float = typer.Option(0.0, "--temperature", min=0.0, help="0 = greedy."),

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable
 
 # Finding type -> how writers state it. "{side}"/"{opp}" are filled with left/right, "{size}" with a size word.
 # A phrase without "{side}" is not lateralised.
@@ -279,7 +279,7 @@ def split_sentences(text: str) -> list[str]:
 
 
 def sourced_cases(
-    edition: str, records: Iterable[dict], finding_of: callable, per_type: int = 4, seed: int = 0
+    edition: str, records: Iterable[dict], finding_of: Callable[[str], str | None], per_type: int = 4, seed: int = 0
 ) -> list[dict]:
     """Positive sentences from real reports of the edition's split, set among the edition's normal sentences.
 
@@ -318,11 +318,3 @@ def _side_word(sentence: str) -> str | None:
     if words in ({"left"}, {"right"}):
         return words.pop()
     return None
-
-
-def count_by(cases: Sequence[dict], key: str) -> dict[str, int]:
-    """How many cases per value of ``key`` (for the benchmark's description)."""
-    out: dict[str, int] = {}
-    for c in cases:
-        out[str(c.get(key))] = out.get(str(c.get(key)), 0) + 1
-    return out

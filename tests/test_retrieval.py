@@ -99,7 +99,7 @@ def test_ranking_memory_is_bounded():
     rng = np.random.default_rng(0)
     words = np.array([f"w{i}" for i in range(3000)])
     records = [{"id": str(i), "findings": " ".join(rng.choice(words, 8))} for i in range(20_000)]
-    retriever = TfidfRetriever(records)
+    retriever = TfidfRetriever(records, approximate=False)
     findings = [r["findings"] for r in records]
     tracemalloc.start()
     try:
@@ -109,6 +109,55 @@ def test_ranking_memory_is_bounded():
         tracemalloc.stop()
     assert top.shape == (20_000, 3) and (top[:, 0] != np.arange(20_000)).all()
     assert peak < 200e6, f"peak {peak / 1e6:.0f} MB"
+
+
+def scores_of(retriever, findings, top):
+    """The exact TF-IDF cosine of each chosen neighbour (-1 where none was chosen)."""
+    sims = retriever.similarities(findings)
+    return np.where(top >= 0, np.take_along_axis(sims, np.maximum(top, 0), axis=1), -1.0)
+
+
+def test_approximate_index_rescores_exactly_and_honours_exclusions():
+    records = synthetic(3000, seed=0) + [
+        {"id": f"x{i}", "findings": " ".join(SENTENCES[j] for j in np.random.default_rng(i).permutation(12)[:6])
+         + f" Finding number {i} of a longer report."} for i in range(500)
+    ]  # fmt: skip
+    exact = TfidfRetriever(records, approximate=False)
+    approx = TfidfRetriever(records, approximate=True)
+    assert approx.describe()["method"] == "tfidf-approximate" and exact.describe()["method"] == "tfidf-exact"
+    own = [r["findings"] for r in records]
+    mine = [r["id"] for r in records]
+    got = approx.nearest(own, 3, exclude_ids=mine, exclude_findings=own)
+    want = exact.nearest(own, 3, exclude_ids=mine, exclude_findings=own)
+    assert (got >= 0).all() and (want >= 0).all()
+    for i, f, row in zip(mine, own, got, strict=True):
+        assert all(records[j]["id"] != i and text_key(records[j]["findings"]) != text_key(f) for j in row)
+    have, best = scores_of(exact, own, got), scores_of(exact, own, want)
+    # Best first by the exact cosine, and nearly as similar as the exact neighbours.
+    assert (np.diff(have, axis=1) <= 1e-12).all()
+    assert have.mean() >= 0.98 * best.mean()
+    assert np.mean(np.abs(have - best) < 1e-9) >= 0.9  # mostly the same scores (ties may differ in record)
+    # Deterministic: a second index over the same records gives the same neighbours.
+    again = TfidfRetriever(records, approximate=True).nearest(own[:500], 3, exclude_ids=mine[:500])
+    assert (again == approx.nearest(own[:500], 3, exclude_ids=mine[:500])).all()
+
+
+def test_approximate_falls_back_to_exact_when_exclusions_take_the_candidates():
+    twin = "Small left pleural effusion. The heart is normal in size."
+    records = [{"id": f"t{i}", "findings": twin} for i in range(300)] + synthetic(200, seed=4)
+    approx = TfidfRetriever(records, approximate=True)
+    approx.candidates = 16  # every candidate of the twin's query is a twin, all excluded
+    exact = TfidfRetriever(records, approximate=False)
+    got = approx.nearest([twin], 3, exclude_findings=[twin])
+    assert (got == exact.nearest([twin], 3, exclude_findings=[twin])).all() and (got >= 300).all()
+
+
+def test_index_size_chooses_the_method():
+    class Small(TfidfRetriever):
+        approximate_from = 100
+
+    assert not TfidfRetriever(synthetic(150, seed=5)).approximate
+    assert Small(synthetic(150, seed=5)).approximate and not Small(synthetic(99, seed=5)).approximate
 
 
 def test_neighbour_order_walks_every_record_once():

@@ -6,9 +6,14 @@ pass ``exclude_ids`` and ``exclude_findings`` so an example retrieves neither it
 training report with the same normalised findings (OpenI is templated: a twin would put the
 target impression in its own prompt).
 
-Ranking is exact (every record is scored) but runs over a few queries at a time, so memory
-stays bounded by :attr:`TfidfRetriever.chunk_entries` whatever the number of queries and
-records; time grows with queries x records.
+Below :attr:`TfidfRetriever.approximate_from` records ranking is exact (every record is scored)
+and runs over a few queries at a time, so memory stays bounded by
+:attr:`TfidfRetriever.chunk_entries`; its time grows with queries x records. From there on (and
+whenever ``approximate=True``) an approximate index proposes candidates and the same TF-IDF
+cosine ranks them: the TF-IDF rows are reduced by truncated SVD (scikit-learn), a faiss IVF
+index over the reduced vectors returns :attr:`TfidfRetriever.candidates` records per query, and
+those are re-scored exactly, ties in record order as in the exact ranking. Exclusions are
+applied to the candidates; a query left with fewer than ``k`` of them is ranked exactly.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import sklearn
 from scipy import sparse
+from sklearn.decomposition import TruncatedSVD
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from radllama.data.records import text_key
@@ -27,6 +33,7 @@ from radllama.progress import track
 _EXCLUDED = -1.0  # below every cosine similarity
 _VECTORIZE_BLOCK = 4096  # queries turned into TF-IDF rows per transform call (cheap, sparse)
 _BAR_FROM = 10_000  # queries from which ranking shows a progress bar
+_RESCORE_BLOCK = 1024  # queries re-scored at once (x candidates sparse rows gathered)
 
 
 class TfidfRetriever:
@@ -35,8 +42,13 @@ class TfidfRetriever:
     #: Scores held at once while ranking (queries per chunk x records), about 8 bytes each and a
     #: few working copies: 2**21 keeps a chunk near 100 MB even against a million records.
     chunk_entries: int = 1 << 21
+    #: Index size from which ``approximate=None`` (the default) uses the approximate index: below
+    #: it exact ranking is fast and the demo's (OpenI-size) neighbours stay exactly as they were.
+    approximate_from: int = 20_000
+    #: Candidates per query that the approximate index proposes for exact re-scoring.
+    candidates: int = 128
 
-    def __init__(self, records: Sequence[dict]) -> None:
+    def __init__(self, records: Sequence[dict], approximate: bool | None = None) -> None:
         if not records:
             raise RadLlamaError("retrieval index needs at least one training record")
         self.records = list(records)
@@ -44,9 +56,15 @@ class TfidfRetriever:
         # Word uni+bigrams with sublinear tf: robust for short, templated report text.
         self.vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, lowercase=True)
         matrix = self.vectorizer.fit_transform([r["findings"] for r in self.records])
-        # Terms x documents, laid out for row-by-row products (``matrix.T`` per query costs more
-        # than the product itself: the server retrieves for one findings text per request).
-        self._by_term = matrix.T.tocsr()
+        self.approximate = len(self.records) >= self.approximate_from if approximate is None else approximate
+        if self.approximate:
+            # Documents x terms: candidates are re-scored row by row; one copy of the matrix only.
+            self._by_doc = matrix.tocsr()
+            self._candidates = _CandidateIndex(self._by_doc)
+        else:
+            # Terms x documents, laid out for row-by-row products (``matrix.T`` per query costs
+            # more than the product itself: the server retrieves for one findings text per request).
+            self._by_term = matrix.T.tocsr()
         self._index = {rid: i for i, rid in enumerate(self.ids)}
         # Record indices per normalised findings (the rule the splits use for "seen" findings).
         self._by_key: dict[str, list[int]] = {}
@@ -60,12 +78,24 @@ class TfidfRetriever:
         with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
             return self.vectorizer.transform(list(findings))
 
+    def describe(self) -> dict:
+        """How neighbours are ranked, for provenance (manifests record it)."""
+        if not self.approximate:
+            return {"method": "tfidf-exact", "records": len(self.records)}
+        return {"method": "tfidf-approximate", "records": len(self.records), **self._candidates.describe(),
+                "candidates": self.candidates}  # fmt: skip
+
     def similarities(self, findings: Sequence[str]) -> np.ndarray:
         """Cosine similarity (TF-IDF) of each query to every record, dense: queries x records.
 
         For analyses of a few queries; ranking uses :meth:`nearest`, which never holds this.
         """
-        return (self.vectorize(findings) @ self._by_term).toarray()
+        return self._exact_scores(self.vectorize(findings))
+
+    def _exact_scores(self, vectors: sparse.csr_matrix) -> np.ndarray:
+        if self.approximate:
+            return (self._by_doc @ vectors.T).T.toarray()
+        return (vectors @ self._by_term).toarray()
 
     def excluded(
         self, row: int, exclude_ids: Sequence[str | None] | None, exclude_findings: Sequence[str | None] | None
@@ -97,6 +127,8 @@ class TfidfRetriever:
         out = np.full((len(findings), max(k, 0)), -1, dtype=np.int64)
         if k <= 0:
             return out
+        if self.approximate:
+            return self._nearest_approximate(findings, k, exclude_ids, exclude_findings, out)
         chunks = self._scored_chunks(findings)
         if len(findings) >= _BAR_FROM:  # seconds to minutes: show counts and rate
             chunks = track(chunks, "finding neighbours", total=self._n_chunks(len(findings)))
@@ -107,6 +139,48 @@ class TfidfRetriever:
             # Cosine similarities are >= 0, so only excluded records are below 0.
             keep = np.take_along_axis(sims, top, axis=1) >= 0
             out[start : start + sims.shape[0]] = np.where(keep, top, -1)
+        return out
+
+    def _nearest_approximate(
+        self,
+        findings: Sequence[str],
+        k: int,
+        exclude_ids: Sequence[str | None] | None,
+        exclude_findings: Sequence[str | None] | None,
+        out: np.ndarray,
+    ) -> np.ndarray:
+        """Candidates from the approximate index, re-scored by exact TF-IDF cosine."""
+        pool = min(self.candidates, len(self.records))
+        starts = range(0, len(findings), _RESCORE_BLOCK)
+        if len(findings) >= _BAR_FROM:
+            starts = track(starts, "finding neighbours", total=len(starts))
+        for start in starts:
+            vectors = self.vectorize(findings[start : start + _RESCORE_BLOCK])
+            cand = self._candidates.search(vectors, pool)
+            n, m = cand.shape
+            rows = np.repeat(np.arange(n), m)
+            flat = cand.ravel()
+            valid = flat >= 0
+            scores = np.full(n * m, _EXCLUDED)
+            # Row-wise dot products of each query with its candidates: the exact cosine.
+            scores[valid] = np.asarray(vectors[rows[valid]].multiply(self._by_doc[flat[valid]]).sum(axis=1)).ravel()
+            scores = scores.reshape(n, m)
+            for r in range(n):
+                gone = self.excluded(start + r, exclude_ids, exclude_findings)
+                if gone:
+                    scores[r, np.isin(cand[r], gone)] = _EXCLUDED
+                kept = scores[r] >= 0
+                wanted = min(k, len(self.records) - len(set(gone)))
+                if kept.sum() < wanted:  # exclusions ate the candidates: rank this query exactly
+                    sims = self._exact_scores(vectors[r])
+                    sims[0, gone] = _EXCLUDED
+                    top = _top_k_stable(sims, k)[0]
+                    out[start + r] = np.where(sims[0, top] >= 0, top, -1)
+                    continue
+                # Best score first; equal scores in record order (as the exact stable ranking).
+                order = np.lexsort((cand[r][kept], -scores[r][kept]))[:k]
+                picked = cand[r][kept][order]
+                out[start + r, : len(picked)] = picked
         return out
 
     def query(
@@ -149,6 +223,48 @@ class TfidfRetriever:
                 # Each row of a sparse product is computed from its own query row alone, so the
                 # values are the same whichever queries share the chunk.
                 yield block + start, (vectors[start : start + rows] @ self._by_term).toarray()
+
+
+class _CandidateIndex:
+    """TF-IDF rows reduced by truncated SVD in a faiss IVF index (inner product of unit vectors).
+
+    The SVD and the IVF clustering are fitted on a seeded sample of at most ``fit_sample`` rows, so
+    building stays near-linear in the number of records; each query scans ``nprobe`` of ``4 sqrt(N)``
+    lists, so a query costs about sqrt(N). Deterministic for the same records.
+    """
+
+    dims: int = 256
+    fit_sample: int = 50_000
+    nprobe: int = 16
+
+    def __init__(self, by_doc: sparse.csr_matrix) -> None:
+        import faiss  # a core dependency, imported here because only large indices need it
+
+        n = by_doc.shape[0]
+        dims = max(1, min(self.dims, by_doc.shape[1] - 1, n - 1))
+        rng = np.random.default_rng(0)
+        sample = np.sort(rng.choice(n, size=min(n, self.fit_sample), replace=False))
+        self.svd = TruncatedSVD(dims, algorithm="randomized", n_iter=4, random_state=0).fit(by_doc[sample])
+        self.nlist = max(1, min(int(4 * np.sqrt(n)), len(sample) // 39))  # faiss wants >= 39 points a list
+        self.index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dims), dims, self.nlist, faiss.METRIC_INNER_PRODUCT)
+        self.index.cp.seed = 0
+        self.index.train(self._reduce(by_doc[sample]))
+        for start in range(0, n, _VECTORIZE_BLOCK * 16):
+            self.index.add(self._reduce(by_doc[start : start + _VECTORIZE_BLOCK * 16]))
+        self.index.nprobe = min(self.nprobe, self.nlist)
+
+    def _reduce(self, rows: sparse.csr_matrix) -> np.ndarray:
+        dense = self.svd.transform(rows).astype(np.float32)
+        norms = np.linalg.norm(dense, axis=1, keepdims=True)
+        return np.ascontiguousarray(dense / np.maximum(norms, 1e-12))
+
+    def search(self, vectors: sparse.csr_matrix, pool: int) -> np.ndarray:
+        """Candidate record indices per query (-1 where the probed lists hold fewer)."""
+        _, found = self.index.search(self._reduce(vectors), pool)
+        return found
+
+    def describe(self) -> dict:
+        return {"svd_dims": int(self.svd.n_components), "ivf_lists": self.nlist, "nprobe": self.index.nprobe}
 
 
 def _top_k_stable(scores: np.ndarray, k: int) -> np.ndarray:

@@ -340,6 +340,8 @@ def lora_sft(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) ->
     console.print(f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.3f}%)")
     style = prompt_style(cfg)
     retriever = TfidfRetriever(records) if style.retrieval_k > 0 else None  # clean: canaries only in examples
+    if retriever is not None and retriever.approximate:
+        console.print(f"retrieval neighbours: {retriever.describe()}")
     planted, canaries = plant_canaries(records, cfg.data.canaries, cfg.data.canary_repeats, cfg.seed)
     examples, n_cut, per_task = build_task_examples(
         planted, tokenizer, style, cfg.data.max_seq_len, cfg.data.tasks, cfg.seed, retriever

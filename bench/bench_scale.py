@@ -68,7 +68,8 @@ def stage_retrieval(train: Path, queries: Path, sample: int) -> dict:
     t = time.perf_counter()
     retriever.nearest(texts, k=3, exclude_ids=[r["id"] for r in mine], exclude_findings=texts)
     per_query = (time.perf_counter() - t) / len(mine)
-    return {"records": len(records), "fit_s": fit, "request_ms": per_request * 1e3, "neighbour_ms": per_query * 1e3,
+    return {"records": len(records), "method": retriever.describe()["method"], "fit_s": fit,
+            "request_ms": per_request * 1e3, "neighbour_ms": per_query * 1e3,
             "sampled": len(mine)}  # fmt: skip
 
 
@@ -150,7 +151,7 @@ def measure(args: argparse.Namespace) -> None:
     got = json.loads(stage("retrieval", me + ["retrieval", str(data / "train.jsonl"), str(data / "validation.jsonl"),
                                               str(args.neighbour_sample)]))  # fmt: skip
     wall, rss, _ = rows.pop("retrieval")
-    rows["retrieval index (fit on train)"] = (got["fit_s"], rss, f"{got['records']:,} train records")
+    rows["retrieval index (fit on train)"] = (got["fit_s"], rss, f"{got['records']:,} train records, {got['method']}")
     rows["server retrieval, one request (k=3)"] = (got["request_ms"] / 1e3, rss, f"{got['request_ms']:.1f} ms")
     full = got["neighbour_ms"] * n_train / 1e3
     rows["training neighbours (k=3, all train)"] = (
@@ -174,12 +175,24 @@ def measure(args: argparse.Namespace) -> None:
     systems = ["-p", str(preds / "first-sentence.jsonl"), "-p", str(preds / "neighbour.jsonl")]
     evaluate = ["eval", *systems, "--reference-system", "first-sentence", "--out", str(work / "eval")]
     stage("eval, 2 systems (bootstrap + permutation)", CLI + evaluate, f"{cases:,} cases each")
+    review = ["review", "create", "--predictions", str(preds / "first-sentence.jsonl"), str(preds / "neighbour.jsonl"),
+              "--cases", "10", "--out", str(work / "study.sqlite"), "--force"]  # fmt: skip
+    stage("review create (2 systems, 10 cases)", CLI + review, f"from {cases:,} cases each")
+    config = work / "compare.yaml"
+    config.write_text(json.dumps({  # YAML is a superset of JSON
+        "dataset": "synthetic", "split": {"train": str(data / "train.jsonl"), "test": str(data / "test.jsonl")},
+        "reference_system": "tfidf-retrieval", "bootstrap": {"resamples": 1000, "seed": 0},
+        "systems": [{"name": b, "kind": "baseline", "baseline": b}
+                    for b in ("most-frequent", "tfidf-retrieval", "retrieval-consensus")]}))  # fmt: skip
+    stage("compare, 3 retrieval/frequency baselines", CLI + ["compare", "--config", str(config), "--out",
+          str(work / "compare"), "--overwrite"], f"{cases:,} cases, index of {n_train:,}")  # fmt: skip
     _save(args.results, n, rows)
 
 
 def _save(path: Path, n: int, rows: dict) -> None:
     results = json.loads(path.read_text()) if path.exists() else {}
-    results[str(n)] = {label: list(v) for label, v in rows.items()}
+    # Merge: a run that skips stages keeps the rows earlier runs measured at this size.
+    results.setdefault(str(n), {}).update({label: list(v) for label, v in rows.items()})
     path.write_text(json.dumps(results, indent=1))
 
 

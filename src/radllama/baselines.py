@@ -97,8 +97,8 @@ class RetrievalConsensus:
     neighbours, stronger than the single nearest one on templated collections such as OpenI."""
 
     name = "retrieval-consensus"
-    # Chosen on validation (bench/sweep_decoding.py tries k = 3, 4, 5, 8): 3 was best (ROUGE-1
-    # 0.6489, against 0.6315 for 5), so the baseline the tuned model must beat is the strongest found.
+    # Chosen on validation (bench/sweep_decoding.py tries k = 3, 4, 5, 8; figures in BENCHMARKS.md):
+    # 3 was best, so the baseline the tuned model must beat is the strongest found.
     k = 3
 
     def __init__(self) -> None:

@@ -38,6 +38,7 @@ RESULT_NEUTRAL_KEYS = (
     "model.gradient_checkpointing",
     "data.train",
     "data.validation",
+    "data.cache_dir",  # where the examples are kept, not what they are (the cache is keyed by content)
     "model.path",
 )
 

@@ -3,7 +3,7 @@ and packed blocks of report text (for pretraining radllama-mini)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,6 +126,29 @@ def encode_sft_many(
 _BUILD_CHUNK = 2048
 
 
+def iter_sft_examples(
+    records: Sequence[dict],
+    tokenizer: Any,
+    style: PromptStyle,
+    max_seq_len: int,
+    retriever: TfidfRetriever | None = None,
+) -> Iterator[tuple[Example, bool]]:
+    """Instruction examples for the impression task, each with whether it was cut, in record order.
+
+    Retrieval leaves out the report itself and every training report with the same normalised
+    findings: OpenI is templated, and a twin's impression is usually the target itself.
+    Records go a chunk at a time (retrieval, then tokenisation), with a progress bar, so only a
+    chunk's texts and ids are held at once.
+    """
+    chunks = range(0, len(records), _BUILD_CHUNK)
+    for start in track(chunks, "building training examples", total=len(chunks)):
+        part = records[start : start + _BUILD_CHUNK]
+        ids = [str(r["id"]) for r in part]
+        findings = [r["findings"] for r in part]
+        shown = retrieved_impressions(retriever, findings, style.retrieval_k, ids, leave_out_same_findings=True)
+        yield from encode_sft_many(tokenizer, style, findings, [r["impression"] for r in part], shown, max_seq_len)
+
+
 def build_sft_examples(
     records: Sequence[dict],
     tokenizer: Any,
@@ -133,23 +156,9 @@ def build_sft_examples(
     max_seq_len: int,
     retriever: TfidfRetriever | None = None,
 ) -> tuple[list[Example], int]:
-    """Instruction examples for the impression task; returns (examples, number cut).
-
-    Retrieval leaves out the report itself and every training report with the same normalised
-    findings: OpenI is templated, and a twin's impression is usually the target itself.
-    Records go a chunk at a time (retrieval, then tokenisation), with a progress bar.
-    """
-    out, n_cut = [], 0
-    chunks = range(0, len(records), _BUILD_CHUNK)
-    for start in track(chunks, "building training examples", total=len(chunks)):
-        part = records[start : start + _BUILD_CHUNK]
-        ids = [str(r["id"]) for r in part]
-        findings = [r["findings"] for r in part]
-        shown = retrieved_impressions(retriever, findings, style.retrieval_k, ids, leave_out_same_findings=True)
-        made = encode_sft_many(tokenizer, style, findings, [r["impression"] for r in part], shown, max_seq_len)
-        out += [example for example, _ in made]
-        n_cut += sum(cut for _, cut in made)
-    return out, n_cut
+    """:func:`iter_sft_examples` as a list; returns (examples, number cut). For small inputs."""
+    made = list(iter_sft_examples(records, tokenizer, style, max_seq_len, retriever))
+    return [example for example, _ in made], sum(cut for _, cut in made)
 
 
 def report_text(record: dict, sections: Sequence[str] = ("indication", "comparison", "findings", "impression")) -> str:
@@ -295,6 +304,47 @@ def task_example(
     raise RadLlamaError(f"unknown task '{task}' in data.tasks (choose from {', '.join(TASKS)})")
 
 
+def check_tasks(tasks: dict[str, float]) -> None:
+    """Refuse an unknown task or a weight that is not a non-negative number (one clear line)."""
+    for name, weight in tasks.items():
+        if name not in TASKS:
+            raise RadLlamaError(f"unknown task '{name}' in data.tasks (choose from {', '.join(TASKS)})")
+        if not isinstance(weight, int | float) or weight < 0:
+            raise RadLlamaError(f"data.tasks.{name} must be a non-negative number, not {weight!r}")
+
+
+def iter_task_examples(
+    records: Sequence[dict],
+    tokenizer: Any,
+    style: PromptStyle,
+    max_seq_len: int,
+    tasks: dict[str, float],
+    seed: int = 0,
+    retriever: TfidfRetriever | None = None,
+) -> Iterator[tuple[str, Example, bool]]:
+    """(task, example, cut) for every task in ``tasks``, task by task, made as they are consumed.
+
+    A task's weight is examples per eligible record: 1.0 = one each, 0.3 = a seeded 30% of
+    them, 2.0 = two each (a different draw for ``presence``). The impression task is
+    :func:`iter_sft_examples`, unchanged; its copies share the cut flag of the one encoding.
+    """
+    check_tasks(tasks)
+    rng = np.random.default_rng(seed)
+    for name, weight in tasks.items():
+        if name in ("impression", "impression_abnormal"):
+            chosen = records if name == "impression" else [r for r in records if states_acute(r["impression"])]
+            for example, cut in iter_sft_examples(chosen, tokenizer, style, max_seq_len, retriever):
+                for _ in range(_repeats(weight, rng)):
+                    yield name, example, cut
+            continue
+        pool = sorted({t for r in records for t in abnormal_terms(r)})
+        for rec in records:
+            for _ in range(_repeats(weight, rng)):
+                got = task_example(name, rec, tokenizer, style, max_seq_len, rng, pool)
+                if got is not None:
+                    yield name, *got
+
+
 def build_task_examples(
     records: Sequence[dict],
     tokenizer: Any,
@@ -304,40 +354,9 @@ def build_task_examples(
     seed: int = 0,
     retriever: TfidfRetriever | None = None,
 ) -> tuple[list[Example], int, dict[str, int]]:
-    """Examples of every task in ``tasks``; returns (examples, number cut, count per task).
-
-    A task's weight is examples per eligible record: 1.0 = one each, 0.3 = a seeded 30% of
-    them, 2.0 = two each (a different draw for ``presence``). The impression task is
-    :func:`build_sft_examples`, unchanged.
-    """
-    for name, weight in tasks.items():
-        if name not in TASKS:
-            raise RadLlamaError(f"unknown task '{name}' in data.tasks (choose from {', '.join(TASKS)})")
-        if not isinstance(weight, int | float) or weight < 0:
-            raise RadLlamaError(f"data.tasks.{name} must be a non-negative number, not {weight!r}")
-    rng = np.random.default_rng(seed)
-    out: list[Example] = []
-    n_cut, counts = 0, {}
-    for name, weight in tasks.items():
-        if name in ("impression", "impression_abnormal"):
-            chosen = records if name == "impression" else [r for r in records if states_acute(r["impression"])]
-            base, cut = build_sft_examples(chosen, tokenizer, style, max_seq_len, retriever)
-            made = _take(base, weight, rng)
-            out += made
-            n_cut += cut
-            counts[name] = len(made)
-            continue
-        pool = sorted({t for r in records for t in abnormal_terms(r)})
-        made = []
-        for rec in records:
-            for _ in range(_repeats(weight, rng)):
-                got = task_example(name, rec, tokenizer, style, max_seq_len, rng, pool)
-                if got is not None:
-                    made.append(got[0])
-                    n_cut += got[1]
-        out += made
-        counts[name] = len(made)
-    return out, n_cut, counts
+    """:func:`iter_task_examples` as a list; returns (examples, number cut, count per task). For small inputs."""
+    made = list(iter_task_examples(records, tokenizer, style, max_seq_len, tasks, seed, retriever))
+    return [e for _, e, _ in made], sum(cut for _, _, cut in made), {n: sum(t == n for t, _, _ in made) for n in tasks}
 
 
 def states_acute(impression: str) -> bool:
@@ -348,7 +367,3 @@ def states_acute(impression: str) -> bool:
 def _repeats(weight: float, rng: np.random.Generator) -> int:
     whole, frac = divmod(float(weight), 1.0)
     return int(whole) + int(rng.random() < frac)
-
-
-def _take(examples: list[Example], weight: float, rng: np.random.Generator) -> list[Example]:
-    return [e for e in examples for _ in range(_repeats(weight, rng))]

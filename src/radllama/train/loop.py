@@ -52,7 +52,7 @@ from radllama.train.evaluation import (
     rouge1_sum,
     write_best,
 )
-from radllama.train.examples import IGNORE_INDEX, Example
+from radllama.train.example_table import ExampleTable
 from radllama.train.parallel import Parallel, rank_micro_batches
 
 
@@ -138,7 +138,7 @@ def build_optimizer(model: Any, args: OptimArgs) -> torch.optim.Optimizer:
 
 def train(
     model: Any,
-    examples: list[Example],
+    examples: ExampleTable,
     args: OptimArgs,
     *,
     pad_id: int,
@@ -199,7 +199,7 @@ def train(
             accelerator.print(f"resumed at step {start}/{steps}")
 
     rank, world = accelerator.process_index, accelerator.num_processes
-    lengths = np.array([len(e.input_ids) for e in examples])
+    lengths = examples.lengths
     tokens_seen, padded, target_total = counters["tokens_seen"], counters["padded_tokens"], counters["target_tokens"]
     per_epoch = max(1, len(examples) // args.batch_size)  # as step_indices counts epochs
     done, stopped, eval_seconds = start, False, 0.0
@@ -210,12 +210,12 @@ def train(
         for step in range(start, steps):
             idx = step_indices(len(examples), args.batch_size, seed, step, lengths)
             micro = rank_micro_batches(idx, rank, world, args.micro_batch_size)
-            n_target = sum(sum(1 for t in examples[i].labels[1:] if t != IGNORE_INDEX) for i in idx)
+            n_target = int(examples.targets[idx].sum())
             target_total += n_target
             step_loss = 0.0
             for j, chunk in enumerate(micro):
                 # An empty chunk pads a short rank (rank_micro_batches): one example, every label masked.
-                rows = [examples[i] for i in chunk] or [masked(examples[idx[0]])]
+                rows = examples.rows(chunk) if chunk else [masked(examples[idx[0]])]
                 batch = {k: v.to(accelerator.device) for k, v in collate(rows, pad_id).items()}
                 if chunk:
                     tokens_seen += batch["input_ids"].numel()

@@ -31,9 +31,11 @@ from radllama.train.checkpoint import base_model_identity
 from radllama.train.config import TrainConfig, dump_config
 from radllama.train.curves import CURVE_FILE, draw_training_curve
 from radllama.train.evaluation import BEST_DIR, Validation, continuation_answerer, impression_answerer
+from radllama.train.example_table import CACHE_DIR, ExampleTable, cached_table, content_key
 from radllama.train.examples import (
-    build_task_examples,
+    check_tasks,
     encode_sft_many,
+    iter_task_examples,
     nearest_reports,
     neighbour_chain,
     pack_blocks,
@@ -70,8 +72,10 @@ def prepare_output_dir(out: Path, accelerator: Any, resume: bool, overwrite: boo
     if resume and overwrite:
         raise RadLlamaError("--resume and --overwrite contradict each other: choose one")
     out = Path(out)
-    # The demo's stage record (provenance.json) is written before the run; it is no run of its own.
-    used = [p for p in out.iterdir() if p.name != RECORD_FILE] if out.is_dir() else []
+    # The demo's stage record (provenance.json) is written before the run; it is no run of its own. Nor is
+    # the examples cache (a run that stopped while building it): keyed by content, it never mixes runs.
+    found = [p for p in out.iterdir() if p.name != RECORD_FILE] if out.is_dir() else []
+    used = [p for p in found if p.name != CACHE_DIR]
     if used and not resume:
         if not overwrite:
             raise RadLlamaError(
@@ -85,7 +89,7 @@ def prepare_output_dir(out: Path, accelerator: Any, resume: bool, overwrite: boo
             )
         accelerator.wait_for_everyone()  # every rank has looked before the main process deletes
         if accelerator.is_main_process:
-            for p in used:
+            for p in found:
                 if p.is_dir() and not p.is_symlink():
                     shutil.rmtree(p)
                 else:
@@ -176,7 +180,7 @@ def summary_line(summary: dict) -> str:
 def _train(
     cfg: TrainConfig,
     model: Any,
-    examples: list,
+    examples: ExampleTable,
     optim: Any,
     tokenizer: Any,
     save: Any,
@@ -273,6 +277,30 @@ def sft_validation(cfg: TrainConfig, tokenizer: Any, style: PromptStyle, retriev
     return Validation(examples, [r["findings"] for r in sample], [r["impression"] for r in sample], answer, cfg.eval)
 
 
+def sft_examples(
+    cfg: TrainConfig, records: list[dict], tokenizer: Any, style: PromptStyle, retriever: Any, accelerator: Any
+) -> ExampleTable:
+    """The examples of ``data.tasks`` in an Arrow table cached under a hash of what decides them
+    (radllama.train.example_table): built by the main process first, then opened by every rank."""
+    check_tasks(cfg.data.tasks)  # before building: an error inside the generator would arrive wrapped
+    d = cfg.data
+    key = content_key(
+        {
+            "data.train sha256": file_digest(Path(d.train)),
+            "tokenizer": tokenizer,
+            "prompt": dataclasses.asdict(style),
+            "settings": [d.max_seq_len, d.tasks, d.canaries, d.canary_repeats, cfg.seed],
+        }
+    )
+    cache = Path(d.cache_dir) if d.cache_dir else Path(cfg.output_dir) / CACHE_DIR
+    with accelerator.main_process_first():
+        return cached_table(
+            cache,
+            key,
+            lambda: iter_task_examples(records, tokenizer, style, d.max_seq_len, d.tasks, cfg.seed, retriever),
+        )
+
+
 def pretrain_mini(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> dict:
     """Train radllama-mini's tokenizer and base model from scratch on training report text."""
     seed_everything(cfg.seed)
@@ -310,7 +338,8 @@ def pretrain_mini(cfg: TrainConfig, resume: bool = False, overwrite: bool = Fals
             atomic_write_json(folder / CANARY_FILE, canaries)
 
     validation = pretraining_validation(cfg, tokenizer)
-    result = _train(cfg, model, blocks, optim, tokenizer, save, accelerator, resume, validation)
+    table = ExampleTable.from_examples(blocks)
+    result = _train(cfg, model, table, optim, tokenizer, save, accelerator, resume, validation)
     return _finish(cfg, out, result, {"parameters": n_params, "blocks": len(blocks)}, accelerator.is_main_process)
 
 
@@ -343,11 +372,10 @@ def lora_sft(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) ->
     if retriever is not None and retriever.approximate:
         console.print(f"retrieval neighbours: {retriever.describe()}")
     planted, canaries = plant_canaries(records, cfg.data.canaries, cfg.data.canary_repeats, cfg.seed)
-    examples, n_cut, per_task = build_task_examples(
-        planted, tokenizer, style, cfg.data.max_seq_len, cfg.data.tasks, cfg.seed, retriever
-    )
-    if not examples:
+    examples = sft_examples(cfg, planted, tokenizer, style, retriever, accelerator)
+    if not len(examples):
         raise RadLlamaError(f"{cfg.data.train}: no examples for data.tasks {cfg.data.tasks}")
+    n_cut, per_task = examples.n_cut(), examples.per_task(cfg.data.tasks)
     if n_cut:
         console.print(
             f"{n_cut} of {len(examples)} examples had their findings cut to fit {cfg.data.max_seq_len} tokens"

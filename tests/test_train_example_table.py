@@ -120,3 +120,20 @@ def test_training_reads_the_batches_the_list_path_gives(tmp_path) -> None:
         loss = token_loss_sum(AutoModelForCausalLM.from_pretrained(base), batch).item()
     n_target = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
     assert first_loss == pytest.approx(loss / n_target, rel=1e-5)
+
+
+def test_resumed_pretraining_reuses_its_blocks(tmp_path) -> None:
+    """The resumed run retrains nothing (the saved tokenizer) and opens the first run's blocks."""
+    recs = records()
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    overrides = [f"data.train={tmp_path / 'train.jsonl'}", f"output_dir={tmp_path / 'base'}", "recipe=pretrain_mini",
+                 "data.max_seq_len=64", "data.pretrain_order=neighbours", "mini.vocab_size=300", "mini.hidden_size=32",
+                 "mini.intermediate_size=64", "mini.num_hidden_layers=1", "mini.num_attention_heads=2",
+                 "mini.num_key_value_heads=2", "optim.batch_size=4", "optim.micro_batch_size=4", "optim.max_steps=4",
+                 "checkpoint.every_steps=2"]  # fmt: skip
+    first = run(load_config(None, overrides))
+    (tmp_path / "base" / "train_summary.json").unlink()  # as if killed after its checkpoint at step 2
+    resumed = run(load_config(None, overrides), resume=True)
+    tables = list((tmp_path / "base" / "examples_cache" / "generator").iterdir())
+    assert len(tables) == 1 and resumed["blocks"] == first["blocks"] > 4
+    assert resumed["final_loss"] == pytest.approx(first["final_loss"], abs=1e-6)

@@ -39,9 +39,9 @@ class DataArgs:
     # the impressions of canary_repeats training records (copies; files and retrieval index stay clean).
     canaries: int = 0
     canary_repeats: int = 1
-    # lora_sft: folder of the tokenised-examples cache (Arrow, keyed by a hash of the data,
-    # tokenizer, prompt and settings). None = output_dir/examples_cache; name a shared folder
-    # so that runs on the same data (a sweep) build the examples once.
+    # Folder of the tokenised-examples cache (Arrow, keyed by a hash of the data, tokenizer,
+    # prompt and settings). None = output_dir/examples_cache; name a shared folder so that runs
+    # on the same data (a sweep) build the examples once.
     cache_dir: str | None = None
 
 

@@ -3,7 +3,7 @@ and packed blocks of report text (for pretraining radllama-mini)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -204,17 +204,25 @@ def neighbour_chain(near: Sequence[Sequence[int]], seed: int) -> list[int]:
     return order
 
 
-def pack_blocks(tokenizer: Any, texts: Sequence[str], block_size: int) -> list[Example]:
-    """Concatenate ``<s> text </s>`` documents and cut them into full blocks: no padding waste."""
+def iter_blocks(tokenizer: Any, texts: Iterable[str], block_size: int) -> Iterator[Example]:
+    """Concatenate ``<s> text </s>`` documents and cut them into full blocks: no padding waste.
+
+    Blocks are cut as the text arrives (only the unfinished block is held); the tail shorter
+    than a block is dropped.
+    """
     stream: list[int] = []
     for text in texts:
         stream += [tokenizer.bos_token_id] + tokenizer(text, add_special_tokens=False).input_ids
         stream.append(tokenizer.eos_token_id)
-    blocks = []
-    for start in range(0, len(stream) - block_size + 1, block_size):
-        ids = stream[start : start + block_size]
-        blocks.append(Example(ids, list(ids)))
-    return blocks
+        while len(stream) >= block_size:
+            ids = stream[:block_size]
+            del stream[:block_size]
+            yield Example(ids, list(ids))
+
+
+def pack_blocks(tokenizer: Any, texts: Iterable[str], block_size: int) -> list[Example]:
+    """:func:`iter_blocks` as a list. For small inputs."""
+    return list(iter_blocks(tokenizer, texts, block_size))
 
 
 # --- Diverse instructions (paper §5.2): extra tasks derived from the same records ----------

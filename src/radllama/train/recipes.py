@@ -11,6 +11,7 @@ import json
 import math
 import random
 import shutil
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +29,15 @@ from radllama.provenance import RECORD_FILE, file_digest
 from radllama.retrieval import TfidfRetriever, retrieved_impressions
 from radllama.train import loop
 from radllama.train.checkpoint import base_model_identity
-from radllama.train.config import TrainConfig, dump_config
+from radllama.train.config import OptimArgs, TrainConfig, dump_config
 from radllama.train.curves import CURVE_FILE, draw_training_curve
 from radllama.train.evaluation import BEST_DIR, Validation, continuation_answerer, impression_answerer
 from radllama.train.example_table import CACHE_DIR, ExampleTable, cached_table, content_key
 from radllama.train.examples import (
+    Example,
     check_tasks,
     encode_sft_many,
+    iter_blocks,
     iter_task_examples,
     nearest_reports,
     neighbour_chain,
@@ -221,23 +224,28 @@ def provenance(cfg: TrainConfig) -> dict[str, str]:
     return found
 
 
-def pretraining_blocks(tokenizer: Any, records: list[dict], texts: list[str], cfg: TrainConfig):
-    """Packed blocks for pretraining, and the optimiser args to run over them.
+def pretraining_blocks(
+    tokenizer: Any, records: list[dict], texts: list[str], cfg: TrainConfig
+) -> tuple[Callable[[], Iterator[Example]], OptimArgs]:
+    """A maker of the packed blocks for pretraining, and the optimiser args to run over them.
 
     With ``data.pretrain_order: neighbours`` every pass over the corpus gets its own
-    similarity chain (a new seed), so the blocks of all passes are built up front and the
-    loop runs one "epoch" over them.
+    similarity chain (a new seed), so the blocks of all passes are made in one table and the
+    loop runs one "epoch" over them. Nothing is computed until the maker is called.
     """
+    size = cfg.data.max_seq_len
     if cfg.data.pretrain_order == "random":
-        return pack_blocks(tokenizer, texts, cfg.data.max_seq_len), cfg.optim
+        return (lambda: iter_blocks(tokenizer, texts, size)), cfg.optim
     if cfg.data.pretrain_order != "neighbours":
         raise RadLlamaError(f"data.pretrain_order must be 'random' or 'neighbours', not {cfg.data.pretrain_order!r}")
     passes = max(1, math.ceil(cfg.optim.epochs))
-    near = nearest_reports(records)  # the same for every pass; only the walk's seed changes
-    blocks = []
-    for p in range(passes):
-        order = neighbour_chain(near, seed=cfg.seed + p)
-        blocks += pack_blocks(tokenizer, [texts[i] for i in order], cfg.data.max_seq_len)
+
+    def blocks() -> Iterator[Example]:
+        near = nearest_reports(records)  # the same for every pass; only the walk's seed changes
+        for p in range(passes):
+            order = neighbour_chain(near, seed=cfg.seed + p)
+            yield from iter_blocks(tokenizer, (texts[i] for i in order), size)
+
     return blocks, dataclasses.replace(cfg.optim, epochs=cfg.optim.epochs / passes)
 
 
@@ -277,28 +285,37 @@ def sft_validation(cfg: TrainConfig, tokenizer: Any, style: PromptStyle, retriev
     return Validation(examples, [r["findings"] for r in sample], [r["impression"] for r in sample], answer, cfg.eval)
 
 
+def cached_examples(
+    cfg: TrainConfig,
+    tokenizer: Any,
+    settings: list,
+    make: Callable[[], Iterable[tuple[str, Example, bool]]],
+    accelerator: Any,
+) -> ExampleTable:
+    """The examples ``make()`` yields, in an Arrow table cached under a hash of what decides them:
+    the training data, the tokenizer and ``settings`` (radllama.train.example_table). Built by the
+    main process first, then opened by every rank."""
+    parts = {"recipe": cfg.recipe, "data.train sha256": file_digest(Path(cfg.data.train)), "tokenizer": tokenizer}
+    key = content_key(parts | {"settings": settings})
+    cache = Path(cfg.data.cache_dir) if cfg.data.cache_dir else Path(cfg.output_dir) / CACHE_DIR
+    with accelerator.main_process_first():
+        return cached_table(cache, key, make)
+
+
 def sft_examples(
     cfg: TrainConfig, records: list[dict], tokenizer: Any, style: PromptStyle, retriever: Any, accelerator: Any
 ) -> ExampleTable:
-    """The examples of ``data.tasks`` in an Arrow table cached under a hash of what decides them
-    (radllama.train.example_table): built by the main process first, then opened by every rank."""
+    """The examples of ``data.tasks`` (:func:`cached_examples`)."""
     check_tasks(cfg.data.tasks)  # before building: an error inside the generator would arrive wrapped
     d = cfg.data
-    key = content_key(
-        {
-            "data.train sha256": file_digest(Path(d.train)),
-            "tokenizer": tokenizer,
-            "prompt": dataclasses.asdict(style),
-            "settings": [d.max_seq_len, d.tasks, d.canaries, d.canary_repeats, cfg.seed],
-        }
+    settings = [dataclasses.asdict(style), d.max_seq_len, d.tasks, d.canaries, d.canary_repeats, cfg.seed]
+    return cached_examples(
+        cfg,
+        tokenizer,
+        settings,
+        lambda: iter_task_examples(records, tokenizer, style, d.max_seq_len, d.tasks, cfg.seed, retriever),
+        accelerator,
     )
-    cache = Path(d.cache_dir) if d.cache_dir else Path(cfg.output_dir) / CACHE_DIR
-    with accelerator.main_process_first():
-        return cached_table(
-            cache,
-            key,
-            lambda: iter_task_examples(records, tokenizer, style, d.max_seq_len, d.tasks, cfg.seed, retriever),
-        )
 
 
 def pretrain_mini(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> dict:
@@ -317,18 +334,24 @@ def pretrain_mini(cfg: TrainConfig, resume: bool = False, overwrite: bool = Fals
         "Impressions of similar earlier reports:",
         "Findings:",
     ]
-    if resume and (out / TOKENIZER_FILE).is_file():
-        tokenizer = load_tokenizer(out)  # the run's own: its checkpoints hold ids of this vocabulary
-    else:
+    if not (resume and (out / TOKENIZER_FILE).is_file()):
         tokenizer = train_tokenizer(texts + fixed * 50, cfg.mini.vocab_size)
         if accelerator.is_main_process:  # part of the run from its start (hashed into each checkpoint)
             tokenizer.save_pretrained(out)
         accelerator.wait_for_everyone()
+    # The run's own, as saved: its checkpoints hold ids of this vocabulary, and a resumed run's
+    # tokenizer is then the same object as the first's (so it finds the examples cache).
+    tokenizer = load_tokenizer(out)
     model = build_model(cfg.mini, tokenizer, seed=cfg.seed)
     n_params = sum(p.numel() for p in model.parameters())
     console.print(f"radllama-mini: {n_params / 1e6:.2f}M parameters, vocab {len(tokenizer)}")
-    blocks, optim = pretraining_blocks(tokenizer, records, texts, cfg)
-    if not blocks:
+    make, optim = pretraining_blocks(tokenizer, records, texts, cfg)
+    d = cfg.data
+    # Ordered by neighbours, the table holds every pass over the corpus (pretraining_blocks).
+    passes = math.ceil(cfg.optim.epochs) if d.pretrain_order == "neighbours" else 1
+    settings = [d.pretrain_sections, d.pretrain_order, d.max_seq_len, passes, d.canaries, d.canary_repeats, cfg.seed]
+    blocks = cached_examples(cfg, tokenizer, settings, lambda: (("pretrain", b, False) for b in make()), accelerator)
+    if not len(blocks):
         raise RadLlamaError("training text is shorter than one block; lower data.max_seq_len")
 
     def save(folder: Path, state_dict: dict | None) -> None:
@@ -338,8 +361,7 @@ def pretrain_mini(cfg: TrainConfig, resume: bool = False, overwrite: bool = Fals
             atomic_write_json(folder / CANARY_FILE, canaries)
 
     validation = pretraining_validation(cfg, tokenizer)
-    table = ExampleTable.from_examples(blocks)
-    result = _train(cfg, model, table, optim, tokenizer, save, accelerator, resume, validation)
+    result = _train(cfg, model, blocks, optim, tokenizer, save, accelerator, resume, validation)
     return _finish(cfg, out, result, {"parameters": n_params, "blocks": len(blocks)}, accelerator.is_main_process)
 
 

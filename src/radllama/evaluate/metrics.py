@@ -31,10 +31,12 @@ from radllama.evaluate.stats import (
     HOLM_NOTE,
     TEST_NAME,
     bootstrap_ci,
+    bootstrap_statistics,
     holm,
     paired_permutation,
     paired_permutation_f1,
-    resample_indices,
+    percentile_ci,
+    resample_counts,
 )
 from radllama.io import read_jsonl
 from radllama.labeller import COMPETITION5, FINDINGS, OBSERVATIONS, present_matrix
@@ -205,18 +207,33 @@ def _mean_ci(values: np.ndarray, resamples: int, seed: int) -> dict[str, Any]:
 
 def _subset_metrics(cases: list[dict], pred: np.ndarray, ref: np.ndarray, resamples: int, seed: int) -> dict[str, Any]:
     n = len(cases)
-    out: dict[str, Any] = {"n": n}
-    for name in ROUGE_TYPES:
-        out[name] = _mean_ci(np.array([c[name] for c in cases], dtype=float), resamples, seed)
-    out.update(_clinical_metrics(pred, ref, resamples, seed))
     words = np.array([c["words"] for c in cases], dtype=float)
     ref_words = np.array([c["reference_words"] for c in cases], dtype=float)
-    out["words"] = _mean_ci(words, resamples, seed)
-    out["reference_words"] = float(ref_words.mean()) if n else None
+    means = {name: np.array([c[name] for c in cases], dtype=float) for name in ROUGE_TYPES} | {"words": words}
+    cis: dict[str, dict[str, Any]] = {name: {"mean": None, "ci95": [None, None]} for name in means}
+    sums: list[np.ndarray] = []
+    if n:
+        # Every figure over these n cases is resampled on the same draw, in one chunked pass: the
+        # means, and per-observation TP/FP/FN counts summed over each resample (corpus F1s recount).
+        counts = np.concatenate(case_counts(pred, ref), axis=1).astype(float)
+
+        def statistic(idx: np.ndarray) -> np.ndarray:
+            return np.column_stack([*(v[idx].mean(axis=1) for v in means.values()), resample_counts(idx, n) @ counts])
+
+        boot = bootstrap_statistics(n, statistic, resamples, seed)
+        for j, (name, values) in enumerate(means.items()):
+            cis[name] = {"mean": float(values.mean()), "ci95": list(percentile_ci(boot[:, j]))}
+        sums = np.split(boot[:, len(means) :].astype(np.int64), 3, axis=1)  # exact: sums of integer counts
     keep = ref_words > 0  # a ratio to an empty reference is undefined
-    out["length_ratio"] = _mean_ci(words[keep] / ref_words[keep], resamples, seed)
-    out["empty_predictions"] = int(sum(1 for c in cases if not c["prediction"].strip()))
-    return out
+    return {
+        "n": n,
+        **{name: cis[name] for name in ROUGE_TYPES},
+        **_clinical_metrics(pred, ref, sums),
+        "words": cis["words"],
+        "reference_words": float(ref_words.mean()) if n else None,
+        "length_ratio": _mean_ci(words[keep] / ref_words[keep], resamples, seed),
+        "empty_predictions": int(sum(1 for c in cases if not c["prediction"].strip())),
+    }
 
 
 CLINICAL_KEYS: tuple[str, ...] = (
@@ -228,17 +245,17 @@ CLINICAL_KEYS: tuple[str, ...] = (
 )
 
 
-def _clinical_metrics(pred: np.ndarray, ref: np.ndarray, resamples: int, seed: int) -> dict[str, Any]:
-    """Headline clinical F1s with bootstrap CIs, and the per-observation table."""
+def _clinical_metrics(pred: np.ndarray, ref: np.ndarray, boot_sums: Sequence[np.ndarray]) -> dict[str, Any]:
+    """Headline clinical F1s with bootstrap CIs, and the per-observation table.
+
+    ``boot_sums``: TP, FP and FN per observation summed over each resample of the cases
+    (resamples x observations each): corpus-level F1 is not a mean of per-case values, so each
+    resample is recounted and re-scored.
+    """
     n = pred.shape[0]
     if n == 0:
         return {**{k: {"mean": None, "ci95": [None, None]} for k in CLINICAL_KEYS}, "clinical_per_observation": {}}
-    tp, fp, fn = case_counts(pred, ref)
-    # Corpus-level F1 is not a mean of per-case values: resample cases, recount, re-score.
-    # Counts per observation are summed over each resample once (resamples x observations).
-    idx = resample_indices(n, resamples, seed)
-    sums = [x.sum(0) for x in (tp, fp, fn)]
-    boot_sums = [x[idx].sum(1) for x in (tp, fp, fn)]
+    sums = [x.sum(0) for x in case_counts(pred, ref)]
     out: dict[str, Any] = {}
     groups = {"": _FINDINGS_COLS, "_5": _COMP5_COLS}
     for suffix, cols in groups.items():

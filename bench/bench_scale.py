@@ -2,6 +2,7 @@
 
     python bench/make_archive.py --n 100000 --out /tmp/archive-100k
     flock /tmp/radllama-bench.lock python bench/bench_scale.py --archive /tmp/archive-100k
+    flock /tmp/radllama-bench.lock python bench/bench_scale.py --archive /tmp/archive-100k --only eval  # one stage
 
 Each stage runs in its own process (peak RSS from ``wait4``), one after another: ``data table``
 from CSV and Parquet (patient-grouped), ``data mimic-cxr`` from the folder and the zip, the
@@ -99,6 +100,7 @@ def stage_predictions(test: Path, out: Path) -> dict:
 
 
 STAGES = {"retrieval": stage_retrieval, "base": stage_base, "predictions": stage_predictions}
+GROUPS = ("table", "mimic", "retrieval", "train", "eval", "review", "compare")  # for --skip and --only
 
 
 def main() -> None:
@@ -112,7 +114,8 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=None, help="scratch folder (default: ARCHIVE/work)")
     ap.add_argument("--results", type=Path, default=Path("/tmp/bench-scale-results.json"))
     ap.add_argument("--neighbour-sample", type=int, default=2000, help="training queries timed for neighbours")
-    ap.add_argument("--skip", default="", help="stages to skip: any of mimic,train,eval")
+    ap.add_argument("--skip", default="", help=f"stages to skip: any of {','.join(GROUPS)}")
+    ap.add_argument("--only", default="", help="run only these stages (the split from an earlier run in --work)")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     if args.archive is not None:
@@ -121,8 +124,14 @@ def main() -> None:
 
 
 def measure(args: argparse.Namespace) -> None:
-    """Run every stage on ``args.archive`` and add its rows to ``args.results``."""
-    skip = set(filter(None, args.skip.split(",")))
+    """Run the chosen stages on ``args.archive`` and add their rows to ``args.results``."""
+    skip, only = (set(filter(None, option.split(","))) for option in (args.skip, args.only))
+    if not skip | only <= set(GROUPS):
+        raise SystemExit(f"unknown stage in --skip/--only: {', '.join(sorted((skip | only) - set(GROUPS)))}")
+
+    def wanted(group: str) -> bool:
+        return group not in skip and (not only or group in only)
+
     work = args.work or args.archive / "work"
     work.mkdir(parents=True, exist_ok=True)
     me = [sys.executable, str(Path(__file__).resolve()), "_stage"]
@@ -137,29 +146,35 @@ def measure(args: argparse.Namespace) -> None:
 
     table = ["data", "table", "--findings-col", "findings", "--impression-col", "impression",
              "--id-col", "report_id", "--group-col", "patient_id"]  # fmt: skip
-    stage("data table (CSV)", CLI + table + ["--input", str(args.archive / "reports.csv"), "--out", str(work / "t")])
-    if (args.archive / "reports.parquet").exists():
-        parquet = ["--input", str(args.archive / "reports.parquet"), "--out", str(work / "tp")]
-        stage("data table (Parquet)", CLI + table + parquet)
-    if "mimic" not in skip:
+    if wanted("table"):
+        csv = ["--input", str(args.archive / "reports.csv"), "--out", str(work / "t")]
+        stage("data table (CSV)", CLI + table + csv)
+        if (args.archive / "reports.parquet").exists():
+            parquet = ["--input", str(args.archive / "reports.parquet"), "--out", str(work / "tp")]
+            stage("data table (Parquet)", CLI + table + parquet)
+    if wanted("mimic"):
         split_csv = str(args.archive / "mimic/mimic-cxr-2.0.0-split.csv")
         for label, src in (("folder", args.archive / "mimic"), ("zip", args.archive / "mimic-cxr-reports.zip")):
             mimic = ["data", "mimic-cxr", "--reports", str(src), "--split-csv", split_csv, "--out", str(work / "m")]
             stage(f"data mimic-cxr ({label})", CLI + mimic)
     data = work / "t"
+    if not (data / "train.jsonl").exists():
+        raise SystemExit(f"no split in {data}: run the table stage (with this --work) first")
     n_train = sum(1 for _ in open(data / "train.jsonl", encoding="utf-8"))
-    got = json.loads(stage("retrieval", me + ["retrieval", str(data / "train.jsonl"), str(data / "validation.jsonl"),
-                                              str(args.neighbour_sample)]))  # fmt: skip
-    wall, rss, _ = rows.pop("retrieval")
-    rows["retrieval index (fit on train)"] = (got["fit_s"], rss, f"{got['records']:,} train records, {got['method']}")
-    rows["server retrieval, one request (k=3)"] = (got["request_ms"] / 1e3, rss, f"{got['request_ms']:.1f} ms")
-    full = got["neighbour_ms"] * n_train / 1e3
-    rows["training neighbours (k=3, all train)"] = (
-        full,
-        rss,
-        f"{got['neighbour_ms']:.2f} ms/query x {n_train:,} (timed on {got['sampled']:,} queries)",
-    )
-    if "train" not in skip:
+    if wanted("retrieval"):
+        queries = [str(data / "train.jsonl"), str(data / "validation.jsonl"), str(args.neighbour_sample)]
+        got = json.loads(stage("retrieval", me + ["retrieval", *queries]))
+        wall, rss, _ = rows.pop("retrieval")
+        index = f"{got['records']:,} train records, {got['method']}"
+        rows["retrieval index (fit on train)"] = (got["fit_s"], rss, index)
+        rows["server retrieval, one request (k=3)"] = (got["request_ms"] / 1e3, rss, f"{got['request_ms']:.1f} ms")
+        full = got["neighbour_ms"] * n_train / 1e3
+        rows["training neighbours (k=3, all train)"] = (
+            full,
+            rss,
+            f"{got['neighbour_ms']:.2f} ms/query x {n_train:,} (timed on {got['sampled']:,} queries)",
+        )
+    if wanted("train"):
         base = work / "base"
         if not (base / "config.json").exists():
             run_measured(me + ["base", str(base), str(data / "train.jsonl")])
@@ -167,25 +182,30 @@ def measure(args: argparse.Namespace) -> None:
                   f"data.train={data / 'train.jsonl'}", f"model.path={base}", f"output_dir={work / 'lora'}",
                   "optim.max_steps=1", "log_every=1"]  # fmt: skip
         stage("train to first step (mini-lora.yaml, k=3)", CLI + recipe, f"{n_train:,} examples; includes saving")
-    if "eval" in skip:
-        return _save(args.results, n, rows)
     preds = work / "preds"
-    preds.mkdir(exist_ok=True)
-    cases = json.loads(run_measured(me + ["predictions", str(data / "test.jsonl"), str(preds)])[2])["cases"]
-    systems = ["-p", str(preds / "first-sentence.jsonl"), "-p", str(preds / "neighbour.jsonl")]
-    evaluate = ["eval", *systems, "--reference-system", "first-sentence", "--out", str(work / "eval")]
-    stage("eval, 2 systems (bootstrap + permutation)", CLI + evaluate, f"{cases:,} cases each")
-    review = ["review", "create", "--predictions", str(preds / "first-sentence.jsonl"), str(preds / "neighbour.jsonl"),
-              "--cases", "10", "--out", str(work / "study.sqlite"), "--force"]  # fmt: skip
-    stage("review create (2 systems, 10 cases)", CLI + review, f"from {cases:,} cases each")
-    config = work / "compare.yaml"
-    config.write_text(json.dumps({  # YAML is a superset of JSON
-        "dataset": "synthetic", "split": {"train": str(data / "train.jsonl"), "test": str(data / "test.jsonl")},
-        "reference_system": "tfidf-retrieval", "bootstrap": {"resamples": 1000, "seed": 0},
-        "systems": [{"name": b, "kind": "baseline", "baseline": b}
-                    for b in ("most-frequent", "tfidf-retrieval", "retrieval-consensus")]}))  # fmt: skip
-    stage("compare, 3 retrieval/frequency baselines", CLI + ["compare", "--config", str(config), "--out",
-          str(work / "compare"), "--overwrite"], f"{cases:,} cases, index of {n_train:,}")  # fmt: skip
+    cases = 0
+    if wanted("eval") or wanted("review"):
+        preds.mkdir(exist_ok=True)
+        cases = json.loads(run_measured(me + ["predictions", str(data / "test.jsonl"), str(preds)])[2])["cases"]
+    if wanted("eval"):
+        systems = ["-p", str(preds / "first-sentence.jsonl"), "-p", str(preds / "neighbour.jsonl")]
+        evaluate = ["eval", *systems, "--reference-system", "first-sentence", "--out", str(work / "eval")]
+        stage("eval, 2 systems (bootstrap + permutation)", CLI + evaluate, f"{cases:,} cases each")
+    if wanted("review"):
+        review = ["review", "create", "--predictions", str(preds / "first-sentence.jsonl"),
+                  str(preds / "neighbour.jsonl"), "--cases", "10", "--out", str(work / "study.sqlite"),
+                  "--force"]  # fmt: skip
+        stage("review create (2 systems, 10 cases)", CLI + review, f"from {cases:,} cases each")
+    if wanted("compare"):
+        config = work / "compare.yaml"
+        config.write_text(json.dumps({  # YAML is a superset of JSON
+            "dataset": "synthetic", "split": {"train": str(data / "train.jsonl"), "test": str(data / "test.jsonl")},
+            "reference_system": "tfidf-retrieval", "bootstrap": {"resamples": 1000, "seed": 0},
+            "systems": [{"name": b, "kind": "baseline", "baseline": b}
+                        for b in ("most-frequent", "tfidf-retrieval", "retrieval-consensus")]}))  # fmt: skip
+        cases = sum(1 for _ in open(data / "test.jsonl", encoding="utf-8"))
+        stage("compare, 3 retrieval/frequency baselines", CLI + ["compare", "--config", str(config), "--out",
+              str(work / "compare"), "--overwrite"], f"{cases:,} cases, index of {n_train:,}")  # fmt: skip
     _save(args.results, n, rows)
 
 

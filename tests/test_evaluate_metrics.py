@@ -1,11 +1,13 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from radllama.cli import app
 from radllama.errors import RadLlamaError
+from radllama.evaluate import stats
 from radllama.evaluate.metrics import evaluate_predictions
 from radllama.evaluate.report import leaderboard_markdown
 from radllama.evaluate.stats import holm
@@ -243,3 +245,50 @@ def test_headline_on_real_openi_impressions() -> None:
     assert f1["references"] == 1.0 and f1["constant"] == 0.0 and f1["negated"] < 0.3
     assert m["systems"]["negated"]["all"]["rougeL"]["mean"] > 0.95  # ROUGE hardly notices
     assert m["paired_vs_reference"]["negated"]["all"]["clinical_micro_f1"]["p_value"] < 0.01
+
+
+_IMPRESSIONS = [
+    "Mild cardiomegaly.",
+    "Right pleural effusion.",
+    "No acute cardiopulmonary disease.",
+    "Left lower lobe pneumonia.",
+    "Small left pneumothorax.",
+    "Cardiomegaly with pulmonary edema.",
+    "Possible right basilar atelectasis.",
+    "No pneumothorax or effusion.",
+]
+
+
+def _two_close_systems(n: int) -> dict[str, list[dict]]:
+    """Two systems right on about 55% and 50% of n cases: p-values well inside (0, 1)."""
+    rng = np.random.default_rng(11)
+    refs = rng.integers(0, len(_IMPRESSIONS), n)
+    out = {}
+    for name, keep in (("model", 0.55), ("baseline", 0.5)):
+        right, guess = rng.random(n) < keep, rng.integers(0, len(_IMPRESSIONS), n)
+        out[name] = [
+            {"id": f"c{i}", "reference": _IMPRESSIONS[r], "seen_findings": i % 3 == 0,
+             "prediction": _IMPRESSIONS[r if ok else g]}
+            for i, (r, ok, g) in enumerate(zip(refs, right, guess, strict=True))
+        ]  # fmt: skip
+    return out
+
+
+def test_figures_are_those_before_chunking_whatever_the_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Pinned from main before issue #21's chunked resampling (9a2ea6c: one (resamples, n) index
+    # matrix, scipy's permutation test); with 2-row chunks (100 of them) they must not move.
+    systems = _two_close_systems(300)
+    default = evaluate_predictions(systems, reference_system="baseline", resamples=200, seed=3)
+    monkeypatch.setattr(stats, "CHUNK_ELEMENTS", 1)
+    chunked = evaluate_predictions(systems, reference_system="baseline", resamples=200, seed=3)
+    assert chunked == default
+    model, baseline = default["systems"]["model"], default["systems"]["baseline"]
+    assert model["all"]["rougeL"]["ci95"] == [0.5915525793650793, 0.6889871031746031]
+    assert model["unseen"]["words"]["ci95"] == [3.39, 3.61]
+    assert model["all"]["clinical_micro_f1"]["ci95"] == [0.5799212320921954, 0.6943917716094152]
+    assert baseline["unseen"]["clinical_macro_f1_5"]["ci95"] == [0.6099519427955667, 0.7648093451908881]
+    assert baseline["all"]["length_ratio"]["ci95"] == [1.0163819444444444, 1.077236111111111]
+    paired = default["paired_vs_reference"]["model"]
+    rouge, f1 = paired["all"]["rougeL"], paired["unseen"]["clinical_micro_f1"]
+    assert rouge["ci95"] == [-0.05807837301587303, 0.08820039682539695] and rouge["p_value"] == 0.6169154228855721
+    assert f1["ci95"] == [-0.09752590694229149, 0.10104167386897397] and f1["p_value"] == 0.9552238805970149

@@ -11,18 +11,20 @@ from __future__ import annotations
 import dataclasses
 import math
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from radllama.io import atomic_write_json
 from radllama.rouge import rouge_many
 from radllama.train.batch import collate, token_loss_sum
 from radllama.train.config import EVAL_METRICS, EvalArgs
-from radllama.train.examples import IGNORE_INDEX, Example, report_text
+from radllama.train.example_table import ExampleTable
+from radllama.train.examples import IGNORE_INDEX, report_text
 
 BEST_DIR = "best"
 BEST_FILE = "best.json"
@@ -33,7 +35,7 @@ class Validation:
     """What the loop measures: teacher-forced ``examples`` (loss per target token) and a ROUGE
     sample (``inputs`` → ``references``) answered by ``answer(model, inputs)``."""
 
-    examples: list[Example]
+    examples: ExampleTable
     inputs: list[str]
     references: list[str]
     answer: Callable[[Any, list[str]], list[str]]
@@ -51,21 +53,21 @@ def due(done: int, steps: int, per_epoch: int, settings: EvalArgs) -> tuple[bool
 
 @torch.no_grad()
 def loss_sum(
-    model: Any, examples: Sequence[Example], micro_batch_size: int, pad_id: int, device: Any, rank: int, world: int
+    model: Any, examples: ExampleTable, micro_batch_size: int, pad_id: int, device: Any, rank: int, world: int
 ) -> tuple[float, int]:
     """Summed target-token loss and the number of target tokens over this rank's share.
 
     Every rank runs the same number of forward passes (a short share repeats a batch and drops
     its loss): under FSDP each forward is a collective.
     """
-    order = sorted(range(len(examples)), key=lambda i: len(examples[i].input_ids))  # little padding
+    order = np.argsort(examples.lengths, kind="stable").tolist()  # little padding
     batches = [order[i : i + micro_batch_size] for i in range(0, len(order), micro_batch_size)]
     per_rank = math.ceil(len(batches) / world)
     mine = batches[rank * per_rank : (rank + 1) * per_rank]
     total, count = 0.0, 0
     for j in range(per_rank):
         chunk = mine[j] if j < len(mine) else batches[0]
-        batch = {k: v.to(device) for k, v in collate([examples[i] for i in chunk], pad_id).items()}
+        batch = {k: v.to(device) for k, v in collate(examples.rows(chunk), pad_id).items()}
         value = token_loss_sum(model, batch).item()
         if j < len(mine):
             total += value

@@ -132,20 +132,23 @@ def iter_sft_examples(
     style: PromptStyle,
     max_seq_len: int,
     retriever: TfidfRetriever | None = None,
+    training: bool = True,
 ) -> Iterator[tuple[Example, bool]]:
     """Instruction examples for the impression task, each with whether it was cut, in record order.
 
-    Retrieval leaves out the report itself and every training report with the same normalised
-    findings: OpenI is templated, and a twin's impression is usually the target itself.
+    For ``training`` records, retrieval leaves out the report itself and every training report
+    with the same normalised findings: OpenI is templated, and a twin's impression is usually the
+    target itself. Other records (validation) retrieve as generation does, nothing left out.
     Records go a chunk at a time (retrieval, then tokenisation), with a progress bar, so only a
     chunk's texts and ids are held at once.
     """
     chunks = range(0, len(records), _BUILD_CHUNK)
-    for start in track(chunks, "building training examples", total=len(chunks)):
+    what = "training" if training else "validation"
+    for start in track(chunks, f"building {what} examples", total=len(chunks)):
         part = records[start : start + _BUILD_CHUNK]
-        ids = [str(r["id"]) for r in part]
+        ids = [str(r["id"]) for r in part] if training else None
         findings = [r["findings"] for r in part]
-        shown = retrieved_impressions(retriever, findings, style.retrieval_k, ids, leave_out_same_findings=True)
+        shown = retrieved_impressions(retriever, findings, style.retrieval_k, ids, leave_out_same_findings=training)
         yield from encode_sft_many(tokenizer, style, findings, [r["impression"] for r in part], shown, max_seq_len)
 
 

@@ -26,7 +26,7 @@ from radllama.models.mini import build_model, save_pretrained, train_tokenizer
 from radllama.progress import console
 from radllama.prompts import PromptStyle
 from radllama.provenance import RECORD_FILE, file_digest
-from radllama.retrieval import TfidfRetriever, retrieved_impressions
+from radllama.retrieval import TfidfRetriever
 from radllama.train import loop
 from radllama.train.checkpoint import base_model_identity
 from radllama.train.config import OptimArgs, TrainConfig, dump_config
@@ -36,12 +36,11 @@ from radllama.train.example_table import CACHE_DIR, ExampleTable, cached_table, 
 from radllama.train.examples import (
     Example,
     check_tasks,
-    encode_sft_many,
     iter_blocks,
+    iter_sft_examples,
     iter_task_examples,
     nearest_reports,
     neighbour_chain,
-    pack_blocks,
     report_text,
 )
 
@@ -249,16 +248,13 @@ def pretraining_blocks(
     return blocks, dataclasses.replace(cfg.optim, epochs=cfg.optim.epochs / passes)
 
 
-def pretraining_validation(cfg: TrainConfig, tokenizer: Any) -> Validation | None:
+def pretraining_validation(cfg: TrainConfig, tokenizer: Any, accelerator: Any) -> Validation | None:
     """Validation for pretraining: packed blocks of the validation reports (loss), and ROUGE-1
     of the base model continuing ``FINDINGS: …\nIMPRESSION:`` on the first ``eval.rouge_samples``."""
     if not cfg.data.validation:
         return None
     records = read_training_records(cfg.data.validation, "validation")
     sections = cfg.data.pretrain_sections
-    blocks = pack_blocks(tokenizer, [report_text(r, sections) for r in records], cfg.data.max_seq_len)
-    if not blocks:
-        raise RadLlamaError(f"{cfg.data.validation}: the validation text is shorter than one block")
     if cfg.eval.rouge_samples and not (
         "findings" in sections and "impression" in sections[sections.index("findings") + 1 :]
     ):
@@ -266,20 +262,33 @@ def pretraining_validation(cfg: TrainConfig, tokenizer: Any) -> Validation | Non
             "eval.rouge_samples in pretraining needs data.pretrain_sections to hold findings, then impression "
             "(the model answers by continuing the findings); set eval.rouge_samples=0"
         )
+    texts = (report_text(r, sections) for r in records)
+    settings = ["validation", file_digest(Path(cfg.data.validation)), sections, cfg.data.max_seq_len]
+    make = lambda: (("validation", b, False) for b in iter_blocks(tokenizer, texts, cfg.data.max_seq_len))  # noqa: E731
+    blocks = cached_examples(cfg, tokenizer, settings, make, accelerator)
+    if not len(blocks):
+        raise RadLlamaError(f"{cfg.data.validation}: the validation text is shorter than one block")
     sample = records[: cfg.eval.rouge_samples]
     answer = continuation_answerer(tokenizer, cfg.eval.max_new_tokens)
     return Validation(blocks, [r["findings"] for r in sample], [r["impression"] for r in sample], answer, cfg.eval)
 
 
-def sft_validation(cfg: TrainConfig, tokenizer: Any, style: PromptStyle, retriever: Any) -> Validation | None:
+def sft_validation(
+    cfg: TrainConfig, tokenizer: Any, style: PromptStyle, retriever: Any, accelerator: Any
+) -> Validation | None:
     """Validation for instruction tuning: the impression task (the one evaluation scores), its
     prompts as generation renders them (retrieval from the training index, nothing left out)."""
     if not cfg.data.validation:
         return None
     records = read_training_records(cfg.data.validation, "validation")
-    shown = retrieved_impressions(retriever, [r["findings"] for r in records], style.retrieval_k)
-    findings, impressions = [r["findings"] for r in records], [r["impression"] for r in records]
-    examples = [e for e, _ in encode_sft_many(tokenizer, style, findings, impressions, shown, cfg.data.max_seq_len)]
+    size = cfg.data.max_seq_len
+    settings = ["validation", file_digest(Path(cfg.data.validation)), dataclasses.asdict(style), size]
+
+    def make() -> Iterator[tuple[str, Example, bool]]:
+        for example, cut in iter_sft_examples(records, tokenizer, style, size, retriever, training=False):
+            yield "validation", example, cut
+
+    examples = cached_examples(cfg, tokenizer, settings, make, accelerator)
     sample = records[: cfg.eval.rouge_samples]
     answer = impression_answerer(tokenizer, style, retriever, cfg.eval.max_new_tokens)
     return Validation(examples, [r["findings"] for r in sample], [r["impression"] for r in sample], answer, cfg.eval)
@@ -360,7 +369,7 @@ def pretrain_mini(cfg: TrainConfig, resume: bool = False, overwrite: bool = Fals
         if canaries is not None:
             atomic_write_json(folder / CANARY_FILE, canaries)
 
-    validation = pretraining_validation(cfg, tokenizer)
+    validation = pretraining_validation(cfg, tokenizer, accelerator)
     result = _train(cfg, model, blocks, optim, tokenizer, save, accelerator, resume, validation)
     return _finish(cfg, out, result, {"parameters": n_params, "blocks": len(blocks)}, accelerator.is_main_process)
 
@@ -419,7 +428,7 @@ def lora_sft(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) ->
                 ({"id": r["id"], "findings": r["findings"], "impression": r["impression"]} for r in records),
             )
 
-    validation = sft_validation(cfg, tokenizer, style, retriever)
+    validation = sft_validation(cfg, tokenizer, style, retriever, accelerator)
     result = _train(cfg, model, examples, cfg.optim, tokenizer, save, accelerator, resume, validation)
     return _finish(
         cfg,

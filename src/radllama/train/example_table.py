@@ -55,6 +55,8 @@ class ExampleTable:
 
     def __init__(self, dataset: Any) -> None:
         self.dataset = dataset
+        # Selected once: a selection per batch costs more than reading the batch's rows.
+        self._ids_and_labels = dataset.select_columns(["input_ids", "labels"])
         self.lengths: np.ndarray = self._column("length").astype(np.int64)
         self.targets: np.ndarray = self._column("targets").astype(np.int64)
 
@@ -64,7 +66,7 @@ class ExampleTable:
 
     @classmethod
     def from_examples(cls, examples: Iterable[Example], task: str = "") -> ExampleTable:
-        """An in-memory table of a few examples (validation, tests)."""
+        """An in-memory table of a few examples (none made, tests)."""
         from datasets import Dataset
 
         features = _features()
@@ -82,7 +84,7 @@ class ExampleTable:
 
     def rows(self, indices: Sequence[int]) -> list[Example]:
         """The examples at ``indices``, in that order (one gather from the table)."""
-        got = self.dataset.select_columns(["input_ids", "labels"])[[int(i) for i in indices]]
+        got = self._ids_and_labels[[int(i) for i in indices]]
         return [Example(ids, labels) for ids, labels in zip(got["input_ids"], got["labels"], strict=True)]
 
     def per_task(self, names: Iterable[str]) -> dict[str, int]:

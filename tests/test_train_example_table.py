@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from accelerate import Accelerator
 from datasets.table import MemoryMappedTable
 
 from radllama.models.mini import train_tokenizer
@@ -73,7 +72,7 @@ def test_same_inputs_reuse_the_cache_and_changed_inputs_do_not(tok, tmp_path) ->
     def examples(rows: list[dict], *overrides: str, tokenizer=tok) -> ExampleTable:
         where = [f"data.train={train}", f"output_dir={tmp_path / 'run'}", f"data.cache_dir={tmp_path / 'cache'}"]
         cfg = load_config(None, [*where, "data.max_seq_len=400", *overrides])
-        return sft_examples(cfg, rows, tokenizer, prompt_style(cfg), None, Accelerator(cpu=True))
+        return sft_examples(cfg, rows, tokenizer, prompt_style(cfg), None)
 
     def cache_file(table: ExampleTable) -> str:
         return table.dataset.cache_files[0]["filename"]

@@ -248,7 +248,7 @@ def pretraining_blocks(
     return blocks, dataclasses.replace(cfg.optim, epochs=cfg.optim.epochs / passes)
 
 
-def pretraining_validation(cfg: TrainConfig, tokenizer: Any, accelerator: Any) -> Validation | None:
+def pretraining_validation(cfg: TrainConfig, tokenizer: Any) -> Validation | None:
     """Validation for pretraining: packed blocks of the validation reports (loss), and ROUGE-1
     of the base model continuing ``FINDINGS: …\nIMPRESSION:`` on the first ``eval.rouge_samples``."""
     if not cfg.data.validation:
@@ -265,7 +265,7 @@ def pretraining_validation(cfg: TrainConfig, tokenizer: Any, accelerator: Any) -
     texts = (report_text(r, sections) for r in records)
     settings = ["validation", file_digest(Path(cfg.data.validation)), sections, cfg.data.max_seq_len]
     make = lambda: (("validation", b, False) for b in iter_blocks(tokenizer, texts, cfg.data.max_seq_len))  # noqa: E731
-    blocks = cached_examples(cfg, tokenizer, settings, make, accelerator)
+    blocks = cached_examples(cfg, tokenizer, settings, make)
     if not len(blocks):
         raise RadLlamaError(f"{cfg.data.validation}: the validation text is shorter than one block")
     sample = records[: cfg.eval.rouge_samples]
@@ -273,9 +273,7 @@ def pretraining_validation(cfg: TrainConfig, tokenizer: Any, accelerator: Any) -
     return Validation(blocks, [r["findings"] for r in sample], [r["impression"] for r in sample], answer, cfg.eval)
 
 
-def sft_validation(
-    cfg: TrainConfig, tokenizer: Any, style: PromptStyle, retriever: Any, accelerator: Any
-) -> Validation | None:
+def sft_validation(cfg: TrainConfig, tokenizer: Any, style: PromptStyle, retriever: Any) -> Validation | None:
     """Validation for instruction tuning: the impression task (the one evaluation scores), its
     prompts as generation renders them (retrieval from the training index, nothing left out)."""
     if not cfg.data.validation:
@@ -288,7 +286,7 @@ def sft_validation(
         for example, cut in iter_sft_examples(records, tokenizer, style, size, retriever, training=False):
             yield "validation", example, cut
 
-    examples = cached_examples(cfg, tokenizer, settings, make, accelerator)
+    examples = cached_examples(cfg, tokenizer, settings, make)
     sample = records[: cfg.eval.rouge_samples]
     answer = impression_answerer(tokenizer, style, retriever, cfg.eval.max_new_tokens)
     return Validation(examples, [r["findings"] for r in sample], [r["impression"] for r in sample], answer, cfg.eval)
@@ -299,20 +297,21 @@ def cached_examples(
     tokenizer: Any,
     settings: list,
     make: Callable[[], Iterable[tuple[str, Example, bool]]],
-    accelerator: Any,
 ) -> ExampleTable:
     """The examples ``make()`` yields, in an Arrow table cached under a hash of what decides them:
-    the training data, the tokenizer and ``settings`` (radllama.train.example_table). Built by the
-    main process first, then opened by every rank."""
+    the training data, the tokenizer and ``settings`` (radllama.train.example_table).
+
+    Every rank asks for it: ``datasets`` holds a file lock while one builds, and the others open
+    what it built. No collective: ranks waiting at a barrier through a long build would time out.
+    """
     parts = {"recipe": cfg.recipe, "data.train sha256": file_digest(Path(cfg.data.train)), "tokenizer": tokenizer}
     key = content_key(parts | {"settings": settings})
     cache = Path(cfg.data.cache_dir) if cfg.data.cache_dir else Path(cfg.output_dir) / CACHE_DIR
-    with accelerator.main_process_first():
-        return cached_table(cache, key, make)
+    return cached_table(cache, key, make)
 
 
 def sft_examples(
-    cfg: TrainConfig, records: list[dict], tokenizer: Any, style: PromptStyle, retriever: Any, accelerator: Any
+    cfg: TrainConfig, records: list[dict], tokenizer: Any, style: PromptStyle, retriever: Any
 ) -> ExampleTable:
     """The examples of ``data.tasks`` (:func:`cached_examples`)."""
     check_tasks(cfg.data.tasks)  # before building: an error inside the generator would arrive wrapped
@@ -323,7 +322,6 @@ def sft_examples(
         tokenizer,
         settings,
         lambda: iter_task_examples(records, tokenizer, style, d.max_seq_len, d.tasks, cfg.seed, retriever),
-        accelerator,
     )
 
 
@@ -359,7 +357,7 @@ def pretrain_mini(cfg: TrainConfig, resume: bool = False, overwrite: bool = Fals
     # Ordered by neighbours, the table holds every pass over the corpus (pretraining_blocks).
     passes = math.ceil(cfg.optim.epochs) if d.pretrain_order == "neighbours" else 1
     settings = [d.pretrain_sections, d.pretrain_order, d.max_seq_len, passes, d.canaries, d.canary_repeats, cfg.seed]
-    blocks = cached_examples(cfg, tokenizer, settings, lambda: (("pretrain", b, False) for b in make()), accelerator)
+    blocks = cached_examples(cfg, tokenizer, settings, lambda: (("pretrain", b, False) for b in make()))
     if not len(blocks):
         raise RadLlamaError("training text is shorter than one block; lower data.max_seq_len")
 
@@ -369,7 +367,7 @@ def pretrain_mini(cfg: TrainConfig, resume: bool = False, overwrite: bool = Fals
         if canaries is not None:
             atomic_write_json(folder / CANARY_FILE, canaries)
 
-    validation = pretraining_validation(cfg, tokenizer, accelerator)
+    validation = pretraining_validation(cfg, tokenizer)
     result = _train(cfg, model, blocks, optim, tokenizer, save, accelerator, resume, validation)
     return _finish(cfg, out, result, {"parameters": n_params, "blocks": len(blocks)}, accelerator.is_main_process)
 
@@ -403,7 +401,7 @@ def lora_sft(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) ->
     if retriever is not None and retriever.approximate:
         console.print(f"retrieval neighbours: {retriever.describe()}")
     planted, canaries = plant_canaries(records, cfg.data.canaries, cfg.data.canary_repeats, cfg.seed)
-    examples = sft_examples(cfg, planted, tokenizer, style, retriever, accelerator)
+    examples = sft_examples(cfg, planted, tokenizer, style, retriever)
     if not len(examples):
         raise RadLlamaError(f"{cfg.data.train}: no examples for data.tasks {cfg.data.tasks}")
     n_cut, per_task = examples.n_cut(), examples.per_task(cfg.data.tasks)
@@ -428,7 +426,7 @@ def lora_sft(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) ->
                 ({"id": r["id"], "findings": r["findings"], "impression": r["impression"]} for r in records),
             )
 
-    validation = sft_validation(cfg, tokenizer, style, retriever, accelerator)
+    validation = sft_validation(cfg, tokenizer, style, retriever)
     result = _train(cfg, model, examples, cfg.optim, tokenizer, save, accelerator, resume, validation)
     return _finish(
         cfg,

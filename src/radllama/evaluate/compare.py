@@ -412,7 +412,7 @@ def predict_systems(
             from radllama.inference import resolve_backend
 
             requested = sys_cfg.get("backend") or backend or "auto"
-            chosen = resolve_backend(requested, whole_split or len(cases), str(sys_cfg.get("dtype", "auto")))
+            chosen = resolve_backend(requested, whole_split or len(cases), model_dir=_local_model(sys_cfg)["path"])
             sys_cfg = {**sys_cfg, "backend": chosen}
         reuse(pred_path, system_fingerprint(sys_cfg, split_path, train_path), on_change=on_change)
         _drop_failed(pred_path)

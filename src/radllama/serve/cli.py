@@ -40,7 +40,9 @@ def serve_command(
         None, "--api-key-env", help="Name of the environment variable holding the API key (Bearer auth)."
     ),
     backend: str = typer.Option(
-        "auto", "--backend", help="auto | transformers | vllm | llamacpp (auto: vLLM when installed; docs/serving.md)."
+        "auto",
+        "--backend",
+        help="auto | transformers | vllm | llamacpp (auto: the fastest measured at --max-batch clients; says why).",
     ),
     dtype: str = typer.Option("auto", "--dtype", help="auto | fp32 | bf16 | fp16 (auto: fp32 on CPU)."),
     tensor_parallel_size: int = typer.Option(1, "--tensor-parallel-size", min=1, help="GPUs per model (vLLM)."),
@@ -75,7 +77,8 @@ def serve_command(
     from radllama.serve.app import create_app
     from radllama.serve.service import ServeSettings, load_service
 
-    resolve_backend(backend)  # an unknown name fails before the port is bound
+    # auto decides (and says why) before the port is bound; the server is sized for --max-batch clients
+    backend = resolve_backend(backend, model_dir=model, clients=max_batch)
     check_guard_mode(phi_guard)
     key = resolve_api_key(host, api_key_env)
     sock = bind_socket(host, port)
@@ -101,7 +104,7 @@ def chat_command(
     max_tokens: int = typer.Option(128, "--max-tokens", min=1, help="Longest answer, in tokens."),
     temperature: float = typer.Option(0.0, "--temperature", min=0.0, help="0 = greedy."),
     backend: str = typer.Option(
-        "auto", "--backend", help="auto | transformers | vllm | llamacpp (auto: transformers)."
+        "auto", "--backend", help="auto | transformers | vllm | llamacpp (auto: the fastest measured for one case)."
     ),
     dtype: str = typer.Option("auto", "--dtype", help="auto | fp32 | bf16 | fp16."),
     allow_other_base: bool = typer.Option(

@@ -229,7 +229,7 @@ def load_service(
     from radllama.inference import resolve_backend
 
     card = model_card(model_dir, adapter_dir)  # a broken model_card.json fails before any weights load
-    chosen = resolve_backend(backend)
+    chosen = resolve_backend(backend, model_dir=model_dir, clients=settings.max_batch)
     if chosen == "transformers":
         from radllama.models.loading import load_for_inference
 

@@ -243,7 +243,7 @@ def draw_candidates(work: Path, plants: list[dict], candidates: int, seed: int) 
 def exposure(loaded: LoadedModel, plants: list[dict], prompt_ids: list[list[int]], drawn: list[list[str]]) -> dict:
     """Exposure (Carlini et al. 2019) of each record's planted PHI text among its re-drawn candidates, by the
     model's log-likelihood after the trained prompt and the clean impression: log2(candidates + 1) - log2(rank).
-    Chance is about 1.4 bits on average."""
+    A random rank gives 1.27 bits on average with 19 candidates (log2(e) = 1.44 as they grow)."""
     bits, candidates = [], len(drawn[0])
     for plant, ids, others in zip(plants, prompt_ids, drawn, strict=True):
         texts = [loaded.style.answer_text(plant["clean"] + phi) for phi in [plant["phi"], *others]]

@@ -11,6 +11,7 @@ import pytest
 import torch
 from datasets.table import MemoryMappedTable
 
+from radllama.errors import RadLlamaError
 from radllama.models.mini import train_tokenizer
 from radllama.prompts import PromptStyle
 from radllama.retrieval import TfidfRetriever
@@ -57,11 +58,19 @@ def test_table_holds_the_list_paths_examples_memory_mapped(tok, tmp_path) -> Non
     assert table.per_task(TASKS) == counts and table.n_cut() == n_cut > 0
     # Arrow on disk, memory-mapped: what the table itself holds is one number per example.
     assert isinstance(table.dataset.data, MemoryMappedTable)
+    assert {str(table.dataset.features[c].feature.dtype) for c in ("input_ids", "labels")} == {"int32"}
     (cache_file,) = [Path(f["filename"]) for f in table.dataset.cache_files]
     assert cache_file.is_relative_to(tmp_path) and cache_file.suffix == ".arrow"
     held = vars(table).values()
     assert all(isinstance(v, np.ndarray) or isinstance(v.data, MemoryMappedTable) for v in held)
     assert not ExampleTable.from_examples(listed).is_memory_mapped()  # the in-memory kind is for small sets
+
+
+def test_no_examples_and_a_clear_error_inside_the_build(tok, tmp_path) -> None:
+    assert len(cached_table(tmp_path, "none", lambda: iter(()))) == 0
+    style = PromptStyle()
+    with pytest.raises(RadLlamaError, match="max_seq_len=8 does not hold the prompt template"):
+        cached_table(tmp_path, "short", lambda: iter_task_examples(records(), tok, style, 8, {"impression": 1.0}))
 
 
 def test_same_inputs_reuse_the_cache_and_changed_inputs_do_not(tok, tmp_path) -> None:

@@ -262,9 +262,13 @@ def pretraining_validation(cfg: TrainConfig, tokenizer: Any) -> Validation | Non
             "eval.rouge_samples in pretraining needs data.pretrain_sections to hold findings, then impression "
             "(the model answers by continuing the findings); set eval.rouge_samples=0"
         )
-    texts = (report_text(r, sections) for r in records)
-    settings = ["validation", file_digest(Path(cfg.data.validation)), sections, cfg.data.max_seq_len]
-    make = lambda: (("validation", b, False) for b in iter_blocks(tokenizer, texts, cfg.data.max_seq_len))  # noqa: E731
+    size = cfg.data.max_seq_len
+    settings = ["validation", file_digest(Path(cfg.data.validation)), sections, size]
+
+    def make() -> Iterator[tuple[str, Example, bool]]:
+        for block in iter_blocks(tokenizer, (report_text(r, sections) for r in records), size):
+            yield "validation", block, False
+
     blocks = cached_examples(cfg, tokenizer, settings, make)
     if not len(blocks):
         raise RadLlamaError(f"{cfg.data.validation}: the validation text is shorter than one block")

@@ -122,7 +122,7 @@ def encode_sft_many(
     return out
 
 
-# Records retrieved for and tokenised at once in build_sft_examples: bounds the texts held.
+# Records retrieved for and tokenised at once in iter_sft_examples: bounds the texts held.
 _BUILD_CHUNK = 2048
 
 

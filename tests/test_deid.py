@@ -38,6 +38,11 @@ FIXTURES = Path(__file__).parent / "fixtures"
         ),
         ("DISCUSSED WITH DR. SMITH AT 2:15 PM ON 03/04/2021.", "DISCUSSED WITH DR. [NAME] AT [TIME] ON [DATE]."),
         ("Patient name: Kaur, June. Comparison: 2019-01-02.", "Patient name: [NAME]. Comparison: [DATE]."),
+        # The two names bench_phi_memorization.py found left (issue #23), and their kin.
+        ("Patient name: de la O, Marc. MRN: AF8778408.", "Patient name: [NAME]. MRN: [ID]."),
+        ("DISCUSSED WITH DR. O'DONNELL AT 0814 HOURS.", "DISCUSSED WITH DR. [NAME] AT [TIME]."),
+        ("Dr. de la O was paged. DR. DE LA TORRE agrees.", "Dr. [NAME] was paged. DR. [NAME] agrees."),
+        ("Signed by: Ana del Río, MD. Seen by Dr. Van der Berg.", "Signed by: [NAME], MD. Seen by Dr. [NAME]."),
     ],
 )
 def test_planted_phi_becomes_typed_placeholders(text: str, expected: str) -> None:
@@ -53,6 +58,10 @@ def test_planted_phi_becomes_typed_placeholders(text: str, expected: str) -> Non
         "Patient on heparin and Coumadin; ET tube 4 cm above the carina; Lung-RADS 4A. L4-L5.",
         "___ year old woman with cough // eval for pneumonia. Discussed with Dr. ___ at ___.",
         "Grade 2 spondylolisthesis of L5 on S1. A 45 year old with cough. Follow-up in 3 months.",
+        # "DR" that names no one, O2, and anatomy in capitals (all-caps reports).
+        "PORTABLE CHEST DR AP VIEW. CR/DR SYSTEM USED. ON 2L O2 VIA NASAL CANNULA, O2 SAT 94%.",
+        "DR. XXXX WAS NOTIFIED AT XXXX. DR ON CALL NOTIFIED. MR CHEST WITHOUT CONTRAST. COMPARED TO MR BRAIN.",
+        "MS PATIENT WITH COUGH. LEFT ATRIUM (LA) ENLARGED. DE NOVO LESION AT 2 O'CLOCK. LE FORT I FRACTURE.",
     ],
 )
 def test_clinical_text_and_existing_markers_are_kept(text: str) -> None:

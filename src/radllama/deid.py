@@ -44,12 +44,18 @@ _MIN_SCORE = 0.3
 _PLACEHOLDER_RE = re.compile(r"\[(?:NAME|DATE|TIME|ID|PHONE|EMAIL|ADDRESS|AGE>89)\]")
 
 # --- names ----------------------------------------------------------------------------------------
-# A name word: capitalised (or all capitals), with O'Brien / Smith-Jones / McDonald forms; a middle initial.
-_WORD = r"(?:\p{Lu}\p{Ll}*\p{Lu}?\p{Ll}+(?:['\-]\p{Lu}\p{Ll}+)?|\p{Lu}'\p{Lu}\p{Ll}+|\p{Lu}{2,}(?:['\-]\p{Lu}{2,})?)"
-# Lower-case particles inside a name: "de la Torre", "María del Carmen", "van der Berg".
-_PARTICLE = r"(?:(?:de|del|de\s+la|de\s+las|de\s+los|da|das|do|dos|di|du|van|van\s+der|von|le|la|st\.)\s+)"
-_NAME = rf"{_PARTICLE}?{_WORD}(?:\s+(?:\p{{Lu}}\.?(?=\s)|{_PARTICLE}?{_WORD})){{0,3}}"
-_TITLE = r"(?:Dr|DR|Drs|Doctor|DOCTOR|Mr|MR|Mrs|MRS|Ms|MS|Miss|Prof)\.?"
+# A name word: capitalised (or all capitals), with O'Brien / O'DONNELL / Smith-Jones / McDonald forms.
+_WORD = (
+    r"(?:\p{Lu}\p{Ll}*\p{Lu}?\p{Ll}+(?:['\-]\p{Lu}\p{Ll}+)?|\p{Lu}'\p{Lu}\p{Ll}+|\p{Lu}'\p{Lu}{2,}|"
+    r"\p{Lu}{2,}(?:['\-]\p{Lu}{2,})?)"
+)
+# Particles inside a name, in any case: "de la Torre", "María del Carmen", "Van der Berg", "DE LA TORRE".
+_PARTICLE = r"(?:(?i:de|del|de\s+la|de\s+las|de\s+los|da|das|do|dos|di|du|van|van\s+der|von|le|la|st\.)\s+)"
+# A surname: a name word, or after a particle also one capital ("de la O"); alone, one is an initial.
+_SURNAME = rf"(?:{_PARTICLE}?{_WORD}|{_PARTICLE}\p{{Lu}}(?![\w'\-]))"
+_NAME = rf"{_SURNAME}(?:\s+(?:\p{{Lu}}\.?(?=\s)|{_SURNAME})){{0,3}}"
+# "CR/DR" is a modality pair, not a title.
+_TITLE = r"(?<![/\-])(?:Dr|DR|Drs|Doctor|DOCTOR|Mr|MR|Mrs|MRS|Ms|MS|Miss|Prof)\.?"
 # Capitalised words after a cue that are not names (roles, places, sections, months, connectives).
 _NOT_NAMES = frozenset(
     """
@@ -67,8 +73,12 @@ _NOT_NAMES = frozenset(
     today tonight yesterday morning afternoon evening night
     xxxx chest radiograph radiographs view views lateral frontal portable ap pa ct mri xr cxr exam study
     left right bilateral upper lower lobe lung lungs heart
+    brain head neck spine cervical thoracic lumbar abdomen pelvis knee shoulder angiography angiogram without
     """.split()
 )
+# After a title or a label the name comes first: "DR. XXXX WAS NOTIFIED", "MR CHEST WITHOUT CONTRAST" and
+# "PATIENT WITH COUGH" hold none.
+_NOT_NAME_FIRST = rf"(?!(?i:{'|'.join(sorted(map(re.escape, _NOT_NAMES), key=len, reverse=True))})(?![\w'\-]))"
 _COMM = (
     r"(?i:discussed(?:\s+(?:by\s+telephone|by\s+phone|directly|in\s+person|verbally))?\s+with|d/w|"
     r"communicated\s+(?:to|with)|called\s+(?:to|in\s+to)|paged\s+(?:to)?|notified|relayed\s+to|conveyed\s+to|"
@@ -104,19 +114,19 @@ _DAY = r"(?:0?[1-9]|[12]\d|3[01])(?:st|nd|rd|th)?"
 # Each entry: (type, score, pattern). A pattern's named group ``phi`` is the span; without it, the match.
 _PATTERNS: list[tuple[str, float, str]] = [
     # Names after a title, a communication cue, a label, or before a credential.
-    ("NAME", 0.9, rf"\b{_TITLE}\s+(?P<phi>{_NAME})"),
+    ("NAME", 0.9, rf"\b{_TITLE}\s+{_NOT_NAME_FIRST}(?P<phi>{_NAME})"),
     ("NAME", 0.85, rf"\b{_COMM}[\s,:]+{_FILLER}(?:{_TITLE}\s+)?(?P<phi>{_NAME})"),
     (
         "NAME",
         0.85,
-        rf"\b{_LABEL}\s*[:,]?\s*(?:{_TITLE}\s+)?(?P<phi>{_NAME})"
+        rf"\b{_LABEL}\s*[:,]?\s*(?:{_TITLE}\s+)?{_NOT_NAME_FIRST}(?P<phi>{_NAME})"
         rf"(?=\s*(?:,|$|\n|\.|\s+{_CREDENTIAL}|\s+on\b|\s+at\b|\s*\())",
     ),
-    ("NAME", 0.85, rf"\b{_LABEL}\s*:\s*(?:{_TITLE}\s+)?(?P<phi>{_NAME})"),
+    ("NAME", 0.85, rf"\b{_LABEL}\s*:\s*(?:{_TITLE}\s+)?{_NOT_NAME_FIRST}(?P<phi>{_NAME})"),
     ("NAME", 0.85, rf"(?P<phi>{_NAME}),\s*{_CREDENTIAL}"),
     ("NAME", 0.85, rf"(?P<phi>{_NAME})\s+{_CREDENTIAL_BARE}"),
     ("NAME", 0.85, rf"(?P<phi>{_NAME})\s+\({_CREDENTIAL}\)"),
-    ("NAME", 0.9, rf"\b{_LABEL}\s*:\s*(?P<phi>{_PARTICLE}?{_WORD},\s+{_NAME})"),
+    ("NAME", 0.9, rf"\b{_LABEL}\s*:\s*(?P<phi>{_SURNAME},\s+{_NAME})"),
     ("NAME", 0.85, rf"\bI,\s+(?:{_TITLE}\s+)?(?P<phi>{_NAME}),"),
     # Dates: month names (a capital, or all capitals), numeric dates presidio's patterns miss.
     ("DATE", 0.8, rf"\b{_MONTH_CI}\.?\s+{_DAY},?\s+{_YEAR}\b"),

@@ -142,6 +142,7 @@ def measure(args: argparse.Namespace) -> None:
         wall, rss, out = run_measured(argv)
         rows[label] = (wall, rss, note)
         print(f"{n:,} | {label} | {wall:.1f} s | {rss:.2f} GB | {note}", flush=True)
+        _save(args.results, n, rows)  # after every stage: a stopped run keeps what it measured
         return out
 
     table = ["data", "table", "--findings-col", "findings", "--impression-col", "impression",

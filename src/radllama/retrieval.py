@@ -53,10 +53,12 @@ class TfidfRetriever:
             raise RadLlamaError("retrieval index needs at least one training record")
         self.records = list(records)
         self.ids = [str(r["id"]) for r in self.records]
-        # Word uni+bigrams with sublinear tf: robust for short, templated report text.
-        self.vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, lowercase=True)
-        matrix = self.vectorizer.fit_transform([r["findings"] for r in self.records])
         self.approximate = len(self.records) >= self.approximate_from if approximate is None else approximate
+        # Word uni+bigrams with sublinear tf: robust for short, templated report text. float32 halves
+        # a large index's matrix; exact ranking keeps float64 so its ties and order stay as they were.
+        dtype = np.float32 if self.approximate else np.float64
+        self.vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, lowercase=True, dtype=dtype)
+        matrix = self.vectorizer.fit_transform([r["findings"] for r in self.records])
         if self.approximate:
             # Documents x terms: candidates are re-scored row by row; one copy of the matrix only.
             self._by_doc = matrix.tocsr()
@@ -228,13 +230,15 @@ class TfidfRetriever:
 class _CandidateIndex:
     """TF-IDF rows reduced by truncated SVD in a faiss IVF index (inner product of unit vectors).
 
-    The SVD and the IVF clustering are fitted on a seeded sample of at most ``fit_sample`` rows, so
-    building stays near-linear in the number of records; each query scans ``nprobe`` of ``4 sqrt(N)``
-    lists, so a query costs about sqrt(N). Deterministic for the same records.
+    The SVD is fitted on a seeded sample of at most ``svd_sample`` rows and the IVF clustering on
+    about ``points_per_list`` rows a list, so building stays near-linear in the number of records.
+    Each query scans ``nprobe`` of ``4 sqrt(N)`` lists: about ``4 sqrt(N)`` vectors. Deterministic
+    for the same records.
     """
 
     dims: int = 256
-    fit_sample: int = 50_000
+    svd_sample: int = 50_000
+    points_per_list: int = 40  # faiss warns below 39
     nprobe: int = 16
 
     def __init__(self, by_doc: sparse.csr_matrix) -> None:
@@ -243,12 +247,19 @@ class _CandidateIndex:
         n = by_doc.shape[0]
         dims = max(1, min(self.dims, by_doc.shape[1] - 1, n - 1))
         rng = np.random.default_rng(0)
-        sample = np.sort(rng.choice(n, size=min(n, self.fit_sample), replace=False))
-        self.svd = TruncatedSVD(dims, algorithm="randomized", n_iter=4, random_state=0).fit(by_doc[sample])
-        self.nlist = max(1, min(int(4 * np.sqrt(n)), len(sample) // 39))  # faiss wants >= 39 points a list
-        self.index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dims), dims, self.nlist, faiss.METRIC_INNER_PRODUCT)
+        order = rng.permutation(n)  # seeded samples: a prefix of one permutation
+        svd_rows = np.sort(order[: self.svd_sample])
+        self.svd = TruncatedSVD(dims, algorithm="randomized", n_iter=4, random_state=0).fit(by_doc[svd_rows])
+        self.nlist = max(1, min(int(4 * np.sqrt(n)), n // self.points_per_list))
+        # 8-bit scalar quantisation: a quarter of the memory of float vectors; the candidates are
+        # re-scored exactly anyway, so only their recall could suffer (bench_neighbours.py).
+        self.quantizer = faiss.IndexFlatIP(dims)  # kept referenced: the IVF index does not own it
+        self.index = faiss.IndexIVFScalarQuantizer(
+            self.quantizer, dims, self.nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+        )
         self.index.cp.seed = 0
-        self.index.train(self._reduce(by_doc[sample]))
+        self.index.cp.niter = 10  # k-means iterations: the lists need not be optimal, only balanced
+        self.index.train(self._reduce(by_doc[np.sort(order[: self.nlist * self.points_per_list])]))
         for start in range(0, n, _VECTORIZE_BLOCK * 16):
             self.index.add(self._reduce(by_doc[start : start + _VECTORIZE_BLOCK * 16]))
         self.index.nprobe = min(self.nprobe, self.nlist)

@@ -42,6 +42,7 @@ CPU_RANKINGS: tuple[Ranking, ...] = (
     Ranking("server", 32, ("vllm", "llamacpp", "transformers"), SERVE_SECTION),
     Ranking("offline", 1, ("llamacpp", "transformers", "vllm"), OFFLINE_SECTION),
     Ranking("offline", 576, ("llamacpp", "transformers", "vllm"), OFFLINE_SECTION),
+    Ranking("offline", 13_676, ("llamacpp", "vllm", "transformers"), OFFLINE_SECTION),
 )
 
 

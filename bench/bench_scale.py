@@ -138,11 +138,12 @@ def measure(args: argparse.Namespace) -> None:
     n = sum(1 for _ in open(args.archive / "reports.jsonl", encoding="utf-8"))
     rows: dict[str, tuple[float, float, str]] = {}
 
-    def stage(label: str, argv: list[str], note: str = "") -> str:
+    def stage(label: str, argv: list[str], note: str = "", save: bool = True) -> str:
         wall, rss, out = run_measured(argv)
         rows[label] = (wall, rss, note)
         print(f"{n:,} | {label} | {wall:.1f} s | {rss:.2f} GB | {note}", flush=True)
-        _save(args.results, n, rows)  # after every stage: a stopped run keeps what it measured
+        if save:  # after every stage: a stopped run keeps what it measured
+            _save(args.results, n, rows)
         return out
 
     table = ["data", "table", "--findings-col", "findings", "--impression-col", "impression",
@@ -164,7 +165,7 @@ def measure(args: argparse.Namespace) -> None:
     n_train = sum(1 for _ in open(data / "train.jsonl", encoding="utf-8"))
     if wanted("retrieval"):
         queries = [str(data / "train.jsonl"), str(data / "validation.jsonl"), str(args.neighbour_sample)]
-        got = json.loads(stage("retrieval", me + ["retrieval", *queries]))
+        got = json.loads(stage("retrieval", me + ["retrieval", *queries], save=False))  # split into rows below
         wall, rss, _ = rows.pop("retrieval")
         index = f"{got['records']:,} train records, {got['method']}"
         rows["retrieval index (fit on train)"] = (got["fit_s"], rss, index)
@@ -175,13 +176,22 @@ def measure(args: argparse.Namespace) -> None:
             rss,
             f"{got['neighbour_ms']:.2f} ms/query x {n_train:,} (timed on {got['sampled']:,} queries)",
         )
+        _save(args.results, n, rows)
     if wanted("train"):
         base = work / "base"
         if not (base / "config.json").exists():
             run_measured(me + ["base", str(base), str(data / "train.jsonl")])
-        recipe = ["train", "--config", str(ROOT / "src/radllama/configs/mini-lora.yaml"),
-                  f"data.train={data / 'train.jsonl'}", f"model.path={base}", f"output_dir={work / 'lora'}",
-                  "optim.max_steps=1", "log_every=1"]  # fmt: skip
+        recipe = [
+            "train",
+            "--config",
+            str(ROOT / "src/radllama/configs/mini-lora.yaml"),
+            f"data.train={data / 'train.jsonl'}",
+            f"model.path={base}",
+            f"output_dir={work / 'lora'}",
+            "optim.max_steps=1",
+            "log_every=1",
+            "--overwrite",  # a fresh run each time: no examples cache reused
+        ]
         stage("train to first step (mini-lora.yaml, k=3)", CLI + recipe, f"{n_train:,} examples; includes saving")
     preds = work / "preds"
     cases = 0

@@ -81,7 +81,7 @@ class TfidfRetriever:
             return self.vectorizer.transform(list(findings))
 
     def describe(self) -> dict:
-        """How neighbours are ranked, for provenance (manifests record it)."""
+        """How neighbours are ranked (`radllama train` prints it for an approximate index; benches record it)."""
         if not self.approximate:
             return {"method": "tfidf-exact", "records": len(self.records)}
         return {"method": "tfidf-approximate", "records": len(self.records), **self._candidates.describe(),
@@ -137,10 +137,7 @@ class TfidfRetriever:
         for start, sims in chunks:
             for r in range(sims.shape[0]):
                 sims[r, self.excluded(start + r, exclude_ids, exclude_findings)] = _EXCLUDED
-            top = _top_k_stable(sims, k)
-            # Cosine similarities are >= 0, so only excluded records are below 0.
-            keep = np.take_along_axis(sims, top, axis=1) >= 0
-            out[start : start + sims.shape[0]] = np.where(keep, top, -1)
+            out[start : start + sims.shape[0]] = _top_k_kept(sims, k)
         return out
 
     def _nearest_approximate(
@@ -176,8 +173,7 @@ class TfidfRetriever:
                 if kept.sum() < wanted:  # exclusions ate the candidates: rank this query exactly
                     sims = self._exact_scores(vectors[r])
                     sims[0, gone] = _EXCLUDED
-                    top = _top_k_stable(sims, k)[0]
-                    out[start + r] = np.where(sims[0, top] >= 0, top, -1)
+                    out[start + r] = _top_k_kept(sims, k)[0]
                     continue
                 # Best score first; equal scores in record order (as the exact stable ranking).
                 order = np.lexsort((cand[r][kept], -scores[r][kept]))[:k]
@@ -276,6 +272,13 @@ class _CandidateIndex:
 
     def describe(self) -> dict:
         return {"svd_dims": int(self.svd.n_components), "ivf_lists": self.nlist, "nprobe": self.index.nprobe}
+
+
+def _top_k_kept(sims: np.ndarray, k: int) -> np.ndarray:
+    """:func:`_top_k_stable` of similarities with excluded records set below 0, -1 where one was picked."""
+    top = _top_k_stable(sims, k)
+    # Cosine similarities are >= 0, so only excluded records are below 0.
+    return np.where(np.take_along_axis(sims, top, axis=1) >= 0, top, -1)
 
 
 def _top_k_stable(scores: np.ndarray, k: int) -> np.ndarray:

@@ -65,6 +65,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_healthy(proc: subprocess.Popen, base: str, log: Path, poll: float = 0.2, limit: float = 300) -> None:
+    """Wait until the server at ``base`` answers ``/health``; a clear error if it exits or takes over ``limit`` s."""
+    deadline = time.monotonic() + limit
+    while True:
+        if proc.poll() is not None:
+            raise RadLlamaError(f"radllama serve exited ({proc.returncode}); see {log}")
+        try:
+            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise RadLlamaError(f"radllama serve did not come up in {limit:.0f} s; see {log}")
+        time.sleep(poll)
+
+
 def vm_hwm(pid: int) -> int:
     """Peak RSS (MiB) of a live process and its live children (each one's own peak, summed)."""
     import psutil
@@ -85,18 +101,7 @@ def serve_peak(run: Path, findings: list[str], log: Path, backend: str) -> tuple
         proc = subprocess.Popen([*cmd, "--port", str(port)], stdout=fh, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            if proc.poll() is not None:
-                raise RadLlamaError(f"radllama serve exited ({proc.returncode}); see {log}")
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RadLlamaError(f"radllama serve did not come up in 300 s; see {log}")
-            time.sleep(0.2)
+        wait_healthy(proc, base, log)
 
         def one(text: str) -> None:
             r = httpx.post(f"{base}/v1/impressions", json={"findings": [text], "max_tokens": 64}, timeout=600)

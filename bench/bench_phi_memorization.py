@@ -46,13 +46,12 @@ from faker import Faker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import machine  # noqa: E402
-from bench_memory import free_port  # noqa: E402
+from bench_memory import free_port, wait_healthy  # noqa: E402
 from make_phi_set import TEMPLATES, render  # noqa: E402
 
 from radllama.audit.measures import _answer_logprob as answer_logprob  # noqa: E402
 from radllama.deid import find_phi, guard_output  # noqa: E402
 from radllama.demo import CONFIG_DIR  # noqa: E402
-from radllama.errors import RadLlamaError  # noqa: E402
 from radllama.generate.impressions import encode_prompts  # noqa: E402
 from radllama.inference import Decoding, load_model  # noqa: E402
 from radllama.io import atomic_write_json, read_jsonl, write_jsonl  # noqa: E402
@@ -167,18 +166,7 @@ def serve_answers(work: Path, demo: Path, name: str, findings: list[str], log: P
     with log.open("wb") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            if proc.poll() is not None:
-                raise RadLlamaError(f"radllama serve exited ({proc.returncode}); see {log}")
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RadLlamaError(f"radllama serve did not come up in 300 s; see {log}")
-            time.sleep(0.5)
+        wait_healthy(proc, base, log, poll=0.5)
 
         def batch(chunk: list[str]) -> list[str]:
             r = httpx.post(f"{base}/v1/impressions", json={"findings": chunk, "max_tokens": 128}, timeout=1800)

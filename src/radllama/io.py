@@ -10,8 +10,9 @@ import json
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from radllama.errors import RadLlamaError
 
@@ -28,8 +29,9 @@ def ensure_writable_dir(path: Path) -> Path:
     return path
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via temp file + rename (all or nothing)."""
+@contextmanager
+def atomic_writer(path: Path) -> Iterator[BinaryIO]:
+    """A binary file that becomes ``path`` only if the block completes (temp file + fsync + rename)."""
     path = Path(path)
     if not path.parent.exists():
         raise RadLlamaError(f"output folder {path.parent} does not exist")
@@ -39,13 +41,19 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise RadLlamaError(f"cannot write {path}: {exc.strerror}") from exc
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via temp file + rename (all or nothing)."""
+    with atomic_writer(path) as fh:
+        fh.write(data)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -59,10 +67,13 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 
 def write_jsonl(path: Path, records: Iterable[dict]) -> int:
-    """Write records as JSONL atomically; returns the number written."""
-    lines = [json.dumps(r, ensure_ascii=False) for r in records]
-    atomic_write_text(path, "".join(line + "\n" for line in lines))
-    return len(lines)
+    """Write records as JSONL atomically, streamed (a million records are never one string); returns the count."""
+    n = 0
+    with atomic_writer(path) as fh:
+        for record in records:
+            fh.write((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
+            n += 1
+    return n
 
 
 def iter_jsonl(path: Path) -> Iterator[dict]:
@@ -95,13 +106,16 @@ class JsonlAppender:
 
     On open, complete lines already in the file are kept and their ``key`` values are
     reported by :attr:`done`; a truncated last line (a crash mid-write) is cut off so the
-    case is simply redone.
+    case is simply redone. The file is read a line at a time and only the keys are held, so
+    resuming a million predictions costs their ids; ``keep=True`` also holds the records
+    (:attr:`kept`, the last line per key) for callers that need them.
     """
 
-    def __init__(self, path: Path, key: str = "id") -> None:
+    def __init__(self, path: Path, key: str = "id", keep: bool = False) -> None:
         self.path = Path(path)
         self.key = key
-        self.done: dict[str, dict] = {}
+        self.done: set[str] = set()
+        self.kept: dict[str, dict] | None = {} if keep else None
         if not self.path.parent.exists():
             raise RadLlamaError(f"output folder {self.path.parent} does not exist")
         if self.path.exists():
@@ -112,27 +126,34 @@ class JsonlAppender:
             raise RadLlamaError(f"cannot write {self.path}: {exc.strerror}") from exc
 
     def _recover(self) -> None:
-        data = self.path.read_bytes()
         good_end = 0
-        for line in data.splitlines(keepends=True):
-            if not line.endswith(b"\n"):
-                break  # truncated tail from a crash
-            try:
-                obj = json.loads(line)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                break
-            if isinstance(obj, dict) and self.key in obj:
-                self.done[str(obj[self.key])] = obj
-            good_end += len(line)
-        if good_end < len(data):
+        with self.path.open("rb") as fh:
+            for line in fh:
+                if not line.endswith(b"\n"):
+                    break  # truncated tail from a crash
+                try:
+                    obj = json.loads(line)
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    break
+                if isinstance(obj, dict) and self.key in obj:
+                    self._note(obj)
+                good_end += len(line)
+            size = fh.seek(0, os.SEEK_END)
+        if good_end < size:
             with self.path.open("r+b") as fh:
                 fh.truncate(good_end)
+
+    def _note(self, record: dict) -> None:
+        key = str(record[self.key])
+        self.done.add(key)
+        if self.kept is not None:
+            self.kept[key] = record
 
     def write(self, record: dict) -> None:
         """Append one record and flush it to disk."""
         self._fh.write(json.dumps(record, ensure_ascii=False) + "\n")
         self._fh.flush()
-        self.done[str(record[self.key])] = record
+        self._note(record)
 
     def close(self) -> None:
         self._fh.close()

@@ -169,3 +169,12 @@ def test_neighbour_order_walks_every_record_once():
     # Most steps follow a listed neighbour (the walk jumps only when they are all used).
     follows = sum(b in near[a] for a, b in zip(order[:-1], order[1:], strict=True))
     assert follows > 300
+
+
+def test_same_findings_groups_by_text_key_in_record_order():
+    records = synthetic(2000, seed=5)
+    retriever = TfidfRetriever(records)
+    for query in ("  " + records[7]["findings"].upper(), records[7]["findings"], "zebra unicorn"):
+        want = [i for i, r in enumerate(records) if text_key(r["findings"]) == text_key(query)]
+        assert retriever.same_findings(query) == want
+    assert len(retriever.same_findings(records[7]["findings"])) > 1  # the synthetic reports have twins

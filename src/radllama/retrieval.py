@@ -68,10 +68,13 @@ class TfidfRetriever:
             # more than the product itself: the server retrieves for one findings text per request).
             self._by_term = matrix.T.tocsr()
         self._index = {rid: i for i, rid in enumerate(self.ids)}
-        # Record indices per normalised findings (the rule the splits use for "seen" findings).
-        self._by_key: dict[str, list[int]] = {}
-        for i, r in enumerate(self.records):
-            self._by_key.setdefault(text_key(r["findings"]), []).append(i)
+        # Records grouped by normalised findings (the rule the splits use for "seen" findings), as
+        # hashes sorted once: a dict of a million keys held every findings text a second time.
+        # Python's str hash is 64-bit and fixed within a process, the index's lifetime; a collision
+        # (odds near n**2 / 2**64) would only leave out one more record.
+        keys = np.fromiter((hash(text_key(r["findings"])) for r in self.records), np.int64, len(self.records))
+        self._key_order = np.argsort(keys, kind="stable")  # a group's records stay in record order
+        self._sorted_keys = keys[self._key_order]
 
     def vectorize(self, findings: Sequence[str]) -> sparse.csr_matrix:
         """TF-IDF rows of the query texts (L2-normalised, so products are cosines)."""
@@ -107,8 +110,15 @@ class TfidfRetriever:
         if exclude_ids is not None and exclude_ids[row] is not None and exclude_ids[row] in self._index:
             out.append(self._index[exclude_ids[row]])
         if exclude_findings is not None and exclude_findings[row] is not None:
-            out += self._by_key.get(text_key(exclude_findings[row]), [])
+            out += self.same_findings(exclude_findings[row])
         return out
+
+    def same_findings(self, findings: str) -> list[int]:
+        """Indices, in record order, of the records whose findings have the same text_key as ``findings``."""
+        key = hash(text_key(findings))
+        lo = np.searchsorted(self._sorted_keys, key, side="left")
+        hi = np.searchsorted(self._sorted_keys, key, side="right")
+        return self._key_order[lo:hi].tolist()
 
     def nearest(
         self,

@@ -178,3 +178,81 @@ def test_shards_cover_the_split_once_and_merge_in_its_order(model: Path, tmp_pat
     assert [r["id"] for r in lines] == [r["id"] for r in rows]
     expected = generate_impressions(str(model), None, [r["findings"] for r in rows], max_new_tokens=8)
     assert [r["prediction"] for r in lines] == expected
+
+
+def test_a_file_job_goes_in_chunks_with_the_same_answers(model: Path, tmp_path: Path, monkeypatch) -> None:
+    """A split is worked through GENERATE_CHUNK cases at a time (bounded memory), each chunk written
+    before the next is read; one row per batch decodes each case alike however the split is cut."""
+    import radllama.generate.impressions as impressions
+    from radllama.inference import load_model
+
+    # r0 longest, then each shorter by the same sentence: no two prompts of the same length.
+    rows = [{"id": f"r{i}", "findings": " ".join(["Mild cardiomegaly."] * (5 - i))} for i in range(5)]
+    split = tmp_path / "in.jsonl"
+    split.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    loaded = load_model(model, backend="transformers", batch_size=1)
+    try:
+        whole = tmp_path / "whole.jsonl"
+        assert impressions.generate_file(loaded, split, whole, "tiny", max_new_tokens=8) == 5
+        monkeypatch.setattr(impressions, "GENERATE_CHUNK", 2)
+        chunked = tmp_path / "chunked.jsonl"
+        assert impressions.generate_file(loaded, split, chunked, "tiny", max_new_tokens=8) == 5
+    finally:
+        loaded.backend.close()
+    got = {name: [json.loads(line) for line in path.read_text().splitlines()] for name, path in
+           (("whole", whole), ("chunked", chunked))}  # fmt: skip
+    # Shortest prompt first within a call: one call for the whole split, three calls of at most 2 cases.
+    assert [r["id"] for r in got["whole"]] == ["r4", "r3", "r2", "r1", "r0"]
+    assert [r["id"] for r in got["chunked"]] == ["r1", "r0", "r3", "r2", "r4"]
+    by_id = {name: {r["id"]: r["prediction"] for r in lines} for name, lines in got.items()}
+    assert by_id["whole"] == by_id["chunked"]
+
+
+def test_a_case_that_cannot_fit_fails_alone_and_the_job_goes_on(model: Path, tmp_path: Path) -> None:
+    long = "Mild cardiomegaly with small bilateral effusions. " * 300  # fills the window, within the char limit
+    rows = [{"id": "ok", "findings": "No pneumothorax."}, {"id": "long", "findings": long}]
+    split, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    split.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    args = ["generate", "--model", str(model), "--input", str(split), "--output", str(out), "--max-new-tokens", "4"]
+    proc = radllama(*args)
+    assert proc.returncode == 0, proc.stderr
+    lines = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert lines["ok"]["status"] == "ok"
+    assert lines["long"]["status"] == "failed" and lines["long"]["prediction"] == ""
+    assert "leaves no room for an answer" in lines["long"]["error"]
+    again = radllama(*args)  # a rerun does not retry it: the same findings would not fit again
+    assert again.returncode == 0 and "is complete" in again.stdout
+    single = radllama("generate", "--model", str(model), "--findings", long)
+    assert single.returncode == 1 and "leaves no room for an answer" in single.stderr
+    assert "Traceback" not in single.stderr
+
+
+def test_a_prompt_that_fills_the_window_loses_its_least_similar_examples(model: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from radllama.generate.impressions import complete_impressions, fit_examples, prompts_and_examples
+    from radllama.inference import load_model
+    from radllama.io import write_jsonl
+    from radllama.models.loading import RETRIEVAL_INDEX_FILE
+
+    folder = tmp_path / "model"
+    shutil.copytree(model, folder)
+    # Two training reports whose impressions are each about half the context window.
+    long = "Stable mild cardiomegaly without edema. " * 15
+    index = [{"id": "a", "findings": "Mild cardiomegaly.", "impression": long},
+             {"id": "b", "findings": "Cardiomegaly.", "impression": long}]  # fmt: skip
+    write_jsonl(folder / RETRIEVAL_INDEX_FILE, index)
+    loaded = load_model(folder, backend="transformers")
+    try:
+        findings = ["Mild cardiomegaly."]
+        prompts, shown = prompts_and_examples(loaded, findings)
+        ids = loaded.tokenizer(prompts, add_special_tokens=False).input_ids
+        assert len(shown[0]) == 2 and len(ids[0]) >= loaded.backend.context_window  # as rendered, it cannot fit
+        fit_examples(loaded, findings, shown, ids)
+        assert len(shown[0]) == 1 and len(ids[0]) < loaded.backend.context_window  # the nearest one stays
+        assert ids[0] == loaded.tokenizer(loaded.style.render(loaded.tokenizer, findings[0], shown[0]),
+                                          add_special_tokens=False).input_ids  # fmt: skip
+        (done,) = complete_impressions(loaded, findings, max_new_tokens=4)
+        assert done.finish_reason in ("stop", "length") and done.prompt_tokens == len(ids[0])
+    finally:
+        loaded.backend.close()

@@ -165,8 +165,8 @@ def _drop_failed(path: Path) -> None:
     """Rewrite a cache without its failed lines so a rerun retries them (keeps the first ok line)."""
     if not path.exists():
         return
-    with JsonlAppender(path) as probe:  # also cuts a truncated tail
-        kept = list(probe.done.values())
+    with JsonlAppender(path, keep=True) as probe:  # also cuts a truncated tail
+        kept = list(probe.kept.values())
     if any(r.get("status") == "failed" for r in kept):
         write_jsonl(path, [r for r in kept if r.get("status") != "failed"])
 

@@ -59,13 +59,13 @@ def generate_command(
     from radllama.consistency import warnings as consistency_warnings
     from radllama.deid import check_guard_mode, guard_output
     from radllama.generate.impressions import (
+        check_split,
         clean_findings,
         complete_impressions,
         count_todo,
         decoding_record,
         generate_file,
         predictions_fingerprint,
-        read_split,
     )
     from radllama.generate.mbr import MbrSettings
     from radllama.generate.shards import parse_shard
@@ -89,7 +89,7 @@ def generate_command(
             raise RadLlamaError(f"--output {output} is a folder: give the predictions file, e.g. {output / 'x.jsonl'}")
         if not output.parent.exists():
             raise RadLlamaError(f"output folder {output.parent} does not exist")
-        n_records = len(read_split(input))  # a bad split fails here, before anything is written
+        n_records = check_split(input)  # a bad split fails here, before anything is written
         chosen = resolve_backend(backend, n_records, model_dir=model)  # the whole job decides, not what is left
         wanted = predictions_fingerprint(
             input, name, model, adapter, chosen, dtype, decoding_record(max_new_tokens, mbr),

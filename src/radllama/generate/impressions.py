@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from itertools import islice
 from pathlib import Path
 
 from radllama.consistency import check
@@ -13,7 +14,7 @@ from radllama.generate.mbr import MbrSettings, mbr_choose
 from radllama.generate.shards import in_shard
 from radllama.inference import Completion, Decoding, load_model
 from radllama.inference.base import OnDone
-from radllama.io import JsonlAppender, read_jsonl
+from radllama.io import JsonlAppender, iter_jsonl
 from radllama.models.loading import LoadedModel, default_device
 from radllama.progress import progress_bar
 from radllama.provenance import file_digest, model_fingerprint, versions
@@ -50,12 +51,28 @@ def encode_prompts(loaded: LoadedModel, prompts: Sequence[str], max_new_tokens: 
     window is a clear error, before any decoding; one that leaves less room than ``max_new_tokens``
     is answered within the window (both backends stop there, finish reason "length")."""
     ids = loaded.tokenizer(list(prompts), add_special_tokens=False).input_ids
-    window = loaded.backend.context_window
     for row in ids:
-        if len(row) >= window:
-            raise RadLlamaError(f"a prompt is {len(row)} tokens: it leaves no room for an answer in the model's "
-                                f"context window of {window} tokens")  # fmt: skip
+        if len(row) >= loaded.backend.context_window:
+            raise RadLlamaError(_no_room(len(row), loaded.backend.context_window))
     return ids
+
+
+def _no_room(tokens: int, window: int) -> str:
+    return (
+        f"a prompt is {tokens} tokens: it leaves no room for an answer in the model's context window of {window} tokens"
+    )
+
+
+def fit_examples(loaded: LoadedModel, findings: Sequence[str], shown: list, ids: list[list[int]]) -> None:
+    """Drop retrieved examples, least similar first, from the prompts that fill the context window
+    (in place: ``shown`` and ``ids``). Only those prompts change: any prompt that fits is as rendered.
+    Training cuts its prompts the same way first (radllama.train.examples.encode_prompt_answer)."""
+    window = loaded.backend.context_window
+    for i, row in enumerate(ids):
+        while len(row) >= window and shown[i]:
+            shown[i] = shown[i][:-1] or None
+            prompt = loaded.style.render(loaded.tokenizer, findings[i], shown[i])
+            ids[i] = row = loaded.tokenizer(prompt, add_special_tokens=False).input_ids
 
 
 def complete_impressions(
@@ -64,13 +81,59 @@ def complete_impressions(
     max_new_tokens: int = 128,
     on_done: OnDone | None = None,
     mbr: MbrSettings | None = None,
+    unfit: str = "error",
 ) -> list[Completion]:
-    """Completions (text + token counts) for a list of findings: greedy, or MBR with ``mbr``."""
-    cleaned = [clean_findings(f) for f in findings]
+    """Completions (text + token counts) for a list of findings: greedy, or MBR with ``mbr``.
+
+    A prompt that fills the context window loses its retrieved examples first (:func:`fit_examples`).
+    A case that still cannot be answered (empty or over-long findings, or findings that fill the
+    window alone) is a clear error before any decoding with ``unfit="error"``; with ``unfit="fail"``
+    (file jobs: one case must not stop a million) it is not decoded, and its completion is empty with
+    finish reason "unfit" and the reason in ``error``, reported to ``on_done`` first.
+    """
+    errors: dict[int, str] = {}
+    cleaned = []
+    for i, text in enumerate(findings):
+        try:
+            cleaned.append(clean_findings(text))
+        except RadLlamaError as exc:
+            if unfit == "error":
+                raise
+            errors[i] = str(exc)
+            cleaned.append("")
     prompts, shown = prompts_and_examples(loaded, cleaned)
-    ids = encode_prompts(loaded, prompts, max_new_tokens)
+    ids = loaded.tokenizer(prompts, add_special_tokens=False).input_ids
+    fit_examples(loaded, cleaned, shown, ids)
+    for i, row in enumerate(ids):
+        if i not in errors and len(row) >= loaded.backend.context_window:
+            if unfit == "error":
+                raise RadLlamaError(_no_room(len(row), loaded.backend.context_window))
+            errors[i] = _no_room(len(row), loaded.backend.context_window)
+    results: list[Completion | None] = [None] * len(cleaned)
+    for i, error in errors.items():
+        results[i] = Completion("", len(ids[i]), 0, "unfit", error=error)
+    if errors and on_done is not None:
+        on_done(list(errors), [results[i] for i in errors])
+    live = [i for i in range(len(cleaned)) if i not in errors]
+
+    def done_live(indices: list[int], done: list[Completion]) -> None:
+        if on_done is not None:
+            on_done([live[j] for j in indices], done)
+
     if mbr is None:
-        return loaded.backend.generate(ids, Decoding(max_new_tokens=max_new_tokens), on_done)
+        got = loaded.backend.generate([ids[i] for i in live], Decoding(max_new_tokens=max_new_tokens), done_live)
+    else:
+        got = _complete_mbr(loaded, [ids[i] for i in live], [cleaned[i] for i in live], [shown[i] for i in live],
+                            max_new_tokens, mbr, done_live)  # fmt: skip
+    for i, c in zip(live, got, strict=True):
+        results[i] = c
+    return results
+
+
+def _complete_mbr(
+    loaded: LoadedModel, ids: list[list[int]], cleaned: list[str], shown: list, max_new_tokens: int,
+    mbr: MbrSettings, on_done: OnDone,
+) -> list[Completion]:  # fmt: skip
     shown = mbr_pool(loaded, cleaned, shown, mbr)
     results: list[Completion] = []
     for start in range(0, len(ids), MBR_CHUNK):  # chunks: results are appended as they are ready
@@ -78,8 +141,7 @@ def complete_impressions(
         done = _mbr_chunk(loaded, [ids[i] for i in chunk], [shown[i] for i in chunk], max_new_tokens, mbr,
                           [cleaned[i] for i in chunk])  # fmt: skip
         results += done
-        if on_done is not None:
-            on_done(chunk, done)
+        on_done(chunk, done)
     return results
 
 
@@ -118,6 +180,12 @@ def generate_impressions(
         loaded.backend.close()
 
 
+#: Cases prompted, decoded and written per step of a file job: a million-case split is never held
+#: as prompts or token ids at once. Large, so the length-sorted batches are as full as unchunked
+#: and a split of up to this many cases is decoded exactly as it would be in one call.
+GENERATE_CHUNK = 8192
+
+
 def generate_file(
     loaded: LoadedModel,
     input_path: Path,
@@ -130,6 +198,10 @@ def generate_file(
 ) -> int:
     """Predictions JSONL for a split file, appended and flushed as produced; a rerun resumes.
 
+    The split is read as it is worked through, :data:`GENERATE_CHUNK` cases at a time, so memory
+    does not grow with its size (call :func:`check_split` first: a bad record fails before any work).
+    A case that cannot be answered (findings too long for the model's context window) is written
+    with status "failed" and its reason, and the job goes on; a rerun does not retry it.
     ``shard`` (K, N): only the split's records of shard K of N (:mod:`radllama.generate.shards`).
     ``phi_guard`` (``radllama.deid.guard_output``): ``redact`` or ``flag`` PHI-like spans of a prediction
     that its findings do not hold; the record's ``phi`` counts them per type. Off for evaluation (compare,
@@ -137,36 +209,43 @@ def generate_file(
 
     Returns the number of new predictions written.
     """
-    records = in_shard(read_split(Path(input_path)), shard)
     with JsonlAppender(Path(output_path)) as out:
-        todo = [r for r in records if str(r["id"]) not in out.done]
-        if not todo:
+        total = sum(1 for r in in_shard(iter_jsonl(Path(input_path)), shard) if str(r["id"]) not in out.done)
+        if not total:
             return 0
         with progress_bar() as bar:
-            task = bar.add_task(f"generate {system} ({loaded.backend.name})", total=len(todo))
+            task = bar.add_task(f"generate {system} ({loaded.backend.name})", total=total)
+            todo = (r for r in in_shard(iter_jsonl(Path(input_path)), shard) if str(r["id"]) not in out.done)
+            for chunk in iter(lambda: list(islice(todo, GENERATE_CHUNK)), []):
 
-            def write(indices: list[int], done: list[Completion]) -> None:
-                for i, c in zip(indices, done, strict=True):
-                    r = todo[i]
-                    guarded = guard_output(c.text, r["findings"], phi_guard)
-                    out.write(
-                        {
-                            "id": r["id"],
-                            "system": system,
-                            "findings": r["findings"],
-                            "reference": r.get("impression", ""),
-                            "prediction": guarded.text,
-                            **check(r["findings"], guarded.text),
-                            "seen_findings": r.get("seen_findings"),
-                            "status": "ok",
-                            **({"candidate": c.source} if mbr is not None else {}),
-                            **({"phi": guarded.found} if phi_guard != "off" else {}),
-                        }
-                    )
-                bar.advance(task, len(indices))
+                def write(indices: list[int], done: list[Completion], chunk: list[dict] = chunk) -> None:
+                    for i, c in zip(indices, done, strict=True):
+                        r = chunk[i]
+                        if c.error is not None:  # not decoded: counted as failed by eval, never dropped
+                            out.write({"id": r["id"], "system": system, "findings": r["findings"],
+                                       "reference": r.get("impression", ""), "prediction": "",
+                                       "seen_findings": r.get("seen_findings"), "status": "failed",
+                                       "error": c.error})  # fmt: skip
+                            continue
+                        guarded = guard_output(c.text, r["findings"], phi_guard)
+                        out.write(
+                            {
+                                "id": r["id"],
+                                "system": system,
+                                "findings": r["findings"],
+                                "reference": r.get("impression", ""),
+                                "prediction": guarded.text,
+                                **check(r["findings"], guarded.text),
+                                "seen_findings": r.get("seen_findings"),
+                                "status": "ok",
+                                **({"candidate": c.source} if mbr is not None else {}),
+                                **({"phi": guarded.found} if phi_guard != "off" else {}),
+                            }
+                        )
+                    bar.advance(task, len(indices))
 
-            complete_impressions(loaded, [r["findings"] for r in todo], max_new_tokens, write, mbr)
-    return len(todo)
+                complete_impressions(loaded, [r["findings"] for r in chunk], max_new_tokens, write, mbr, unfit="fail")
+    return total
 
 
 def count_todo(input_path: Path, output_path: Path, shard: tuple[int, int] | None = None) -> int:
@@ -174,17 +253,16 @@ def count_todo(input_path: Path, output_path: Path, shard: tuple[int, int] | Non
     done: set[str] = set()
     if Path(output_path).is_file():
         with JsonlAppender(Path(output_path)) as probe:  # also cuts a truncated last line
-            done = set(probe.done)
-    return sum(1 for r in in_shard(read_split(Path(input_path)), shard) if str(r["id"]) not in done)
+            done = probe.done
+    return sum(1 for r in in_shard(iter_jsonl(Path(input_path)), shard) if str(r["id"]) not in done)
 
 
-def read_split(path: Path) -> list[dict]:
-    """A split file's records, checked before any work: at least one, each with a unique ``id`` and a
-    ``findings`` text (a record without one would stop a long run half-way, or be skipped silently)."""
-    records, ids = read_jsonl(Path(path)), set()
-    if not records:
-        raise RadLlamaError(f"{path} has no records")
-    for i, r in enumerate(records, 1):
+def check_split(path: Path) -> int:
+    """Check a split file before any work and return its number of records: at least one, each with a
+    unique ``id`` and a ``findings`` text (a record without one would stop a long run half-way, or be
+    skipped silently). Streamed: only the ids are held."""
+    ids: set[str] = set()
+    for i, r in enumerate(iter_jsonl(Path(path)), 1):
         if r.get("id") is None:
             raise RadLlamaError(f"{path}, record {i}: no 'id'")
         key = str(r["id"])
@@ -193,7 +271,9 @@ def read_split(path: Path) -> list[dict]:
         ids.add(key)
         if not isinstance(r.get("findings"), str) or not r["findings"].strip():
             raise RadLlamaError(f"{path}, record {i} (id {key!r}): no 'findings' text")
-    return records
+    if not ids:
+        raise RadLlamaError(f"{path} has no records")
+    return len(ids)
 
 
 def decoding_record(max_new_tokens: int, mbr: MbrSettings | None = None) -> dict:

@@ -9,11 +9,13 @@ shard); :func:`merge_shards` checks the shards were made alike and together cove
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
 from radllama.errors import RadLlamaError
-from radllama.io import JsonlAppender, read_jsonl, write_jsonl
+from radllama.io import JsonlAppender, atomic_writer, iter_jsonl
 from radllama.provenance import differences, read_record, write_record
 
 
@@ -34,12 +36,12 @@ def shard_of(record_id: str, n: int) -> int:
     return int.from_bytes(digest, "big") % n + 1
 
 
-def in_shard(records: Sequence[dict], shard: tuple[int, int] | None) -> list[dict]:
-    """The records of one shard (all of them when ``shard`` is None)."""
+def in_shard(records: Iterable[dict], shard: tuple[int, int] | None) -> Iterator[dict]:
+    """The records of one shard, lazily, in their order (all of them when ``shard`` is None)."""
     if shard is None:
-        return list(records)
+        return iter(records)
     k, n = shard
-    return [r for r in records if shard_of(str(r["id"]), n) == k]
+    return (r for r in records if shard_of(str(r["id"]), n) == k)
 
 
 def merge_shards(split: Path, parts: Sequence[Path], output: Path) -> int:
@@ -61,14 +63,28 @@ def merge_shards(split: Path, parts: Sequence[Path], output: Path) -> int:
     n = int(shards[0].split("/")[1])
     if shards != [f"{k}/{n}" for k in range(1, n + 1)]:
         raise RadLlamaError(f"shards {', '.join(shards)} are not each of 1/{n} .. {n}/{n} once")
-    by_id: dict[str, dict] = {}
-    for part in parts:
-        with JsonlAppender(Path(part)) as probe:  # complete lines only: a killed run's last is cut
-            by_id.update(probe.done)
-    cases = read_jsonl(Path(split))
-    missing = [str(r["id"]) for r in cases if str(r["id"]) not in by_id]
+    # Where each prediction's line is (part, byte offset), not the predictions: a million-case
+    # merge holds ids and offsets, and copies the lines as they were written.
+    where: dict[str, tuple[int, int]] = {}
+    for p, part in enumerate(parts):
+        JsonlAppender(Path(part)).close()  # cuts a killed run's truncated last line
+        with open(part, "rb") as fh:
+            offset = 0
+            for line in fh:
+                obj = json.loads(line)
+                if isinstance(obj, dict) and "id" in obj:
+                    where[str(obj["id"])] = (p, offset)
+                offset += len(line)
+    missing = [str(r["id"]) for r in iter_jsonl(Path(split)) if str(r["id"]) not in where]
     if missing:
         raise RadLlamaError(f"{len(missing)} case(s) have no prediction yet (first: {missing[0]}): finish their shard")
-    write_jsonl(Path(output), (by_id[str(r["id"])] for r in cases))
+    n = 0
+    with ExitStack() as files, atomic_writer(Path(output)) as out:
+        handles = [files.enter_context(open(part, "rb")) for part in parts]
+        for r in iter_jsonl(Path(split)):
+            p, offset = where[str(r["id"])]
+            handles[p].seek(offset)
+            out.write(handles[p].readline())
+            n += 1
     write_record(Path(output), common)
-    return len(cases)
+    return n

@@ -43,8 +43,9 @@ class Completion:
     text: str
     prompt_tokens: int
     completion_tokens: int  # EOS counts as one token where it was generated
-    finish_reason: str  # "stop" (EOS or a stop string) | "length"
+    finish_reason: str  # "stop" (EOS or a stop string) | "length" | "unfit" (not decoded, see error)
     source: str = "greedy"  # which candidate an MBR answer is: greedy | sample | retrieved
+    error: str | None = None  # why a case was not decoded (finish reason "unfit"); None when it was
 
 
 OnDone = Callable[[list[int], list[Completion]], None]

@@ -8,9 +8,11 @@ Each stage runs in its own process (peak RSS from ``wait4``), one after another:
 from CSV and Parquet (patient-grouped), ``data mimic-cxr`` from the folder and the zip, the
 retrieval index and one server request against it, the training neighbours (k=3, leave-one-out
 and leave-same-findings-out), ``radllama train`` with the shipped LoRA recipe to its first
-optimiser step (on a random-weight radllama-mini base of the shipped size), and ``radllama
-eval`` of two systems over the test split. Results of every N accumulate in ``--results`` and
-the table in BENCHMARKS.md shows them all. The archive is synthetic: never quality figures.
+optimiser step (on a random-weight radllama-mini base of the shipped size), ``radllama
+generate`` with that adapter over one shard of the test split (about 3,750 cases at every size),
+``radllama eval`` of two systems over the test split, ``review create`` and ``compare``.
+Results of every N accumulate in ``--results`` and the table in BENCHMARKS.md shows them all.
+The archive is synthetic: never quality figures.
 """
 
 from __future__ import annotations
@@ -100,7 +102,7 @@ def stage_predictions(test: Path, out: Path) -> dict:
 
 
 STAGES = {"retrieval": stage_retrieval, "base": stage_base, "predictions": stage_predictions}
-GROUPS = ("table", "mimic", "retrieval", "train", "eval", "review", "compare")  # for --skip and --only
+GROUPS = ("table", "mimic", "retrieval", "train", "generate", "eval", "review", "compare")  # for --skip and --only
 
 
 def main() -> None:
@@ -193,6 +195,25 @@ def measure(args: argparse.Namespace) -> None:
             "--overwrite",  # a fresh run each time: no examples cache reused
         ]
         stage("train to first step (mini-lora.yaml, k=3)", CLI + recipe, f"{n_train:,} examples; includes saving")
+    if wanted("generate"):
+        lora = work / "lora"
+        if not (lora / "adapter_config.json").exists():
+            raise SystemExit(f"no adapter in {lora}: run the train stage (with this --work) first")
+        # About 3,750 cases at every size (a shard of 1/N of the test split): the stage measures what
+        # the archive's size does to a generation job (index, streamed split), not decoding speed.
+        shards = max(1, n // 25_000)
+        output = work / "generated.jsonl"
+        output.unlink(missing_ok=True)  # a fresh job, not a resumed one
+        generate = ["generate", "--model", str(work / "base"), "--adapter", str(lora), "--input",
+                    str(data / "test.jsonl"), "--output", str(output), "--backend", "transformers",
+                    "--shard", f"1/{shards}", "--max-new-tokens", "32", "--overwrite"]  # fmt: skip
+        wall, rss, _ = run_measured(CLI + generate)
+        made = sum(1 for _ in open(output, encoding="utf-8"))
+        n_test = sum(1 for _ in open(data / "test.jsonl", encoding="utf-8"))
+        label = "generate, one shard of the test split (LoRA k=3, random weights, 32 new tokens)"
+        rows[label] = (wall, rss, f"--shard 1/{shards}: {made:,} of {n_test:,} cases, index of {n_train:,}")
+        print(f"{n:,} | {label} | {wall:.1f} s | {rss:.2f} GB | {rows[label][2]}", flush=True)
+        _save(args.results, n, rows)
     preds = work / "preds"
     cases = 0
     if wanted("eval") or wanted("review"):

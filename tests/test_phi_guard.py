@@ -61,3 +61,21 @@ def test_served_answers_pass_the_guard_and_health_counts_it(caplog: pytest.LogCa
         assert guard["spans"] == {"NAME": 1, "TIME": 1, "DATE": 1}
     logged = "\n".join(rec.getMessage() for rec in caplog.records)
     assert "phi_guard redact: 3 span(s)" in logged and "Quist" not in logged and "14:32" not in logged
+
+
+def test_presidio_is_imported_only_when_something_is_deidentified() -> None:
+    """Importing presidio takes seconds: compare and the demo (guard off) must not pay for it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import radllama.generate.impressions, radllama.serve.service\n"
+        "from radllama.deid import guard_output\n"
+        "assert guard_output('Dr. Smith saw it.', 'x', 'off').text == 'Dr. Smith saw it.'\n"
+        "assert 'presidio_analyzer' not in sys.modules, 'imported with the guard off'\n"
+        "assert guard_output('Discussed with Dr. Smith.', 'No effusion.', 'redact').found\n"
+        "assert 'presidio_analyzer' in sys.modules\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr

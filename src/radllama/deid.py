@@ -19,9 +19,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import regex as re
-from presidio_analyzer import AnalyzerEngine, LocalRecognizer, RecognizerRegistry, RecognizerResult
-from presidio_analyzer.nlp_engine import NoOpNlpEngine
-from presidio_analyzer.predefined_recognizers import DateRecognizer, PhoneRecognizer
 
 from radllama.errors import RadLlamaError
 
@@ -217,35 +214,43 @@ class PhiSpan:
     score: float
 
 
-class _ReportPhiRecognizer(LocalRecognizer):
-    """presidio recogniser for one PHI type from report-specific patterns, each with its context in the pattern.
+@functools.cache
+def _recognizer_class() -> type:
+    """The recogniser class, made on first use: importing presidio takes seconds, and most runs
+    that import this module (the output guard off: compare, the demo) never de-identify."""
+    from presidio_analyzer import LocalRecognizer, RecognizerResult
 
-    presidio's ``PatternRecognizer`` reports the whole match; ours report the ``phi`` group, so a cue
-    ("discussed with", "MRN:") decides the type without being replaced itself, and trims name spans of
-    capitalised words that are roles or connectives ("Dr. Smith At" -> "Smith").
-    """
+    class _ReportPhiRecognizer(LocalRecognizer):
+        """presidio recogniser for one PHI type from report-specific patterns, each with its context in the pattern.
 
-    def __init__(self, kind: str, patterns: list[tuple[float, str]]):
-        self.kind = kind
-        self.compiled = [(score, re.compile(pattern, re.MULTILINE)) for score, pattern in patterns]
-        super().__init__(supported_entities=[kind], name=f"radllama_{kind.lower()}")
+        presidio's ``PatternRecognizer`` reports the whole match; ours report the ``phi`` group, so a cue
+        ("discussed with", "MRN:") decides the type without being replaced itself, and trims name spans of
+        capitalised words that are roles or connectives ("Dr. Smith At" -> "Smith").
+        """
 
-    def load(self) -> None:  # noqa: D102 - nothing to load
-        pass
+        def __init__(self, kind: str, patterns: list[tuple[float, str]]):
+            self.kind = kind
+            self.compiled = [(score, re.compile(pattern, re.MULTILINE)) for score, pattern in patterns]
+            super().__init__(supported_entities=[kind], name=f"radllama_{kind.lower()}")
 
-    def analyze(self, text: str, entities: list[str], nlp_artifacts=None) -> list[RecognizerResult]:  # noqa: D102
-        results = []
-        for score, pattern in self.compiled:
-            for match in pattern.finditer(text):
-                group = "phi" if "phi" in pattern.groupindex else 0
-                start, end = match.span(group)
-                if self.kind == "NAME":
-                    start, end = _trim_name(text, start, end)
-                elif self.kind in ("ID", "PHONE") and sum(c.isdigit() for c in text[start:end]) < 4:
-                    continue  # "x 1.5 cm" after a cue is a size, not an extension
-                if end > start:
-                    results.append(RecognizerResult(self.kind, start, end, score))
-        return results
+        def load(self) -> None:  # noqa: D102 - nothing to load
+            pass
+
+        def analyze(self, text: str, entities: list[str], nlp_artifacts=None) -> list[RecognizerResult]:  # noqa: D102
+            results = []
+            for score, pattern in self.compiled:
+                for match in pattern.finditer(text):
+                    group = "phi" if "phi" in pattern.groupindex else 0
+                    start, end = match.span(group)
+                    if self.kind == "NAME":
+                        start, end = _trim_name(text, start, end)
+                    elif self.kind in ("ID", "PHONE") and sum(c.isdigit() for c in text[start:end]) < 4:
+                        continue  # "x 1.5 cm" after a cue is a size, not an extension
+                    if end > start:
+                        results.append(RecognizerResult(self.kind, start, end, score))
+            return results
+
+    return _ReportPhiRecognizer
 
 
 def _trim_name(text: str, start: int, end: int) -> tuple[int, int]:
@@ -268,12 +273,16 @@ class Deidentifier:
     """Finds PHI spans with a presidio ``AnalyzerEngine`` and replaces them with typed placeholders."""
 
     def __init__(self) -> None:
+        from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
+        from presidio_analyzer.nlp_engine import NoOpNlpEngine
+        from presidio_analyzer.predefined_recognizers import DateRecognizer, PhoneRecognizer
+
         registry = RecognizerRegistry(supported_languages=["en"])
         by_kind: dict[str, list[tuple[float, str]]] = {}
         for kind, score, pattern in _PATTERNS:
             by_kind.setdefault(kind, []).append((score, pattern))
         for kind, patterns in by_kind.items():
-            registry.add_recognizer(_ReportPhiRecognizer(kind, patterns))
+            registry.add_recognizer(_recognizer_class()(kind, patterns))
         registry.add_recognizer(DateRecognizer())
         # North American numbers: phonenumbers validates them; other regions read clinical numbers as phones.
         registry.add_recognizer(PhoneRecognizer(supported_regions=("US",), leniency=1))

@@ -101,6 +101,22 @@ def read_jsonl(path: Path) -> list[dict]:
     return list(iter_jsonl(path))
 
 
+def complete_lines(path: Path) -> Iterator[tuple[int, int, Any]]:
+    """(start, end, object) of each line of a JSONL file written by :class:`JsonlAppender`, read a line
+    at a time, up to the first line that a crash cut off (no newline, or not JSON)."""
+    start = 0
+    with Path(path).open("rb") as fh:
+        for line in fh:
+            if not line.endswith(b"\n"):
+                return  # truncated tail from a crash
+            try:
+                obj = json.loads(line)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                return
+            yield start, start + len(line), obj
+            start += len(line)
+
+
 class JsonlAppender:
     """Append-and-flush JSONL writer that resumes an interrupted run.
 
@@ -126,20 +142,12 @@ class JsonlAppender:
             raise RadLlamaError(f"cannot write {self.path}: {exc.strerror}") from exc
 
     def _recover(self) -> None:
-        good_end = 0
-        with self.path.open("rb") as fh:
-            for line in fh:
-                if not line.endswith(b"\n"):
-                    break  # truncated tail from a crash
-                try:
-                    obj = json.loads(line)
-                except (json.JSONDecodeError, UnicodeDecodeError):
-                    break
-                if isinstance(obj, dict) and self.key in obj:
-                    self._note(obj)
-                good_end += len(line)
-            size = fh.seek(0, os.SEEK_END)
-        if good_end < size:
+        good_end = 0  # where the last complete line ends
+        for _, end, obj in complete_lines(self.path):
+            if isinstance(obj, dict) and self.key in obj:
+                self._note(obj)
+            good_end = end
+        if good_end < self.path.stat().st_size:
             with self.path.open("r+b") as fh:
                 fh.truncate(good_end)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from itertools import islice
 from pathlib import Path
 
@@ -210,30 +210,27 @@ def generate_file(
     Returns the number of new predictions written.
     """
     with JsonlAppender(Path(output_path)) as out:
-        total = sum(1 for r in in_shard(iter_jsonl(Path(input_path)), shard) if str(r["id"]) not in out.done)
+        total = sum(1 for _ in _todo(input_path, shard, out.done))
         if not total:
             return 0
         with progress_bar() as bar:
             task = bar.add_task(f"generate {system} ({loaded.backend.name})", total=total)
-            todo = (r for r in in_shard(iter_jsonl(Path(input_path)), shard) if str(r["id"]) not in out.done)
+            todo = _todo(input_path, shard, out.done)
             for chunk in iter(lambda: list(islice(todo, GENERATE_CHUNK)), []):
 
                 def write(indices: list[int], done: list[Completion], chunk: list[dict] = chunk) -> None:
                     for i, c in zip(indices, done, strict=True):
                         r = chunk[i]
+                        head = {"id": r["id"], "system": system, "findings": r["findings"],
+                                "reference": r.get("impression", "")}  # fmt: skip
                         if c.error is not None:  # not decoded: counted as failed by eval, never dropped
-                            out.write({"id": r["id"], "system": system, "findings": r["findings"],
-                                       "reference": r.get("impression", ""), "prediction": "",
-                                       "seen_findings": r.get("seen_findings"), "status": "failed",
-                                       "error": c.error})  # fmt: skip
+                            out.write({**head, "prediction": "", "seen_findings": r.get("seen_findings"),
+                                       "status": "failed", "error": c.error})  # fmt: skip
                             continue
                         guarded = guard_output(c.text, r["findings"], phi_guard)
                         out.write(
                             {
-                                "id": r["id"],
-                                "system": system,
-                                "findings": r["findings"],
-                                "reference": r.get("impression", ""),
+                                **head,
                                 "prediction": guarded.text,
                                 **check(r["findings"], guarded.text),
                                 "seen_findings": r.get("seen_findings"),
@@ -254,7 +251,12 @@ def count_todo(input_path: Path, output_path: Path, shard: tuple[int, int] | Non
     if Path(output_path).is_file():
         with JsonlAppender(Path(output_path)) as probe:  # also cuts a truncated last line
             done = probe.done
-    return sum(1 for r in in_shard(iter_jsonl(Path(input_path)), shard) if str(r["id"]) not in done)
+    return sum(1 for _ in _todo(input_path, shard, done))
+
+
+def _todo(input_path: Path, shard: tuple[int, int] | None, done: set[str]) -> Iterator[dict]:
+    """The split's records of ``shard`` whose id is not in ``done``, streamed in file order."""
+    return (r for r in in_shard(iter_jsonl(Path(input_path)), shard) if str(r["id"]) not in done)
 
 
 def check_split(path: Path) -> int:

@@ -9,13 +9,12 @@ shard); :func:`merge_shards` checks the shards were made alike and together cove
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
 from radllama.errors import RadLlamaError
-from radllama.io import JsonlAppender, atomic_writer, iter_jsonl
+from radllama.io import atomic_writer, complete_lines, iter_jsonl
 from radllama.provenance import differences, read_record, write_record
 
 
@@ -67,14 +66,9 @@ def merge_shards(split: Path, parts: Sequence[Path], output: Path) -> int:
     # merge holds ids and offsets, and copies the lines as they were written.
     where: dict[str, tuple[int, int]] = {}
     for p, part in enumerate(parts):
-        JsonlAppender(Path(part)).close()  # cuts a killed run's truncated last line
-        with open(part, "rb") as fh:
-            offset = 0
-            for line in fh:
-                obj = json.loads(line)
-                if isinstance(obj, dict) and "id" in obj:
-                    where[str(obj["id"])] = (p, offset)
-                offset += len(line)
+        for start, _, obj in complete_lines(Path(part)):  # a killed run's cut last line is not read
+            if isinstance(obj, dict) and "id" in obj:
+                where[str(obj["id"])] = (p, start)
     missing = [str(r["id"]) for r in iter_jsonl(Path(split)) if str(r["id"]) not in where]
     if missing:
         raise RadLlamaError(f"{len(missing)} case(s) have no prediction yet (first: {missing[0]}): finish their shard")

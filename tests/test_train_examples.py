@@ -222,3 +222,37 @@ def test_abnormal_impressions_can_be_oversampled(tok) -> None:
     # Only "a" states an acute finding in its impression: it appears 1 + 2 times, "b" once.
     assert counts == {"impression": 2, "impression_abnormal": 2}
     assert [e.input_ids for e in examples[2:]] == [examples[0].input_ids] * 2
+
+
+def test_transplant_puts_an_acute_sentence_into_normal_findings() -> None:
+    from radllama.train.examples import transplant_records
+
+    donors = [
+        {"id": "p", "findings": "Heart size normal. Large right pneumothorax.", "impression": "Right pneumothorax."},
+        {"id": "q", "findings": "Cardiomegaly. Small left pleural effusion.",
+         "impression": "Cardiomegaly and left effusion. Recommend follow-up."},  # fmt: skip
+    ]
+    host = {"id": "h", "findings": "Lungs are clear. No pneumothorax. No pleural effusion. Heart normal.",
+            "impression": "No acute cardiopulmonary abnormality."}  # fmt: skip
+    made = transplant_records([*donors, host], seed=0)
+    assert len(made) == 1  # one per normal record; the donors' impressions state findings
+    got = made[0]
+    assert got["id"] == "h#transplant" and "Lungs are clear." in got["findings"]
+    assert transplant_records([*donors, host], seed=0) == made  # deterministic for a seed
+    answers = set()
+    for seed in range(16):
+        got = transplant_records([*donors, host], seed=seed)[0]
+        answers.add(got["impression"])
+        if got["impression"] == "Right pneumothorax.":
+            # The donor's own impression speaks only of what the sentence states: it is the answer.
+            assert "Large right pneumothorax." in got["findings"] and "No pneumothorax." not in got["findings"]
+        if got["impression"] == "Small left pleural effusion.":
+            # "q"'s impression names cardiomegaly too, which the moved sentence does not: the sentence is the answer.
+            assert "No pleural effusion." not in got["findings"] and "No pneumothorax." in got["findings"]
+    assert answers == {"Right pneumothorax.", "Small left pleural effusion.", "Cardiomegaly."}
+
+
+def test_transplant_is_a_task_of_the_mix(tok) -> None:
+    recs = [*records(), {"id": "c", "findings": "Large left pneumothorax.", "impression": "Left pneumothorax."}]
+    _, _, counts = build_task_examples(recs, tok, STYLE, 512, {"impression": 1.0, "acute_transplant": 1.0}, seed=0)
+    assert counts == {"impression": 3, "acute_transplant": 1}  # "b" is the only normal record

@@ -15,6 +15,7 @@ from radllama.data.cli import app as data_app
 from radllama.demo import demo_command
 from radllama.evaluate.cli import compare_command, eval_command
 from radllama.generate.cli import generate_command, merge_command
+from radllama.models.cli import app as models_app
 from radllama.review.cli import app as review_app
 from radllama.serve.cli import chat_command, serve_command
 from radllama.train.cli import export_command, train_command
@@ -27,6 +28,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(data_app, name="data", help="Build train/validation/test splits from report collections.")
+app.add_typer(models_app, name="models", help="Open pretrained bases shipped in PyPI wheels.")
 app.add_typer(review_app, name="review", help="Blinded expert review of generated impressions.")
 app.command("demo")(demo_command)
 app.command("train")(train_command)

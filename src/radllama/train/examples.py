@@ -11,12 +11,14 @@ import numpy as np
 
 from radllama.consistency import ACUTE, stated
 from radllama.errors import RadLlamaError
-from radllama.labeller import PRESENT
+from radllama.data.records import split_sentences
+from radllama.labeller import ABSENT, PRESENT, UNCERTAIN
 from radllama.progress import track
 from radllama.prompts import PromptStyle
 from radllama.retrieval import TfidfRetriever, retrieved_impressions
 
 IGNORE_INDEX = -100
+_ANY_LABEL = (PRESENT, UNCERTAIN, ABSENT)
 
 
 @dataclass
@@ -243,7 +245,11 @@ def pack_blocks(tokenizer: Any, texts: Iterable[str], block_size: int) -> list[E
 #                          question but never the derived answer.
 # "impression_abnormal": the impression task again for the reports whose impression states an acute finding
 # (radllama.consistency): oversampling against the 6 in 10 normal impressions a small model learns to copy.
-TASKS = ("impression", "impression_abnormal", "indication_impression", "abnormal_list", "presence")
+# "acute_transplant": a normal report whose findings get one acute sentence of another training report (and
+# lose their own sentences about that finding); the answer is that report's impression when it speaks of
+# nothing but what the sentence states, else the sentence. The same normal findings then call for different
+# impressions, so the answer can only come from reading them (see :func:`transplant_records`).
+TASKS = ("impression", "impression_abnormal", "acute_transplant", "indication_impression", "abnormal_list", "presence")
 NOT_FINDINGS = {"normal", "no indexing", "technical quality of image unsatisfactory"}
 TASK_INSTRUCTIONS = {
     "indication_impression": "Derive the impression from the indication and findings in the radiology report",
@@ -342,8 +348,13 @@ def iter_task_examples(
     check_tasks(tasks)
     rng = np.random.default_rng(seed)
     for name, weight in tasks.items():
-        if name in ("impression", "impression_abnormal"):
-            chosen = records if name == "impression" else [r for r in records if states_acute(r["impression"])]
+        if name in ("impression", "impression_abnormal", "acute_transplant"):
+            if name == "impression":
+                chosen = records
+            elif name == "impression_abnormal":
+                chosen = [r for r in records if states_acute(r["impression"])]
+            else:
+                chosen = transplant_records(records, seed)
             for example, cut in iter_sft_examples(chosen, tokenizer, style, max_seq_len, retriever):
                 for _ in range(_repeats(weight, rng)):
                     yield name, example, cut
@@ -368,6 +379,38 @@ def build_task_examples(
     """:func:`iter_task_examples` as a list; returns (examples, number cut, count per task). For small inputs."""
     made = list(iter_task_examples(records, tokenizer, style, max_seq_len, tasks, seed, retriever))
     return [e for _, e, _ in made], sum(cut for _, _, cut in made), {n: sum(t == n for t, _, _ in made) for n in tasks}
+
+
+def transplant_records(records: Sequence[dict], seed: int = 0) -> list[dict]:
+    """One synthetic record per normal record (no finding stated in its impression): its findings with an
+    acute sentence of another record set in at a random place, and that record's impression as the answer
+    when the impression states nothing the sentence does not (else the sentence itself).
+
+    Sentences of the host that mention the moved finding in any way ("No pneumothorax.") are dropped, so
+    the findings never contradict themselves. Deterministic for a seed; in record order.
+    """
+    rng = np.random.default_rng(seed)
+    donors: list[tuple[str, str, set[str]]] = []  # (sentence, answer, observations the sentence mentions)
+    for rec in records:
+        if not states_acute(rec["impression"]):
+            continue
+        said = stated(rec["impression"])
+        for sentence in split_sentences(rec["findings"]):
+            acute = stated(sentence, (PRESENT,)) & set(ACUTE)
+            if acute and acute <= said:
+                answer = rec["impression"] if said <= stated(sentence) else sentence
+                donors.append((sentence, answer, stated(sentence, _ANY_LABEL)))
+    out: list[dict] = []
+    if not donors:
+        return out
+    for rec in records:
+        if stated(rec["impression"]):
+            continue
+        sentence, answer, mentioned = donors[int(rng.integers(len(donors)))]
+        kept = [s for s in split_sentences(rec["findings"]) if not stated(s, _ANY_LABEL) & mentioned]
+        kept.insert(int(rng.integers(len(kept) + 1)), sentence)
+        out.append({**rec, "id": f"{rec['id']}#transplant", "findings": " ".join(kept), "impression": answer})
+    return out
 
 
 def states_acute(impression: str) -> bool:

@@ -229,8 +229,11 @@ def test_transplant_puts_an_acute_sentence_into_normal_findings() -> None:
 
     donors = [
         {"id": "p", "findings": "Heart size normal. Large right pneumothorax.", "impression": "Right pneumothorax."},
-        {"id": "q", "findings": "Cardiomegaly. Small left pleural effusion.",
-         "impression": "Cardiomegaly and left effusion. Recommend follow-up."},  # fmt: skip
+        {
+            "id": "q",
+            "findings": "Cardiomegaly. Small left pleural effusion.",
+            "impression": "Cardiomegaly and left effusion. Recommend follow-up.",
+        },  # fmt: skip
     ]
     host = {"id": "h", "findings": "Lungs are clear. No pneumothorax. No pleural effusion. Heart normal.",
             "impression": "No acute cardiopulmonary abnormality."}  # fmt: skip

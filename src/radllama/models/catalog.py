@@ -114,7 +114,9 @@ def get_model(name: str, out: Path, overwrite: bool = False) -> Path:
         console.print(f"[green]reusing[/] {name} in {out}")
         return out
     if out.exists() and any(out.iterdir()) and not overwrite:
-        raise RadLlamaError(f"{out} exists and is not a {name} folder made by radllama; pass --overwrite or another --out")
+        raise RadLlamaError(
+            f"{out} exists and is not a {name} folder made by radllama; pass --overwrite or another path"
+        )
     gguf = fetch_gguf(entry)
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)

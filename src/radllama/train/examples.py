@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 
 from radllama.consistency import ACUTE, stated
-from radllama.errors import RadLlamaError
 from radllama.data.records import split_sentences
+from radllama.errors import RadLlamaError
 from radllama.labeller import ABSENT, PRESENT, UNCERTAIN
 from radllama.progress import track
 from radllama.prompts import PromptStyle

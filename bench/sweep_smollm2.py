@@ -1,0 +1,125 @@
+"""Issue #29: SmolLM2-135M-Instruct, untuned and LoRA-tuned, the MODEL ALONE (greedy), on VALIDATION and the
+faithfulness benchmark's DEV edition (the old dev and held-out editions; the frozen heldout-v2 only reports).
+
+    python bench/sweep_smollm2.py --model runs/smollm2 --data runs/data/openi \
+        --system untuned= --system v1=runs/sweep/v1/best [--few-shot untuned] [--no-write]
+
+Each ``--system NAME=ADAPTER`` (an empty adapter: the untuned base) is decoded greedily with transformers
+once over the validation findings and the dev cases; ``--few-shot NAME`` prompts that system with the three
+most similar training impressions (retrieval over the train split). Answers are cached in
+``runs/sweep/answers/NAME.json``, so a rerun only scores. Columns: validation ROUGE and clinical F1 of
+positive findings; on the dev edition, critical findings named, invented positives on normal findings, sides
+kept, invented positives on negation cases, each by our labeller (the rules the faithful decoder uses) and by
+the independent reader (:mod:`radllama.evaluate.judge`), and the share of answers that copy a training
+impression verbatim.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import publish, rouge_cells  # noqa: E402
+
+from radllama.evaluate.clinical import clinical_f1  # noqa: E402
+from radllama.evaluate.faithfulness import build_benchmark, score  # noqa: E402
+from radllama.io import atomic_write_json, read_jsonl  # noqa: E402
+
+TITLE = "Issue #29: SmolLM2-135M-Instruct, the model alone, on validation and the dev edition (sweep_smollm2.py)"
+
+
+def dev_cases(train: list[dict], validation: list[dict]) -> list[dict]:
+    """The dev edition as it now stands: the old dev edition and the old held-out edition."""
+    return build_benchmark("dev", train) + build_benchmark("heldout", validation)
+
+
+def answers(model: str, adapter: str | None, findings: list[str], train_file: Path, few_shot: bool) -> list[str]:
+    """Greedy answers of the model (with its adapter) to every findings text, in order."""
+    from radllama.generate.impressions import encode_prompts, prompts_and_examples
+    from radllama.inference import Decoding, load_model
+    from radllama.prompts import PromptStyle
+
+    loaded = load_model(model, adapter or None, backend="transformers", batch_size=32)
+    if few_shot:  # the untuned chat model shown the three most similar training impressions
+        from radllama.retrieval import TfidfRetriever
+
+        loaded.style = PromptStyle(**{**loaded.style.__dict__, "retrieval_k": 3})
+        loaded.retriever = TfidfRetriever.fit(read_jsonl(train_file))
+    prompts, _ = prompts_and_examples(loaded, findings)
+    out = [c.text for c in loaded.backend.generate(encode_prompts(loaded, prompts, 64), Decoding(64))]
+    loaded.backend.close()
+    return out
+
+
+def judge_score(cases: list[dict], texts: list[str]) -> dict | None:
+    """The independent reader's figures for the dev cases (None where it is not installed)."""
+    try:
+        from radllama.evaluate.faithfulness import score_independent
+    except ImportError:
+        return None
+    return score_independent(cases, texts)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="runs/smollm2")
+    ap.add_argument("--data", default="runs/data/openi")
+    ap.add_argument("--system", action="append", default=[], help="NAME=ADAPTER (empty: untuned)")
+    ap.add_argument("--few-shot", action="append", default=[])
+    ap.add_argument("--cache", default="runs/sweep/answers")
+    ap.add_argument("--no-write", action="store_true")
+    args = ap.parse_args()
+    data = Path(args.data)
+    train, validation = read_jsonl(data / "train.jsonl"), read_jsonl(data / "validation.jsonl")
+    bench = dev_cases(train, validation)
+    findings = [r["findings"] for r in validation] + [c["findings"] for c in bench]
+    refs = [r["impression"] for r in validation]
+    train_impressions = {r["impression"].strip() for r in train}
+    n_val = len(validation)
+    lines = [
+        f"| system (validation n={n_val}, dev n={len(bench)}) | R-1 | R-2 | R-L | clinical F1 | named (ours) | "
+        "named (judge) | invented on normal (judge) | invented on negation (judge) | side kept (judge) | "
+        "training impression verbatim | s per case |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    results = {}
+    for spec in args.system:
+        name, _, adapter = spec.partition("=")
+        cache = Path(args.cache) / f"{name}.json"
+        if cache.is_file():
+            texts, seconds = (lambda d: (d["texts"], d["seconds_per_case"]))(json.loads(cache.read_text()))
+        else:
+            t0 = time.perf_counter()
+            texts = answers(args.model, adapter, findings, data / "train.jsonl", name in args.few_shot)
+            seconds = (time.perf_counter() - t0) / len(findings)
+            atomic_write_json(cache, {"adapter": adapter, "texts": texts, "seconds_per_case": seconds})
+        val, dev = texts[:n_val], texts[n_val:]
+        ours, judged = score(bench, dev), judge_score(bench, dev)
+        copied = sum(t.strip() in train_impressions for t in val) / n_val
+        f1 = clinical_f1(val, refs)["micro_f1"]
+
+        def cell(d: dict | None, key: str) -> str:
+            return "–" if d is None or d.get(key) is None else f"{d[key]:.1%}"
+
+        lines.append(
+            f"| {name} | {rouge_cells(val, refs)} | {f1:.4f} | {cell(ours, 'recall')} | {cell(judged, 'recall')} | "
+            f"{cell(judged, 'invented')} | {cell(judged, 'invented_negation')} | {cell(judged, 'laterality')} | "
+            f"{copied:.1%} | {seconds:.3f} |"
+        )
+        results[name] = {"ours": ours, "judge": judged, "copied": copied, "clinical_f1": f1}
+    atomic_write_json(Path(args.cache) / "scores.json", results)
+    note = (
+        f"Base `{args.model}` (dequantised SmolLM2-135M-Instruct), greedy, transformers, 64 new tokens at most. "
+        "Dev edition = the old dev edition (train sentences) + the old held-out edition (validation sentences). "
+        "Chosen here, never on test or on heldout-v2."
+    )
+    print("\n".join(lines))
+    publish(TITLE, note, "\n".join(lines), write=not args.no_write)
+
+
+if __name__ == "__main__":
+    main()

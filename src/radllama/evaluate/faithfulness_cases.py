@@ -9,6 +9,10 @@ split. Two disjoint editions keep the benchmark apart from what is tuned on it:
 - ``heldout``: writers D-F, the other phrasings, and positive sentences from the **validation** split:
   report this one.
 
+Issue #30: ``heldout`` was seen while rules were written, so it now counts as part of dev. The held-out edition
+is ``heldout-v2`` (new writers G-L, hand-written, frozen with a pinned digest), read by
+:func:`radllama.evaluate.editions.load_edition`; this module is unchanged.
+
 Each case: ``{"id", "findings", "kind", "finding", "side", "negated", "writer", "origin"}`` where ``kind`` is
 ``critical`` (one acute finding stated), ``normal`` (nothing abnormal), ``negation`` (normal findings that
 negate ``negated`` explicitly); ``finding`` is one of :data:`FINDING_TYPES` (``None`` for normal/negation);

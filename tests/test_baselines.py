@@ -16,7 +16,9 @@ TRAIN = [
 
 
 def test_registry_names_match_classes() -> None:
-    assert set(BASELINES) == {"most-frequent", "last-sentence", "tfidf-retrieval", "retrieval-consensus"}
+    assert set(BASELINES) == {
+        "most-frequent", "last-sentence", "tfidf-retrieval", "retrieval-consensus", "findings-verbatim", "acute-rule",
+    }  # fmt: skip
     for name in BASELINES:
         assert make_baseline(name).name == name
 
@@ -76,3 +78,14 @@ def test_retrieval_consensus_answers_what_the_neighbours_agree_on() -> None:
     vote = make_baseline("retrieval-consensus").fit(train).predict(["Small right pleural effusion."])
     assert top1 == ["Odd wording entirely."]  # the single nearest report is the odd one
     assert vote == ["Small right effusion."]  # the neighbours agree on this one
+
+
+def test_findings_verbatim_answers_the_findings() -> None:
+    assert make_baseline("findings-verbatim").fit(TRAIN).predict(["Small  left effusion. "]) == ["Small left effusion."]
+
+
+def test_acute_rule_takes_the_acute_sentences_else_the_retrieval_consensus() -> None:
+    rule = make_baseline("acute-rule").fit(TRAIN)
+    acute, normal = rule.predict(["Heart size normal. Large left pneumothorax. No effusion.", "Lungs are clear."])
+    assert acute == "Large left pneumothorax."  # the rule: the acute sentence, nothing else
+    assert normal == make_baseline("retrieval-consensus").fit(TRAIN).predict(["Lungs are clear."])[0]

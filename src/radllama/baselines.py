@@ -124,9 +124,49 @@ class RetrievalConsensus:
         return out
 
 
+class FindingsVerbatim:
+    """Answer the findings themselves: names everything they state, and shows what a judge rewards copying."""
+
+    name = "findings-verbatim"
+
+    def fit(self, train_records: Sequence[dict]) -> FindingsVerbatim:
+        """Nothing to learn."""
+        return self
+
+    def predict(self, findings: list[str]) -> list[str]:
+        """Each findings text, whitespace normalised."""
+        return [normalize_whitespace(text) for text in findings]
+
+
+class AcuteRule:
+    """The faithful decoder's rule with no model: the findings' own acute sentences (its extractive candidate,
+    :func:`radllama.generate.mbr.extractive_impression`), else the retrieval consensus. Beside a decision rule
+    it shows how much of that rule's score is the model's."""
+
+    name = "acute-rule"
+
+    def __init__(self) -> None:
+        self.fallback = RetrievalConsensus()
+
+    def fit(self, train_records: Sequence[dict]) -> AcuteRule:
+        """Index the training findings for the fallback."""
+        self.fallback.fit(train_records)
+        return self
+
+    def predict(self, findings: list[str]) -> list[str]:
+        """The acute sentences of each findings text, else its retrieval consensus."""
+        from radllama.generate.mbr import extractive_impression
+
+        fallback = self.fallback.predict(findings)
+        return [extractive_impression(f) or other for f, other in zip(findings, fallback, strict=True)]
+
+
 BASELINES: dict[str, type] = {
-    cls.name: cls for cls in (MostFrequentImpression, LastSentence, TfidfRetrievalImpression, RetrievalConsensus)
-}
+    cls.name: cls
+    for cls in (
+        MostFrequentImpression, LastSentence, TfidfRetrievalImpression, RetrievalConsensus, FindingsVerbatim, AcuteRule,
+    )
+}  # fmt: skip
 
 
 def make_baseline(name: str) -> Baseline:

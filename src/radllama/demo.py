@@ -11,7 +11,6 @@ Every stage is cached in ``--out``: a second run reuses what is complete.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -20,11 +19,18 @@ import typer
 import yaml
 
 from radllama.baselines import RetrievalConsensus
-from radllama.io import atomic_write_text, ensure_writable_dir, read_jsonl
+from radllama.io import atomic_write_json, atomic_write_text, ensure_writable_dir, read_jsonl
 from radllama.progress import console, results
 
 CONFIG_DIR = Path(__file__).parent / "configs"
-BASELINES = ("most-frequent", "last-sentence", "tfidf-retrieval", "retrieval-consensus")
+BASELINES = (
+    "most-frequent",
+    "last-sentence",
+    "tfidf-retrieval",
+    "retrieval-consensus",
+    "findings-verbatim",
+    "acute-rule",
+)
 # Tiny sizes for smoke tests: the whole pipeline in about a minute.
 QUICK_BASE = [
     "mini.hidden_size=64",
@@ -37,6 +43,7 @@ QUICK_BASE = [
 ]
 QUICK_LORA = ["optim.max_steps=2", "optim.batch_size=16"]
 BASES = ("smollm2", "mini")
+EDITION = "heldout-v2"  # the frozen held-out edition of the faithfulness benchmark (radllama.evaluate.editions)
 SMOLLM2 = "smollm2-135m-instruct"  # radllama.models.catalog
 
 
@@ -246,64 +253,91 @@ def smollm2_stages(out: Path, seed: int, timings: dict[str, float]) -> dict:
 def faithfulness_section(
     out: Path, metrics: dict, backend: str = "auto", limit: int | None = None, base: str = "mini"
 ) -> tuple[str, dict[str, dict]]:
-    """report.md's clinical faithfulness table: every system on the benchmark's held-out edition (our own
-    phrasings and validation sentences, never test) beside its clinical F1 and ROUGE-1 on the test split.
-    Returns the markdown and each system's scores."""
+    """report.md's clinical faithfulness tables: every system on the frozen held-out edition ``heldout-v2``
+    (new writers, written before any rule read them; never test), scored by the independent reader with our
+    labeller beside it, one row group per kind of case. Returns the markdown and each system's judge scores."""
     from radllama.evaluate.compare import predict_systems
-    from radllama.evaluate.faithfulness import build_benchmark, describe, score
+    from radllama.evaluate.edition_score import score_both
+    from radllama.evaluate.editions import FINDING_TYPES, describe, edition_digest, load_edition
+    from radllama.evaluate.judge import reader_digest
     from radllama.io import write_jsonl
 
     folder = out / "faithfulness"
-    cases = build_benchmark("heldout", read_jsonl(out / "data" / "validation.jsonl"))[:limit]
+    cases = load_edition(EDITION)[:limit]
     cases_path = folder / "cases.jsonl"
     ensure_writable_dir(folder)
-    write_jsonl(cases_path, [{**c, "impression": ""} for c in cases])
+    write_jsonl(cases_path, [{"id": c["id"], "findings": c["findings"], "impression": ""} for c in cases])
     cfg = compare_config(out, base)
     ran, _ = predict_systems(cfg["systems"], cases, cases_path, cases_path, cfg["split"]["train"], folder,
                              backend=backend, on_change="redo")  # fmt: skip
-    scores = {}
+    both: dict[str, dict] = {}
     for name, preds in ran.items():
         by_id = {str(p["id"]): p.get("prediction", "") for p in preds}
-        scores[name] = score(cases, [by_id.get(c["id"], "") for c in cases])
-    atomic_write_text(folder / "scores.json", json.dumps({"cases": describe(cases), "systems": scores}, indent=2))
+        both[name] = score_both(cases, [by_id.get(c["id"], "") for c in cases], FINDING_TYPES)
+        both[name]["extractive"] = _extractive_share(preds)
+    atomic_write_json(folder / "scores.json", {
+        "edition": EDITION, "edition_sha256": edition_digest(EDITION), "judge_rules": reader_digest(),
+        "cases": describe(cases), "systems": both,
+    })  # fmt: skip
 
-    def pct(x: float | None) -> str:
-        return "–" if x is None else f"{x:.1%}"
+    def pct(d: dict, key: str) -> str:
+        value = d.get(key)
+        return "–" if value is None else f"{value:.1%}"
 
     def test_figure(name: str, key: str) -> str:
         value = _mean(metrics, name, key)
         return "–" if value is None else f"{value:.4f}"
 
-    kinds = describe(cases)["kind"]
-    rows = [
-        "| system | critical finding named (labeller) | (keyword check) | invented positive on normal findings | "
-        "side kept | side flipped | negation kept | omissions the consistency check flags | "
-        "clinical F1 on test (13, micro) | ROUGE-1 on test |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for name, s in scores.items():
+    head = (
+        "| system | named (judge) | (ours) | all named, multi-finding | hedge kept | hedge dropped / asserted | "
+        "resolved asserted | invented: normal | invented: negation | side kept | answer = findings' acute "
+        "sentences | clinical F1, test | ROUGE-1, test |"
+    )
+    rows = [head, "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, s in both.items():
+        j, o = s["judge"], s["ours"]
         rows.append(
-            f"| {name} | {pct(s['recall'])} | {pct(s['recall_keyword'])} | {pct(s['invented'])} | "
-            f"{pct(s['laterality'])} (n={s['n']['lateral_named']}) | {s['side_flips']} | {pct(s['negation'])} | "
-            f"{pct(s['omissions_flagged'])} (n={len(s['missed'])}) | "
+            f"| {name} | {pct(j, 'named')} | {pct(o, 'named')} | {pct(j, 'multi_all_named')} | "
+            f"{pct(j, 'hedge_kept')} | {pct(j, 'hedge_dropped')} / {pct(j, 'hedge_asserted')} | "
+            f"{pct(j, 'resolved_asserted')} | {pct(j, 'invented_normal')} | {pct(j, 'invented_negation')} | "
+            f"{pct(j, 'side_kept')} | {pct(s, 'extractive')} | "
             f"{test_figure(name, 'clinical_micro_f1')} | {test_figure(name, 'rouge1')} |"
         )
+    kinds = ", ".join(f"{n} {k}" for k, n in describe(cases)["kind"].items())
+    by_kind = ["| system | " + " | ".join(f"named: {k}" for k in ("critical", "comparison", "device")) + " |",
+               "|---|---|---|---|"]  # fmt: skip
+    for name, s in both.items():
+        by_kind.append(f"| {name} | " + " | ".join(pct(s["judge"], f"named_{k}") for k in ("critical", "comparison",
+                                                                                        "device")) + " |")  # fmt: skip
     return "\n".join(
         [
-            "#### Clinical faithfulness: is the acute finding in the impression? (measured here)",
+            "#### Clinical faithfulness: does the impression say what the findings say? (measured here)",
             "",
-            f"The benchmark's held-out edition ({kinds.get('critical', 0)} findings texts that state one acute "
-            f"finding, {kinds.get('normal', 0)} normal ones and {kinds.get('negation', 0)} that negate a finding; "
-            "11 finding types, in writers' styles and from validation reports, never from test; "
-            "bench/bench_faithfulness.py, docs/evaluation.md). Scored by the labeller and the consistency check's "
-            "equivalent names, with a keyword check as a second opinion. `radllama-mini-lora` is the model alone "
-            "(greedy); `-mbr` adds the ROUGE vote with the retrieved impressions; `-mbr-clinical` adds the clinical "
-            "term (utility lost per acute finding omitted, invented or on the wrong side); `-greedy-acute` is the "
-            "greedy answer against the findings' acute sentences only; `-faithful` is all of them together.",
+            f"The frozen held-out edition `{EDITION}` (sha256 {edition_digest(EDITION)[:12]}…; {kinds}; six writers "
+            "who wrote before any rule read them; never test). **Scored by the independent reader** "
+            "(`radllama.evaluate.judge`, rules digest " + reader_digest()[:12] + "…), which no decoder, penalty or "
+            "candidate filter uses; `(ours)` is the labeller and consistency check that the faithful decoder "
+            "chooses with, shown beside it, never alone. `-lora` rows are the model alone (greedy); `-faithful` "
+            "adds the decision rule; `acute-rule` is that rule with no model (the findings' acute sentences, else "
+            "the retrieval consensus), and `findings-verbatim` pastes the findings back: what the rule alone earns. "
+            "Hedge kept: an uncertain finding named as uncertain; invented: a finding asserted that the case does "
+            "not state (normal cases; negation cases, which negate findings, often after long clauses).",
             "",
             *rows,
+            "",
+            "Named, by kind of case (judge):",
+            "",
+            *by_kind,
         ]
-    ), scores
+    ), {name: s["judge"] for name, s in both.items()}
+
+
+def _extractive_share(preds: list[dict]) -> float | None:
+    """How often a decision rule answered with the findings' acute sentences (None: not a decision rule)."""
+    sources = [p["candidate"] for p in preds if p.get("candidate")]
+    if not sources:
+        return None
+    return sum(s == "extractive" for s in sources) / len(sources)
 
 
 def write_model_card(out: Path, scores: dict[str, dict], metrics: dict, base: dict, quick: bool) -> None:
@@ -311,7 +345,7 @@ def write_model_card(out: Path, scores: dict[str, dict], metrics: dict, base: di
     alone beside the decoding the demo ships, so that `serve` and `/v1/models` show them."""
     from radllama.models.card import add_benchmarks
 
-    held = "faithfulness benchmark, held-out edition" + (" (--quick: 16 cases)" if quick else "")
+    held = f"faithfulness benchmark, {EDITION}" + (" (--quick: 16 cases)" if quick else "")
     test = "OpenI test split" + (" (--quick: 16 cases)" if quick else "")
     command = f"radllama demo --out {out}"
     rows = []
@@ -320,9 +354,10 @@ def write_model_card(out: Path, scores: dict[str, dict], metrics: dict, base: di
         if s is None:
             continue
         for name, value, on in (
-            ("critical finding named", s["recall"], held),
-            ("invented positive on normal findings", s["invented"], held),
-            ("side kept", s["laterality"], held),
+            ("finding named (independent reader)", s.get("named"), held),
+            ("invented positive on normal findings (independent reader)", s.get("invented_normal"), held),
+            ("hedge kept (independent reader)", s.get("hedge_kept"), held),
+            ("side kept (independent reader)", s.get("side_kept"), held),
             ("clinical F1 (13, micro)", _mean(metrics, system, "clinical_micro_f1"), test),
             ("ROUGE-1", _mean(metrics, system, "rouge1"), test),
         ):
@@ -347,9 +382,11 @@ def write_smollm2_card(out: Path, scores: dict[str, dict], metrics: dict) -> Non
         s = scores.get(system)
         if s is None:
             continue
+        held = f"faithfulness benchmark, {EDITION}"
         for name, value, on in (
-            ("critical finding named", s["recall"], "faithfulness benchmark"),
-            ("invented positive on normal findings", s["invented"], "faithfulness benchmark"),
+            ("finding named (independent reader)", s.get("named"), held),
+            ("invented positive on normal findings (independent reader)", s.get("invented_normal"), held),
+            ("hedge kept (independent reader)", s.get("hedge_kept"), held),
             ("clinical F1 (13, micro)", _mean(metrics, system, "clinical_micro_f1"), "OpenI test split"),
             ("ROUGE-1", _mean(metrics, system, "rouge1"), "OpenI test split"),
         ):

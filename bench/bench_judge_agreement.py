@@ -115,7 +115,7 @@ def main() -> None:
     for split, field in SAMPLES:
         texts = [r.get(field) or "" for r in splits[split]]
         rows, dis, seconds = agreement(texts)
-        key = f"{split} {field}s (n={len(texts)})"
+        key = f"{split} {field}{'' if field.endswith('s') else 's'} (n={len(texts)})"
         results[key] = {"observations": rows, "n": len(texts), **seconds}
         all_disagreements += [{"sample": key, **d} for d in dis]
     headline = results[next(iter(results))]["observations"]
@@ -136,7 +136,8 @@ def main() -> None:
                 f.write(json.dumps(d) + "\n")
     first = results[next(iter(results))]
     note = (
-        f"Reader digest `{judge.reader_digest()[:16]}`, labeller rules `{rules_digest()}`. Kappa of *positive* vs "
+        f"Independent reader digest `{judge.reader_digest()[:16]}` (our labeller's rules: `{rules_digest()}`). "
+        "Kappa of *positive* vs "
         "anything else (in brackets: positive or uncertain vs the rest); then the positives of the labeller, of "
         "the reader, and of both. Target: κ ≥ 0.8 on the CheXpert-5 (**(5)**) on validation impressions: "
         f"**{'met' if met else 'not met'}**. Both rule sets were refined on train and validation (in sample); "

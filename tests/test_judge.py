@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -213,3 +214,12 @@ def test_loads_nothing_else():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["mods"] == []
+
+
+def test_benchmarks_record_this_reader():
+    # The agreement figures in BENCHMARKS.md were measured with these rules: a rule change reruns the bench
+    # (python bench/bench_judge_agreement.py --data <openi folder>), which records the new digest.
+    text = (Path(__file__).resolve().parents[1] / "BENCHMARKS.md").read_text(encoding="utf-8")
+    found = re.findall(r"Independent reader digest `([0-9a-f]{16})`", text)
+    assert len(found) == 1, "BENCHMARKS.md should record the independent reader's digest once"
+    assert judge.reader_digest()[:16] == found[0], "the reader's rules changed: rerun bench/bench_judge_agreement.py"

@@ -222,8 +222,11 @@ def _doc(text: str):
     doc = nlp.make_doc(text)
     # Sentences first: the matcher does not need them, negspacy does; spans go in before the passes run.
     doc = nlp.get_pipe("sentencizer")(doc)
-    found = _match(doc, targets)
-    normal = [s for s in _match(doc, normals) if not any(s.start < f.end and f.start < s.end for f in found)]
+    found, normal = _match(doc, targets), _match(doc, normals)
+    # A normal statement wins over the finding word inside it ("vascular engorgement ... within limits of
+    # normal"); one that only overlaps a finding loses to it.
+    found = [f for f in found if not any(n.start <= f.start and f.end <= n.end for n in normal)]
+    normal = [n for n in normal if not any(n.start < f.end and f.start < n.end for f in found)]
     doc.spans[_FINDINGS_KEY] = found
     doc.spans[_NORMALS_KEY] = normal
     for name, proc in nlp.pipeline:

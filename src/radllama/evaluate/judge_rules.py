@@ -279,6 +279,18 @@ NORMALS: dict[str, tuple[list[str], list[str]]] = {
         ],
         ["consolidation", "lung opacity", "pulmonary edema", "airspace disease", "pneumonia"],
     ),
+    "vessels": (
+        [
+            "pulmonary? vascularity|vasculature|vessels|vascular|venous engorgement|congestion|markings? @BE* "
+            "within normal limits",
+            "pulmonary? vascularity|vasculature|vessels|vascular|venous engorgement|congestion|markings? @BE* "
+            "within the? limits of normal",
+            "pulmonary? vascularity|vasculature|vessels|vascular|venous engorgement|congestion|markings? @BE* "
+            "normal|unremarkable",
+            "normal pulmonary? vascularity|vasculature",
+        ],
+        ["pulmonary edema"],
+    ),
     "bones": (
         [
             "bones|osseous|bony|skeletal structures|structure|thorax? @BE* intact|unremarkable|normal",
@@ -333,6 +345,8 @@ NEGATION: dict[str, list[str]] = {
         "no change", "no interval change", "no significant change", "no significant interval change",
         "not changed", "not significantly changed", "no appreciable change", "without change",
         "without interval change", "without significant change", "no increase", "no decrease", "no longer",
+        # "No opacity to suggest pneumonia": still a negation, not a hedge that ends it.
+        "to suggest", "to indicate", "to represent",
     ],
 }  # fmt: skip
 
@@ -360,9 +374,12 @@ HEDGE: dict[str, list[str]] = {
         "is not entirely excluded", "could not be excluded", "not be excluded", "?", "is in the differential",
         "in the differential", "is another consideration", "another consideration", "are considerations",
         "would be difficult to exclude", "is a consideration", "is considered", "not definitely excluded",
+        "can not be entirely excluded", "can not be completely excluded", "not be entirely excluded",
+        "not be completely excluded", "can not be entirely ruled out", "can not be completely ruled out",
+        "not be ruled out", "can not be totally excluded",
     ],
     "pseudo": [
-        "no suspicious", "not suspicious", "without suspicious", "likely benign", "probably benign",
+        "no suspicious", "not suspicious", "without suspicious", "likely benign", "probably benign", "to suggest",
     ],
 }  # fmt: skip
 

@@ -147,14 +147,8 @@ def _termsets() -> dict[str, dict[str, list[str]]]:
 
 def reader_digest() -> str:
     """sha256 over every rule table and the code version: which reader scored a frozen benchmark edition."""
-    tables = {
-        name: getattr(rules, name)
-        for name in (
-            "WORDS", "TARGETS", "NORMALS", "ASSERTION_OPENERS", "ASSERTION_JOINERS", "AND_OPENERS",
-            "TERMINATORS", "NEGATION", "HEDGE", "RESOLVED", "ALTERNATIVES", "ALTERNATIVE_GAP", "CHANGE",
-            "SIDE_WORDS", "SIDE_WINDOW_BEFORE", "SIDE_WINDOW_AFTER", "SIDE_STOPS", "IMPLIES", "CHEXPERT",
-        )
-    }  # fmt: skip
+    # Every table of judge_rules (its upper-case names), so a new table cannot be left out.
+    tables = {name: value for name, value in vars(rules).items() if name.isupper()}
     tables["intrinsic"] = [sorted(_INTRINSIC_NEGATION), sorted(_INTRINSIC_HEDGE)]
     tables["version"] = READER_VERSION
     return hashlib.sha256(json.dumps(tables, sort_keys=True).encode()).hexdigest()
@@ -191,7 +185,7 @@ def _pipeline():
         raise ReaderError(f"the independent reader needs spacy and negspacy: {e}") from e
 
     nlp = _blank_english(spacy)
-    nlp.add_pipe("sentencizer", config={"punct_chars": [".", "..", "...", "....", "!", "?", ";", "\n", "\n\n"]})
+    nlp.add_pipe("sentencizer", config={"punct_chars": rules.SENTENCE_ENDS})
     for name, termset in _termsets().items():
         nlp.add_pipe(
             "negex",
@@ -236,9 +230,9 @@ def _doc(text: str):
 
 
 def _clause(doc, span) -> tuple[int, int]:
-    """Token bounds of the clause around a span: its sentence, cut at ``;`` and clause-ending words."""
+    """Token bounds of the clause around a span: its sentence, cut at commas and clause-ending words."""
     sent = span.sent
-    stops = {",", ";", "but", "however", "although", "though", "whereas", "while", "which"}
+    stops = set(rules.CLAUSE_STOPS)
     start = span.start
     while start > sent.start and doc[start - 1].lower_ not in stops:
         start -= 1

@@ -17,6 +17,11 @@ The tokenizer is spaCy's English one: ``left-sided`` is three tokens, ``cannot``
 
 from __future__ import annotations
 
+# Sentence ends (spaCy's sentencizer; "1. No acute disease 2. Cardiomegaly" splits after "2.").
+SENTENCE_ENDS: list[str] = [".", "..", "...", "....", "!", "?", ";", "\n", "\n\n"]
+# A comparison word is looked for in the mention's clause: its sentence cut at these.
+CLAUSE_STOPS: list[str] = [",", ";", "but", "however", "although", "though", "whereas", "while", "which"]
+
 # ----------------------------------------------------------------------------- word sets
 
 WORDS: dict[str, list[str]] = {

@@ -30,6 +30,10 @@ from dataclasses import dataclass
 
 PRESENT, UNCERTAIN, NEGATED, HISTORICAL = "present", "uncertain", "negated", "historical"
 NAMING_KINDS = ("critical", "comparison", "device")
+FIGURES = (
+    "named", *(f"named_{k}" for k in NAMING_KINDS), "multi_all_named", "hedge_kept", "hedge_dropped",
+    "hedge_asserted", "resolved_asserted", "invented_normal", "invented_negation", "invented_any", "side_kept",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -125,8 +129,8 @@ def score_edition(cases: Sequence[dict], impressions: Sequence[str], reader: Rea
             missed.append(case["id"])
     return {
         "reader": reader.name,
-        **{key: _rate(hit, n) for key, (hit, n) in counts.items()},
-        "n": {key: n for key, (_, n) in counts.items()},
+        **{key: _rate(*counts.get(key, (0, 0))) for key in FIGURES},
+        "n": {key: counts.get(key, (0, 0))[1] for key in FIGURES},
         "missed": missed,
     }
 

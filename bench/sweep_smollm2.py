@@ -55,13 +55,12 @@ def answers(model: str, adapter: str | None, findings: list[str], train_file: Pa
     return out
 
 
-def judge_score(cases: list[dict], texts: list[str]) -> dict | None:
-    """The independent reader's figures for the dev cases (None where it is not installed)."""
-    try:
-        from radllama.evaluate.faithfulness import score_independent
-    except ImportError:
-        return None
-    return score_independent(cases, texts)
+def judge_score(cases: list[dict], texts: list[str]) -> dict:
+    """The independent reader's figures for the dev cases (radllama.evaluate.edition_score)."""
+    from radllama.evaluate.edition_score import judge_reader, score_edition, with_expectations
+    from radllama.evaluate.editions import FINDING_TYPES
+
+    return score_edition([with_expectations(c) for c in cases], texts, judge_reader(), FINDING_TYPES)
 
 
 def main() -> None:
@@ -106,8 +105,8 @@ def main() -> None:
             return "–" if d is None or d.get(key) is None else f"{d[key]:.1%}"
 
         lines.append(
-            f"| {name} | {rouge_cells(val, refs)} | {f1:.4f} | {cell(ours, 'recall')} | {cell(judged, 'recall')} | "
-            f"{cell(judged, 'invented')} | {cell(judged, 'invented_negation')} | {cell(judged, 'laterality')} | "
+            f"| {name} | {rouge_cells(val, refs)} | {f1:.4f} | {cell(ours, 'recall')} | {cell(judged, 'named')} | "
+            f"{cell(judged, 'invented_normal')} | {cell(judged, 'invented_negation')} | {cell(judged, 'side_kept')} | "
             f"{copied:.1%} | {seconds:.3f} |"
         )
         results[name] = {"ours": ours, "judge": judged, "copied": copied, "clinical_f1": f1}

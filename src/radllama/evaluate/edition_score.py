@@ -135,6 +135,19 @@ def score_edition(cases: Sequence[dict], impressions: Sequence[str], reader: Rea
     }
 
 
+def with_expectations(case: dict) -> dict:
+    """A generated-edition case (``dev``: ``kind``, ``finding``, ``side``, ``negated``) in the frozen editions'
+    form: a critical finding expected present on its side, a negated one expected absent."""
+    if "expect" in case:
+        return case
+    expect = []
+    if case["kind"] == "critical":
+        expect.append({"finding": case["finding"], "status": PRESENT, "side": case.get("side")})
+    elif case["kind"] == "negation" and case.get("negated"):
+        expect.append({"finding": case["negated"], "status": "absent", "side": None})
+    return {**case, "expect": expect}
+
+
 def score_both(cases: Sequence[dict], impressions: Sequence[str], types: Sequence[str]) -> dict[str, dict]:
     """``{"judge": ..., "ours": ...}``: the independent reader's figures, and ours beside them."""
     return {r.name: score_edition(cases, impressions, r, types) for r in (judge_reader(), ours_reader())}

@@ -8,9 +8,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from radllama.audit.measures import copying, phi_in_outputs
+from radllama.audit.measures import copying, phi_in_outputs, training_prompts
 from radllama.canaries import CANARY_FILE, canary_text, plant_canaries
 from radllama.cli import app
+from radllama.models.loading import LoadedModel
+from radllama.models.mini import train_tokenizer
+from radllama.prompts import PromptStyle
+from radllama.retrieval import TfidfRetriever
+from radllama.train.examples import IGNORE_INDEX, iter_sft_examples
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 runner = CliRunner()
@@ -51,6 +56,23 @@ def test_copying_and_phi_measures() -> None:
     c = copying(preds, train)
     assert c["verbatim"] == 0.5 and c["unique_copied"] == 1 and c["references_in_train"] == 0.25
     assert phi_in_outputs(preds) == {"n": 4, "cases_with_phi": 1, "spans": {"NAME": 1}}
+
+
+def test_the_audit_attacks_the_prompt_training_built_without_the_records_own_impression() -> None:
+    # Twins: r0 and r4 (and r1/r5 ...) share their findings; every impression is its record's own.
+    train = [{"id": f"r{i}", "findings": FINDINGS[i % 4], "impression": f"Impression {i}: {IMPRESSIONS[i % 4]}"}
+             for i in range(8)]  # fmt: skip
+    tok = train_tokenizer(FINDINGS * 20 + [r["impression"] for r in train] * 20, vocab_size=300)
+    style = PromptStyle(retrieval_k=3)
+    loaded = LoadedModel(None, tok, style, TfidfRetriever(train), "tiny")
+    prompts = training_prompts(loaded, train)
+    for record, twin, prompt in zip(train, train[4:] + train[:4], prompts, strict=True):
+        assert record["impression"] not in prompt and twin["impression"] not in prompt
+        assert "Impression " in prompt  # other reports' impressions are shown, as in training
+    # Token for token the prompts training built (iter_sft_examples: the masked part of each example).
+    for (example, _), prompt in zip(iter_sft_examples(train, tok, style, 512, loaded.retriever), prompts, strict=True):
+        masked = example.labels.count(IGNORE_INDEX)
+        assert example.input_ids[:masked] == tok(prompt, add_special_tokens=False).input_ids
 
 
 def test_a_canary_planted_many_times_is_found(tmp_path: Path) -> None:

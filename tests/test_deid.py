@@ -69,6 +69,27 @@ def test_clinical_text_and_existing_markers_are_kept(text: str) -> None:
     assert find_phi(text) == []
 
 
+def test_emails_and_ssns_go_through_presidios_own_recognisers() -> None:
+    from presidio_analyzer.predefined_recognizers import EmailRecognizer, UsSsnRecognizer
+
+    from radllama.deid import default_deidentifier
+
+    kinds = {type(r) for r in default_deidentifier().engine.registry.recognizers}
+    assert any(issubclass(k, EmailRecognizer) for k in kinds) and UsSsnRecognizer in kinds
+    assert deidentify("Reply to jsmith@hospital.org or reading.room@pacs.local.") == "Reply to [EMAIL] or [EMAIL]."
+    # presidio's SSN forms (dashes, spaces, dots); its published sample number is not one.
+    assert deidentify("SS 219-09-9999, 219 09 9998, 219.09.9997.") == "SS [ID], [ID], [ID]."
+
+
+def test_one_replacement_loop_refuses_overlapping_spans() -> None:
+    from radllama.deid import PhiSpan, replace_spans
+
+    spans = [PhiSpan(0, 2, "NAME", 0.9), PhiSpan(6, 9, "DATE", 0.9)]
+    assert replace_spans("Li on 3/4 ok", spans) == "[NAME] on [DATE] ok"
+    with pytest.raises(ValueError, match="overlapping"):
+        replace_spans("Li on 3/4 ok", [PhiSpan(0, 5, "NAME", 0.9), PhiSpan(3, 8, "DATE", 0.9)])
+
+
 def test_deidentify_is_idempotent() -> None:
     once = deidentify("Signed by: Ana Lee, MD on 01/02/2020. Pager 4-1234. MRN: 1234567.")
     assert once == "Signed by: [NAME], MD on [DATE]. Pager [PHONE]. MRN: [ID]."

@@ -139,7 +139,7 @@ def test_context_window_limits_are_the_same_on_both() -> None:
 
 def test_auto_backend_without_vllm(monkeypatch) -> None:
     """Where vLLM is not installed, auto runs a Hugging Face folder on transformers, and --backend vllm says how
-    to install it (the measured rankings: tests/test_inference_auto.py)."""
+    to install it (the rule: tests/test_inference_auto.py)."""
     assert resolve_backend("transformers", 10**6) == "transformers"
     monkeypatch.setitem(sys.modules, "vllm", None)  # as where vLLM is not installed
     assert resolve_backend("auto", None, model_dir=tiny_model_dir(), clients=32) == "transformers"

@@ -9,7 +9,7 @@ import pytest
 from live_server import live_uvicorn
 from test_serve_support import FINDINGS, tiny_service
 
-from radllama.deid import GuardCounter, guard_output
+from radllama.deid import GuardCounter, GuardResult, guard_output
 from radllama.errors import RadLlamaError
 from radllama.serve.app import create_app
 from radllama.serve.service import ServeSettings
@@ -25,6 +25,34 @@ def test_guard_redacts_a_name_not_in_the_findings_and_keeps_one_that_is() -> Non
     assert own.text == ANSWER and own.found == {}
     partly = guard_output(ANSWER, "Effusion; the referring physician is Dr. Quist.")
     assert partly.text == "Small effusion. Findings discussed with Dr. Quist at [TIME] on [DATE]."
+
+
+@pytest.mark.parametrize(
+    ("answer", "findings"),
+    [
+        ("Discussed with Dr. Li.", "Lungs clear. Heart size within normal limits."),
+        ("Discussed with Dr. Ng.", "The lung bases are clear."),
+        ("Discussed with Dr. Ng.", "NG tube tip in the stomach."),  # capitals of a short word: an abbreviation
+        ("Discussed with Dr. Young.", "A young patient with cough."),  # a name's case counts
+    ],
+)
+def test_a_name_the_findings_hold_only_inside_a_word_or_in_another_case_is_redacted(answer: str, findings: str) -> None:
+    result = guard_output(answer, findings)
+    assert result.text == answer.rsplit(" ", 1)[0] + " [NAME]." and result.found == {"NAME": 1}
+
+
+@pytest.mark.parametrize(
+    "findings",
+    ["Per Dr. Li, no change since the prior study.", "Findings were discussed with DR. LI.", "Dr. Li: clear lungs."],
+)
+def test_a_name_the_findings_hold_as_a_word_is_kept(findings: str) -> None:
+    assert guard_output("Discussed with Dr. Li.", findings) == GuardResult("Discussed with Dr. Li.", {})
+
+
+def test_dates_and_times_are_compared_as_whole_tokens() -> None:
+    result = guard_output("Seen on 3/4/2021 at 4:32.", "Compared with 13/4/2021 at 14:32.")
+    assert result.text == "Seen on [DATE] at [TIME]." and result.found == {"DATE": 1, "TIME": 1}
+    assert guard_output("Seen on 3/4/2021 at 4:32.", "Prior 3 / 4 / 2021, at 4:32 PM.").found == {}
 
 
 def test_flag_counts_without_changing_and_off_does_nothing() -> None:

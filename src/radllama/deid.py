@@ -1,7 +1,7 @@
 """De-identification of report text: find protected health information (PHI), replace it with typed placeholders.
 
-Built on ``presidio-analyzer``: its engine, its phone-number and date recognisers, and our own
-recognisers (written on its ``LocalRecognizer`` interface) for the forms radiology reports use —
+Built on ``presidio-analyzer``: its engine, its phone-number, date, e-mail and US SSN recognisers, and our
+own recognisers (written on its ``LocalRecognizer`` interface) for the forms radiology reports use —
 "Dr. X", "discussed with X", signatures, accession numbers and MRNs, pagers, ages over 89, times.
 No spaCy model is loaded (none can be fetched offline): presidio's no-op NLP engine runs the
 pattern recognisers alone, and every recogniser here carries its own context in its pattern.
@@ -34,7 +34,7 @@ PLACEHOLDERS = {
     "AGE": "[AGE>89]",
 }
 # presidio's own entity names, mapped onto ours.
-_PRESIDIO_TYPES = {"DATE_TIME": "DATE", "PHONE_NUMBER": "PHONE"}
+_PRESIDIO_TYPES = {"DATE_TIME": "DATE", "PHONE_NUMBER": "PHONE", "EMAIL_ADDRESS": "EMAIL", "US_SSN": "ID"}
 # presidio's date patterns below this score are bare "m/yy" and "m/yyyy" forms, which also read as
 # fractions and ratios; our own month/year pattern takes the plausible ones (years 19xx/20xx).
 _MIN_SCORE = 0.3
@@ -144,7 +144,7 @@ _PATTERNS: list[tuple[str, float, str]] = [
     ("TIME", 0.8, r"\b(?:1[0-2]|0?[1-9])\s*(?i:a\.m\.|p\.m\.|am\b|pm\b)"),
     ("TIME", 0.8, r"\b(?:[01]\d|2[0-3])[0-5]\d\s*(?i:hours|hrs|hr|h)\b"),
     ("TIME", 0.7, r"(?i:\bat\s+)(?P<phi>(?:[01]\d|2[0-3])[0-5]\d)\b(?!\s*(?:mm|cm|ml|%))"),
-    # Identifiers: after a label; long digit runs; letter-prefixed numbers; SSN-shaped.
+    # Identifiers: after a label; long digit runs; letter-prefixed numbers (SSNs: presidio's UsSsnRecognizer).
     (
         "ID",
         0.9,
@@ -152,7 +152,6 @@ _PATTERNS: list[tuple[str, float, str]] = [
         r"encounter|visit|fin|csn|ssn|account|acct|specimen|report|unit|id)\s*(?:#|no\.?|number|num|id)?\s*[:#]?\s*)"
         r"(?P<phi>(?:[A-Z]{1,4}[\s-]?)?\d[\dA-Z]*(?:[\s-]\d[\dA-Z]*)*(?:\s?[A-Z]\b)?)",
     ),
-    ("ID", 0.6, r"\b\d{3}-\d{2}-\d{4}\b"),
     ("ID", 0.5, r"\b\d{6,}\b"),
     ("ID", 0.5, r"\b[A-Z]{1,4}-?\d{5,}\b"),
     # Phones and pagers.
@@ -200,8 +199,7 @@ _PATTERNS: list[tuple[str, float, str]] = [
         r"(?P<phi>\S(?:[^\n]|\n(?!\n)){2,80}?)(?<!\b(?:Apt|Edif|Depto|Ste|No))(?=\.(?:\s+(?:\p{Lu}|\d+\.\s)|\s*\Z)|;|\n\n|\Z)",
     ),
     ("ADDRESS", 0.8, r"\b[A-Z][a-z]+(?:\s+[A-Z][a-z]+){0,2},\s+[A-Z]{2}\s+\d{5}(?:-\d{4})?\b"),
-    ("EMAIL", 0.9, r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b"),
-]
+]  # e-mail addresses: presidio's EmailRecognizer (see _presidio_recognizers)
 
 
 @dataclass(frozen=True)
@@ -253,6 +251,56 @@ def _recognizer_class() -> type:
     return _ReportPhiRecognizer
 
 
+@functools.cache
+def _offline_email_recognizer_class() -> type:
+    """presidio's ``EmailRecognizer`` with its domain check kept offline.
+
+    presidio validates the domain with ``tldextract``, whose default fetches the Public Suffix List from
+    the internet on first use; here the list is the snapshot tldextract ships. An address whose domain is
+    no public suffix (``pacs.local``) keeps the pattern's score instead of being dropped: a hospital's
+    internal address is PHI too.
+    """
+    import tldextract
+    from presidio_analyzer.predefined_recognizers import EmailRecognizer
+
+    extract = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+
+    class _OfflineEmailRecognizer(EmailRecognizer):
+        def validate_result(self, pattern_text: str) -> bool | None:  # noqa: D102
+            return True if extract(pattern_text).fqdn else None
+
+    return _OfflineEmailRecognizer
+
+
+def _presidio_recognizers() -> list:
+    """presidio's own recognisers for the PHI types they cover (their entity names map by _PRESIDIO_TYPES)."""
+    from presidio_analyzer.predefined_recognizers import DateRecognizer, PhoneRecognizer, UsSsnRecognizer
+
+    return [
+        DateRecognizer(),
+        # North American numbers: phonenumbers validates them; other regions read clinical numbers as phones.
+        PhoneRecognizer(supported_regions=("US",), leniency=1),
+        _offline_email_recognizer_class()(),
+        UsSsnRecognizer(),
+    ]
+
+
+def replace_spans(text: str, spans: Iterable[PhiSpan]) -> str:
+    """``text`` with each span replaced by its type's placeholder; ``spans`` non-overlapping, in order.
+
+    The one replacement loop: :meth:`Deidentifier.redact` and the output guard both use it
+    (presidio-anonymizer, which would do this, is not a dependency).
+    """
+    pieces, last = [], 0
+    for span in spans:
+        if span.start < last:
+            raise ValueError(f"overlapping or unordered PHI spans at {span.start}")
+        pieces += [text[last : span.start], PLACEHOLDERS[span.kind]]
+        last = span.end
+    pieces.append(text[last:])
+    return "".join(pieces)
+
+
 def _trim_name(text: str, start: int, end: int) -> tuple[int, int]:
     """Drop leading words that are not names and cut at the next one ("SMITH AT 2 PM"); empty when none is left."""
     words = [(m.start() + start, m.end() + start) for m in re.finditer(r"\S+", text[start:end])]
@@ -275,7 +323,6 @@ class Deidentifier:
     def __init__(self) -> None:
         from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
         from presidio_analyzer.nlp_engine import NoOpNlpEngine
-        from presidio_analyzer.predefined_recognizers import DateRecognizer, PhoneRecognizer
 
         registry = RecognizerRegistry(supported_languages=["en"])
         by_kind: dict[str, list[tuple[float, str]]] = {}
@@ -283,9 +330,8 @@ class Deidentifier:
             by_kind.setdefault(kind, []).append((score, pattern))
         for kind, patterns in by_kind.items():
             registry.add_recognizer(_recognizer_class()(kind, patterns))
-        registry.add_recognizer(DateRecognizer())
-        # North American numbers: phonenumbers validates them; other regions read clinical numbers as phones.
-        registry.add_recognizer(PhoneRecognizer(supported_regions=("US",), leniency=1))
+        for recognizer in _presidio_recognizers():
+            registry.add_recognizer(recognizer)
         self.engine = AnalyzerEngine(
             registry=registry,
             nlp_engine=NoOpNlpEngine(models=[{"lang_code": "en", "model_name": "none"}]),
@@ -314,12 +360,7 @@ class Deidentifier:
     def redact(self, text: str) -> tuple[str, Counter]:
         """``text`` with each PHI span replaced by its placeholder, and the count of spans per type."""
         spans = self.find(text)
-        pieces, last = [], 0
-        for span in spans:
-            pieces += [text[last : span.start], PLACEHOLDERS[span.kind]]
-            last = span.end
-        pieces.append(text[last:])
-        return "".join(pieces), Counter(span.kind for span in spans)
+        return replace_spans(text, spans), Counter(span.kind for span in spans)
 
 
 @functools.cache
@@ -375,8 +416,38 @@ class GuardResult:
     found: dict[str, int]
 
 
-def _squash(text: str) -> str:
-    return " ".join(text.split()).lower()
+# Words and single punctuation marks: what the guard compares, so "Li" is never part of "limits".
+_TOKEN_RE = re.compile(r"\w+|[^\w\s]")
+
+
+def _held_by(span_text: str, source_tokens: list[str], fold: bool) -> bool:
+    """Whether the source holds the span as whole words: its tokens, in order, at token boundaries
+    (whitespace ignored; case too with ``fold``)."""
+    want = _TOKEN_RE.findall(span_text.casefold() if fold else span_text)
+    n = len(want)
+    if fold:
+        source_tokens = [t.casefold() for t in source_tokens]
+    return n > 0 and any(source_tokens[i : i + n] == want for i in range(len(source_tokens) - n + 1))
+
+
+class _Source:
+    """A source text as the guard compares against it; its own names are found only when needed."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text or ""
+        self.tokens = _TOKEN_RE.findall(self.text)
+        self._names: list[list[str]] | None = None
+
+    def holds(self, span_text: str, kind: str) -> bool:
+        """Whether this source holds a span of an answer (see :func:`guard_output`)."""
+        if kind != "NAME":
+            return _held_by(span_text, self.tokens, fold=True)
+        if _held_by(span_text, self.tokens, fold=False):
+            return True
+        if self._names is None:
+            names = [s for s in find_phi(self.text) if s.kind == "NAME"]
+            self._names = [_TOKEN_RE.findall(self.text[s.start : s.end]) for s in names]
+        return any(_held_by(span_text, name, fold=True) for name in self._names)
 
 
 def check_guard_mode(mode: str) -> str:
@@ -391,21 +462,20 @@ def guard_output(output: str, source: str, mode: str = "redact") -> GuardResult:
 
     A name, date or number the model wrote that its findings do not hold was learnt from another patient's
     report: ``redact`` replaces such spans with their placeholders, ``flag`` only counts them, ``off``
-    does nothing. Spans that the source holds too (compared case- and whitespace-insensitively) are kept.
+    does nothing. Spans that the source holds too, as whole words, are kept: compared token by token at
+    word boundaries, whitespace ignored, so "Dr. Li" is not kept because the findings say "limits", nor
+    "Dr. Ng" because they say "lung". Case is ignored except for names: a name is kept when the source
+    holds it in the same case, or as a name of its own in any case ("DR. QUIST" holds "Quist") — not
+    when "Dr. Young" meets "a young patient", or "Dr. Ng" an "NG tube".
     """
     if check_guard_mode(mode) == "off" or not output:
         return GuardResult(output, {})
-    src = _squash(source)
-    foreign = [s for s in find_phi(output) if _squash(output[s.start : s.end]) not in src]
+    src = _Source(source)
+    foreign = [s for s in find_phi(output) if not src.holds(output[s.start : s.end], s.kind)]
     found = dict(Counter(s.kind for s in foreign))
     if mode == "flag" or not foreign:
         return GuardResult(output, found)
-    pieces, last = [], 0
-    for span in foreign:
-        pieces += [output[last : span.start], PLACEHOLDERS[span.kind]]
-        last = span.end
-    pieces.append(output[last:])
-    return GuardResult("".join(pieces), found)
+    return GuardResult(replace_spans(output, foreign), found)
 
 
 class GuardCounter:

@@ -7,8 +7,10 @@ it does not promise):
   (ROUGE-L >= 0.9 against the nearest training impression by TF-IDF), and — the privacy-relevant part —
   verbatim copies of a training impression that occurs once in training (one patient's text) and is
   not the case's own reference;
-- **extractable memorization** (Carlini et al. 2023): the trained prompt of a training record plus the
-  first k tokens of its impression; does greedy decoding reproduce the rest of the impression exactly?
+- **extractable memorization** (Carlini et al. 2023): the trained prompt of a training record (exactly the
+  prompt training built for it, :func:`radllama.train.examples.trained_prompts`: retrieval leaves out the
+  record itself and every report with the same normalised findings, so its own impression is not shown)
+  plus the first k tokens of its impression; does greedy decoding reproduce the rest of the impression exactly?
   Rates by k, over all sampled records and over those whose impression occurs once in training;
 - **canary exposure** (Carlini et al. 2019): for canaries planted by ``radllama train`` (``data.canaries``),
   the rank of the planted secret among random secrets of the same form by the model's log-likelihood in
@@ -30,11 +32,12 @@ from radllama.canaries import CANARY_FILE, canary_text, random_secret
 from radllama.data.records import text_key
 from radllama.deid import guard_output
 from radllama.errors import RadLlamaError
-from radllama.generate.impressions import complete_impressions, encode_prompts, prompts_and_examples
+from radllama.generate.impressions import complete_impressions, encode_prompts
 from radllama.inference import Decoding, load_model
 from radllama.io import atomic_write_json, atomic_write_text, read_jsonl
 from radllama.models.loading import LoadedModel
 from radllama.rouge import rouge_many
+from radllama.train.examples import trained_prompts
 
 NEAR_VERBATIM = 0.9  # ROUGE-L F1 at or above which an answer is a near-verbatim training impression
 PREFIX_TOKENS = (0, 4, 8)  # k for extractable memorization
@@ -68,12 +71,18 @@ def copying(predictions: list[dict], train: list[dict]) -> dict:
     }
 
 
+def training_prompts(loaded: LoadedModel, records: list[dict]) -> list[str]:
+    """The prompts training built for these training records (the same function builds them): a record's
+    own impression, and those of reports with the same findings, are not in its prompt."""
+    return trained_prompts(loaded.tokenizer, loaded.style, loaded.retriever, records)
+
+
 def extraction(loaded: LoadedModel, train: list[dict], samples: int, seed: int) -> dict:
     """Extractable memorization rates by prefix length k (see module docstring)."""
     counts = Counter(text_key(r["impression"]) for r in train)
     rng = np.random.default_rng(seed)
     picked = [train[int(i)] for i in rng.choice(len(train), min(samples, len(train)), replace=False)]
-    prompts, _ = prompts_and_examples(loaded, [r["findings"] for r in picked])
+    prompts = training_prompts(loaded, picked)
     prompt_ids = encode_prompts(loaded, prompts, SUFFIX_TOKENS)
     tok = loaded.tokenizer
     answers = [tok(loaded.style.answer_text(r["impression"]), add_special_tokens=False).input_ids for r in picked]
@@ -130,7 +139,7 @@ def exposure(loaded: LoadedModel, train: list[dict], planted: dict, candidates: 
 
     def score(secret: str, record: dict) -> float:
         others = [random_secret(rng) for _ in range(candidates)]
-        (prompt,), _ = prompts_and_examples(loaded, [record["findings"]])
+        (prompt,) = training_prompts(loaded, [record])
         prompt_ids = loaded.tokenizer(prompt, add_special_tokens=False).input_ids
         texts = [loaded.style.answer_text(f"{record['impression']} {canary_text(s)}") for s in [secret, *others]]
         logp = _answer_logprob(loaded, prompt_ids, texts)

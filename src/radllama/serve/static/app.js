@@ -65,11 +65,14 @@ async function generateImpression() {
   }
 }
 
-// The server's consistency check of the impression (omitted / unsupported / wrong-side findings).
+// The server's consistency check of the impression (omitted / unsupported / wrong-side findings, hedged
+// findings dropped or asserted: radllama.consistency.FIELDS).
 const PROBLEMS = {
   omitted: (names) => `Omitted: the findings state ${names}; the impression does not.`,
   unsupported: (names) => `Unsupported: the impression states ${names}; the findings do not.`,
   side_mismatch: (names) => `Wrong side: the impression puts ${names} on another side than the findings.`,
+  hedge_dropped: (names) => `Hedge dropped: the findings raise the possibility of ${names}; the impression does not mention it.`,
+  hedge_asserted: (names) => `Hedge asserted: the impression states ${names} as certain; the findings only raise the possibility.`,
 };
 
 function showProblems(body) {

@@ -52,6 +52,7 @@ def test_models_and_health(client: openai.OpenAI, base: str, backend: str) -> No
     # training record, so nothing is claimed and chat is not withheld.
     card = client.models.list().data[0].card
     assert card["name"] == tiny_loaded().name and card["tasks"] is None and card["chat"] is True
+    assert card["serving"]["default_decoding"] == "greedy (the model alone)"  # what a plain request gets
     health = httpx.get(f"{base}/health").json()
     assert health["status"] == "ok" and health["backend"] == backend
 

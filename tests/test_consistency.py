@@ -2,10 +2,22 @@
 
 import pytest
 
-from radllama.consistency import ACUTE, FREE_AIR, MALPOSITIONED_DEVICE, check, finding_sides, flagged
+from radllama.consistency import (
+    ACUTE,
+    FIELDS,
+    FREE_AIR,
+    MALPOSITIONED_DEVICE,
+    check,
+    check_digest,
+    finding_sides,
+    flagged,
+    stated,
+    warnings,
+)
 from radllama.labeller import FINDINGS, OBSERVATIONS, label_report
 
-CLEAN = {"omitted": [], "unsupported": [], "side_mismatch": []}
+CLEAN = dict.fromkeys(FIELDS, [])
+NO_ACUTE = "No acute cardiopulmonary abnormality."
 
 
 def test_negated_finding_is_not_omitted() -> None:
@@ -129,3 +141,89 @@ def test_signs_support_without_naming() -> None:
     assert check("Blunting of the left costophrenic angle.", "Small left pleural effusion.")["unsupported"] == []
     assert check("Heart size upper limits of normal.", "Borderline cardiomegaly.")["unsupported"] == []
     assert check("Lungs are clear.", "Small left pleural effusion.")["unsupported"] == ["Pleural Effusion"]
+
+
+def test_result_has_every_field() -> None:
+    assert set(check("Left pneumothorax.", "No acute disease.")) == set(FIELDS)
+    assert FIELDS[:3] == ("omitted", "unsupported", "side_mismatch")  # the old fields keep their meaning
+
+
+@pytest.mark.parametrize(
+    "findings",
+    [
+        "Previously seen left pneumothorax is no longer visible.",
+        "The left pneumothorax is no longer seen. Lungs are clear.",
+        "There has been interval resolution of the right effusion.",
+        "The left effusion has cleared. Heart size normal.",
+        "The left pneumothorax has resolved.",
+        "Consolidation and atelectasis in the left lower lobe have cleared in the interval.",
+    ],
+)
+def test_resolved_finding_is_not_present(findings: str) -> None:
+    assert check(findings, NO_ACUTE) == CLEAN  # "no longer visible" is no omission
+    assert not stated(findings) & {"Pneumothorax", "Pleural Effusion", "Consolidation", "Atelectasis"}
+    assert check(findings, "Left pneumothorax.")["unsupported"] == ["Pneumothorax"]
+
+
+def test_resolved_cue_stops_at_another_verb() -> None:
+    findings = "Left effusion is large and the right effusion has resolved."
+    assert check(findings, NO_ACUTE)["omitted"] == ["Pleural Effusion"]  # the left one is still there
+    assert finding_sides(findings) == {"Pleural Effusion": "left"}
+
+
+def test_negated_sign_to_suggest_is_no_hedge() -> None:
+    for findings in (
+        "There is no focal air space opacity to suggest a pneumonia. No pleural effusion.",
+        "There is no pleural line to suggest pneumothorax or costophrenic blunting to suggest large pleural effusion.",
+    ):
+        assert check(findings, NO_ACUTE) == CLEAN
+    assert stated("Patchy opacity to suggest pneumonia.", ("uncertain",)) == {"Pneumonia"}  # not negated: a hedge
+
+
+@pytest.mark.parametrize(
+    ("findings", "observation", "kept"),
+    [
+        ("Heart size normal. Cannot exclude small left effusion. No pneumothorax.", "Pleural Effusion",
+         "Possible small left pleural effusion."),
+        ("Possible early right lower lobe pneumonia. No effusion.", "Pneumonia",
+         "Possible early right lower lobe pneumonia."),
+        ("Questionable tiny apical pneumothorax on the right. Lungs otherwise clear.", "Pneumothorax",
+         "Questionable small right apical pneumothorax."),
+    ],
+)  # fmt: skip
+def test_hedged_finding_dropped_kept_or_asserted(findings: str, observation: str, kept: str) -> None:
+    dropped = check(findings, NO_ACUTE)
+    assert dropped == {**CLEAN, "hedge_dropped": [observation]} and flagged(dropped)
+    assert dropped["omitted"] == []  # "omitted" stays for findings stated as present
+    assert warnings(dropped) == [f"the findings raise the possibility of {observation}, the impression does not "
+                                 "mention it"]  # fmt: skip
+    assert check(findings, kept) == CLEAN  # the hedge kept: nothing to say
+    asserted = check(findings, kept.replace("Possible ", "").replace("Questionable ", ""))
+    assert asserted == {**CLEAN, "hedge_asserted": [observation]}
+
+
+def test_possible_small_left_effusion_in_the_impression_is_not_flagged() -> None:
+    assert check("Cannot exclude small left effusion.", "Possible small left effusion.") == CLEAN
+    assert check("Cannot exclude small left effusion.", "Possible small right effusion.")["side_mismatch"] == [
+        "Pleural Effusion"
+    ]  # a hedged finding keeps its side
+
+
+def test_hedges_that_are_not_findings_to_report() -> None:
+    # Minor, advice, or also stated as present (then it is "omitted", not a dropped hedge).
+    assert check("Possible streaky bibasilar atelectasis.", NO_ACUTE) == CLEAN
+    assert check("No displaced rib fracture. If there is concern for fracture consider rib series.", NO_ACUTE) == CLEAN
+    both = check("Large left effusion. Possible small right effusion.", NO_ACUTE)
+    assert both == {**CLEAN, "omitted": ["Pleural Effusion"]}
+    # Stated as certain under an equivalent name: the impression may conclude it.
+    assert check("Left lower lobe consolidation concerning for pneumonia.", "Left lower lobe pneumonia.") == CLEAN
+    # A differential in the impression ("atelectasis or pneumonia") is a hedge, not an assertion.
+    assert check("Left basilar opacity, atelectasis versus pneumonia.", "Atelectasis or pneumonia.") == CLEAN
+
+
+def test_check_digest_sees_the_new_rules(monkeypatch) -> None:  # noqa: ANN001
+    import radllama.consistency as consistency
+
+    before = check_digest()
+    monkeypatch.setattr(consistency, "RESOLVED_AFTER", __import__("re").compile(r"gone"))
+    assert check_digest() != before

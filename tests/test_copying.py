@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from radllama.evaluate.copying import candidate_sources, copy_analysis
+from radllama.evaluate.copying import candidate_sources, copy_analysis, from_findings
 from radllama.retrieval import TfidfRetriever
 from radllama.rouge import rouge_pair
 
@@ -51,3 +51,36 @@ def test_a_case_the_reference_system_lacks_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="no prediction of the reference system"):
         copy_analysis(preds, [], TfidfRetriever(TRAIN))
     assert candidate_sources(preds) == {}
+
+
+def test_answers_copied_from_the_findings_are_not_written() -> None:
+    """Issue #30: the findings' acute sentences (the extractive candidate) were counted as written by the model."""
+    findings = "Large left pneumothorax. The heart size is normal. Possible small right effusion."
+    preds = [
+        # MBR took the extractive candidate.
+        case("x", findings, "Left pneumothorax.", "Large left pneumothorax. Possible small right effusion.",
+             candidate="extractive"),
+        # No candidate field (greedy, a rule baseline), but the findings' sentences verbatim, in order.
+        case("y", findings, "Left pneumothorax.", "large left  PNEUMOTHORAX"),
+        # The model's own words.
+        case("z", findings, "Left pneumothorax.", "Left pneumothorax, effusion possible.", candidate="greedy"),
+    ]  # fmt: skip
+    reference = [dict(p, prediction=p["reference"]) for p in preds]
+    a = copy_analysis(preds, reference, TfidfRetriever(TRAIN), k=1)
+    assert a["copied_findings"] == pytest.approx(2 / 3)
+    assert a["from_findings"]["n"] == 2
+    assert a["written"]["n"] == 1  # only z was written by the model
+    assert a["written"]["rouge1"] == pytest.approx(rouge_pair(preds[2]["prediction"], "Left pneumothorax.")["rouge1"])
+    assert candidate_sources(preds) == {"extractive": 1, "greedy": 1}
+
+
+def test_from_findings_needs_whole_sentences_in_order() -> None:
+    findings = "Large left pneumothorax. The heart size is normal. Possible small right effusion."
+    assert from_findings({"findings": findings, "prediction": "The heart size is normal."})
+    assert from_findings({"findings": findings, "prediction": findings})  # the findings verbatim
+    assert not from_findings(
+        {"findings": findings, "prediction": "Possible small right effusion. Large left pneumothorax."}
+    )
+    assert not from_findings({"findings": findings, "prediction": "Large left pneumothorax with shift."})
+    assert not from_findings({"findings": findings, "prediction": "Left pneumothorax."})  # part of a sentence
+    assert not from_findings({"findings": findings, "prediction": ""})

@@ -58,6 +58,9 @@ def test_html_is_self_contained_and_escapes_script() -> None:
     # The consistency check per answer: "Normal chest" for an enlarged heart omits it.
     assert case_a["outputs"]["bad"]["check"] == "omitted: Cardiomegaly"
     assert case_a["outputs"]["good"]["check"] == ""
+    # ... and the independent reader's reading beside it (issue #30).
+    assert case_a["outputs"]["bad"]["judge"] == "misses: cardiomegaly"
+    assert case_a["outputs"]["good"]["judge"] == ""
     assert 'id="search"' in page and 'id="disagree"' in page
 
 
@@ -120,7 +123,27 @@ def test_cases_page_shows_every_row_whatever_the_text(tmp_path: Path, chromium) 
     expect(page.locator("#count")).to_have_text("2 of 2 cases")
     expect(page.locator("#cases tbody tr[data-id='a']")).to_contain_text(tricky)
     expect(page.locator("#cases tbody tr[data-id='a']")).to_contain_text("omitted: Cardiomegaly")
-    expect(page.locator("#cases thead")).to_contain_text("Check sys")
+    expect(page.locator("#cases thead")).to_contain_text("Own check sys")
+    expect(page.locator("#cases thead")).to_contain_text("Judge sys")
+    expect(page.locator("#cases tbody tr[data-id='a']")).to_contain_text("misses: cardiomegaly")
     expect(page.locator("#cases tbody tr[data-id='b']")).to_contain_text("Normal & <b>clear</b>")
     assert not errors
     page.close()
+
+
+def test_judge_column_names_misses_and_inventions_apart_from_our_check() -> None:
+    from radllama.consistency import FIELDS
+    from radllama.evaluate.report import _CHECK_NAMES, _judge_cell
+
+    assert tuple(_CHECK_NAMES) == FIELDS  # every field of the check has its words in the Own check column
+    case = {
+        "findings": "Large left pneumothorax. Heart enlarged.",
+        "prediction": "Left pneumothorax. Small right effusion.",
+    }
+    assert _judge_cell(case) == "misses: cardiomegaly; invents: pleural effusion"
+    assert _judge_cell({"findings": "Lungs clear.", "prediction": "Stable cardiomegaly."}) == "invents: cardiomegaly"
+    assert _judge_cell({**case, "status": "failed"}) == ""
+    # A hedged finding named with its hedge is neither missed nor invented.
+    assert (
+        _judge_cell({"findings": "Cannot exclude small left effusion.", "prediction": "Possible left effusion."}) == ""
+    )

@@ -117,3 +117,26 @@ def test_clinical_utility_counts_a_dropped_side() -> None:
     assert consistency_flags(findings, "Pleural effusion.") == 1  # the side is gone
     assert consistency_flags(findings, "Right pleural effusion.") == 1  # the wrong side (the check's own flag)
     assert consistency_flags(findings, "No acute disease.") == 1  # omitted
+
+
+def test_extractive_candidate_keeps_a_hedge_and_skips_a_resolved_finding() -> None:
+    from radllama.generate.mbr import consistency_flags, extractive_impression, pick
+
+    findings = (
+        "Previously seen left pneumothorax is no longer visible. Cannot exclude small right effusion. "
+        "Heart size is normal."
+    )
+    # The hedged sentence verbatim (hedge kept), the resolved one left out.
+    assert extractive_impression(findings) == "Cannot exclude small right effusion."
+    assert extractive_impression("Previously seen left pneumothorax is no longer visible. Lungs clear.") is None
+    assert extractive_impression("Large left effusion. Possible early right lower lobe pneumonia.") == (
+        "Large left effusion. Possible early right lower lobe pneumonia."
+    )
+    # The clinical term counts the hedge flags: dropped and asserted each cost one.
+    assert consistency_flags(findings, "Cannot exclude small right effusion.") == 0
+    assert consistency_flags(findings, "No acute disease.") == 1  # hedge dropped
+    assert consistency_flags(findings, "Small right effusion.") == 1  # hedge asserted
+    assert consistency_flags(findings, "Possible small effusion.") == 1  # the hedged finding's side is gone
+    normal = ["No acute cardiopulmonary disease.", "No acute cardiopulmonary abnormality.", "No acute disease."]
+    index, texts = pick(findings, normal, MbrSettings(samples=0, clinical=1.0, extractive=True))
+    assert texts[index] == "Cannot exclude small right effusion."

@@ -77,3 +77,35 @@ def test_broken_card_file_is_a_clear_error(demo_like: tuple[Path, Path]) -> None
     (lora / CARD_FILE).write_text(json.dumps({"benchmarks": [{"value": 1}]}))
     with pytest.raises(RadLlamaError, match="'name' and 'value'"):
         model_card(base, lora)
+
+
+def test_each_figure_says_its_decoding_and_what_the_api_serves_by_default(demo_like: tuple[Path, Path]) -> None:
+    """Issue #30: the card showed faithful-MBR figures while the API answers greedy by default."""
+    from radllama.models.card import FAITHFUL_REQUEST, SERVED_DECODING
+    from radllama.serve.openai_schema import ImpressionRequest
+
+    base, lora = demo_like
+    add_benchmarks(lora, [  # as the demo writes them: the decoding in the name's last parenthesis
+        {"name": "finding named (independent reader) (faithful MBR)", "value": 0.97, "on": "heldout-v2"},
+        {"name": "finding named (independent reader) (model alone, greedy)", "value": 0.61, "on": "heldout-v2"},
+        {"name": "ROUGE-1 (OpenI test)", "value": 0.6, "on": "OpenI test"},  # a parenthesis, no decoding
+        {"name": "hedge kept", "value": 0.5, "on": "heldout-v2", "decoding": "faithful MBR"},
+    ])  # fmt: skip
+    card = model_card(base, lora)
+    rows = [(b["figure"], b["decoding"], b["served_by_default"], b["value"]) for b in card["benchmarks"]]
+    assert rows == [
+        ("finding named (independent reader)", "model alone, greedy", True, 0.61),  # the default decoding first
+        ("finding named (independent reader)", "faithful MBR", False, 0.97),
+        ("hedge kept", "faithful MBR", False, 0.5),
+        ("ROUGE-1 (OpenI test)", None, None, 0.6),
+    ]
+    assert card["benchmarks"][0]["name"] == "finding named (independent reader) (model alone, greedy)"  # kept
+    assert "greedy" in card["serving"]["default_decoding"] and "model alone" in card["serving"]["description"]
+    # The card's claim is the API's default: a request that names no decoding is greedy, with no check choosing.
+    plain = ImpressionRequest(findings=["Lungs clear."])
+    assert (plain.decode, plain.clinical, plain.extractive) == (SERVED_DECODING, 0.0, False)
+    faithful = ImpressionRequest(findings=["Lungs clear."], **FAITHFUL_REQUEST)
+    assert faithful.decode == "mbr" and faithful.extractive is True
+    # The stored file keeps the rows as written (no derived fields saved).
+    stored = json.loads((lora / CARD_FILE).read_text())["benchmarks"]
+    assert all("served_by_default" not in r for r in stored)

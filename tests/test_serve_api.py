@@ -52,6 +52,7 @@ def test_models_and_health(client: openai.OpenAI, base: str, backend: str) -> No
     # training record, so nothing is claimed and chat is not withheld.
     card = client.models.list().data[0].card
     assert card["name"] == tiny_loaded().name and card["tasks"] is None and card["chat"] is True
+    assert card["serving"]["default_decoding"] == "greedy (the model alone)"  # what a plain request gets
     health = httpx.get(f"{base}/health").json()
     assert health["status"] == "ok" and health["backend"] == backend
 
@@ -89,6 +90,7 @@ def test_impressions_carry_the_consistency_check(base: str) -> None:
         assert {key: body[key][i] for key in FIELDS} == check(f, text)
     # The random tiny model never writes "pneumothorax": the stated finding is reported omitted.
     assert "Pneumothorax" in body["omitted"][0]
+    assert {"hedge_dropped", "hedge_asserted"} <= set(FIELDS) <= set(body)  # issue #30: hedged findings too
 
 
 def test_streaming_chat_yields_the_same_text_token_by_token(client: openai.OpenAI) -> None:

@@ -82,7 +82,11 @@ def test_page_shows_the_model_card_and_no_chat_for_an_impression_only_model(chro
     (lora / "config.yaml").write_text(dump_config(cfg))
     (lora / "train_summary.json").write_text(json.dumps(
         {"total_parameters": 3400128, "examples": 2551, "examples_per_task": {"impression": 2551}}))  # fmt: skip
-    add_benchmarks(lora, [{"name": "critical-finding recall", "value": 0.25, "on": "faithfulness, held-out"}])
+    add_benchmarks(lora, [
+        {"name": "critical-finding recall", "value": 0.25, "on": "faithfulness, held-out"},
+        {"name": "finding named (faithful MBR)", "value": 0.9, "on": "heldout-v2"},
+        {"name": "finding named (model alone, greedy)", "value": 0.6, "on": "heldout-v2"},
+    ])  # fmt: skip
     service = ModelService(tiny_loaded(), ServeSettings(), card=model_card(tiny_model_dir(), lora))
     with live_uvicorn(create_app(service)) as base:
         # The API still answers chat for clients; only the page stops offering it.
@@ -97,6 +101,15 @@ def test_page_shows_the_model_card_and_no_chat_for_an_impression_only_model(chro
         expect(card).to_contain_text("2,551 OpenI reports")
         expect(card).to_contain_text("3,400,128")
         expect(card).to_contain_text("critical-finding recall: 0.25 (faithfulness, held-out)")
+        # Each figure under its decoding; the card says what the API serves by default (issue #30).
+        expect(page.locator("#card-facts")).to_contain_text("Served by default")
+        expect(page.locator("#card-facts")).to_contain_text("greedy (the model alone)")
+        expect(page.locator("#card-serving")).to_contain_text("answer with greedy decoding: the model alone")
+        groups = page.locator("#card-benchmarks > li")
+        expect(groups.nth(0)).to_contain_text("Decoding: model alone, greedy — what this API serves by default")
+        expect(groups.nth(0)).to_contain_text("finding named: 0.6 (heldout-v2)")
+        expect(groups.nth(1)).to_contain_text("Decoding: faithful MBR — only when a request asks for it")
+        expect(groups.nth(2)).to_contain_text("Decoding not recorded")
         expect(page.locator("#chat-note")).to_be_visible()
         expect(page.locator("#tab-chat")).to_be_hidden()
         page.screenshot(path=str(ARTIFACTS / "serve-card.png"), full_page=True)

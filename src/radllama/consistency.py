@@ -12,7 +12,20 @@ malpositioned tube or line), which stay out of the 13 findings scored by the cli
   absent or never mention, again up to :data:`COVERED_BY` and the signs in :data:`SUPPORTED_BY`
   (``"Stable cardiomegaly"`` for ``"Heart size normal"``).
 - **side_mismatch**: a finding both texts state with a side, where the impression names a side the findings
-  do not (findings ``left pneumothorax``, impression ``right pneumothorax``).
+  do not (findings ``left pneumothorax``, impression ``right pneumothorax``); hedged findings count with their side.
+- **hedge_dropped**: an :data:`ACUTE` finding the findings only hedge (``cannot exclude small left effusion``,
+  ``possible early pneumonia``; uncertain, not minor, and not also stated as present) that the impression neither
+  names (present or uncertain) nor covers (:data:`COVERED_BY`). "omitted" keeps its meaning (a finding stated
+  as present): a hedged finding left out is reported apart, so that figures of "omitted" stay comparable.
+- **hedge_asserted**: an :data:`ACUTE` finding the impression states as certain (present, never hedged there)
+  that the findings only hedge: they state it as uncertain and never as present, by that name or an
+  equivalent one (:data:`COVERED_BY` less the bare Lung Opacity), nor by a sign (:data:`SUPPORTED_BY`).
+
+A finding that was there and is gone ("Previously seen left pneumothorax is no longer visible", "the
+consolidation, atelectasis and blunting have cleared") is read as absent (:data:`RESOLVED_AFTER`), here and
+in everything built on this module's readings (:func:`stated`, :func:`finding_sides`, the decoder's candidates).
+The labeller (:mod:`radllama.labeller`) is the clinical F1's instrument, frozen with its measured figures
+(tests/test_clinical_instrument.py), so this rule sits here, not in its cue tables.
 """
 
 from __future__ import annotations
@@ -21,8 +34,9 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 
-from radllama.labeller import PRESENT, UNCERTAIN, Mention, compile_mentions, find_mentions, rules_digest
+from radllama.labeller import ABSENT, PRESENT, UNCERTAIN, Mention, compile_mentions, find_mentions, rules_digest
 
 FREE_AIR = "Free Air"
 MALPOSITIONED_DEVICE = "Malpositioned Device"
@@ -135,17 +149,51 @@ MINOR_BY_OBSERVATION: dict[str, re.Pattern[str]] = {
         r"|pacemaker|leads?)\b"
     ),
 }
+# A finding that was there and is gone, said after it in its clause: "Previously seen left pneumothorax is no
+# longer visible", "Consolidation, atelectasis, and costophrenic blunting in the left lower lobe have cleared". The
+# labeller reads a cue after a mention only up to the next comma and has no "no longer visible"; here the cue
+# reaches back over a list of findings as long as no other verb stands between ("Left effusion is unchanged and the
+# right effusion has resolved" resolves only the right one). Tuned on train + validation reports.
+RESOLVED_AFTER = re.compile(
+    r"\b(?:(?:is|are|has been|have been) )?no longer (?:\w+ly )?(?:seen|visible|visuali[sz]ed|identified|present"
+    r"|evident|apparent|appreciated|demonstrated|noted|detected|appreciable|identifiable|there)\b"
+    r"|\b(?:has|have) (?:since |now |almost |nearly |completely |entirely |largely |essentially )?"
+    r"(?:resolved|cleared)\b"
+)
+# "No focal airspace opacity to suggest a pneumonia", "no pleural line to suggest pneumothorax": the labeller's
+# nearest cue is "suggest" (uncertain), but the sentence negates the sign that would suggest it. Read as absent.
+_NEGATED_SUGGEST_RE = re.compile(
+    r"\b(?:no|not|without|negative for)\b[^,]*\bto (?:suggest|indicate)\b(?:\s+\S+){0,3}\s*$"
+)
+_FINITE_VERB_RE = re.compile(
+    r"\b(is|are|was|were|has|have|had|remains?|persists?|shows?|demonstrates?|appears?|measures?|seems?)\b"
+)
 # An impression's hedge or advice is no claim: "please note that fractures may not be demonstrated".
 _ADVICE_RE = re.compile(r"\b(may not be|please note|consider|additional imaging|if clinically)\b")
 
 # The keys of a check's result: the fields every impression carries (predictions files, the API).
-FIELDS: tuple[str, ...] = ("omitted", "unsupported", "side_mismatch")
+FIELDS: tuple[str, ...] = ("omitted", "unsupported", "side_mismatch", "hedge_dropped", "hedge_asserted")
 SIDES = ("left", "right", "bilateral")
 _SIDE_RE = re.compile(r"\b(left|right|bilateral(?:ly)?|both|bibasilar|bibasal|biapical|bibasally)\b")
 
 
+def _resolved(m: Mention) -> bool:
+    """Whether a finding is said to be gone after its mention (:data:`RESOLVED_AFTER`), no other verb between."""
+    after = m.clause[m.end :]
+    cue = RESOLVED_AFTER.search(after)
+    return cue is not None and not _FINITE_VERB_RE.search(after[: cue.start()])
+
+
+def _gone(m: Mention) -> bool:
+    """A mention the labeller reads as present or uncertain that says the finding is not there: resolved since
+    the prior study, or the object of a negated sign ("no opacity to suggest pneumonia")."""
+    if m.label == ABSENT:
+        return False
+    return _resolved(m) or (m.label == UNCERTAIN and _NEGATED_SUGGEST_RE.search(m.clause[: m.start]) is not None)
+
+
 def _mentions(text: str) -> list[Mention]:
-    return find_mentions(text or "", _EXTRA_RE)
+    return [replace(m, label=ABSENT) if _gone(m) else m for m in find_mentions(text or "", _EXTRA_RE)]
 
 
 def _stated(mentions: Iterable[Mention], labels: Sequence[str]) -> set[str]:
@@ -155,6 +203,20 @@ def _stated(mentions: Iterable[Mention], labels: Sequence[str]) -> set[str]:
 def stated(text: str, labels: Sequence[str] = (PRESENT, UNCERTAIN)) -> set[str]:
     """The observations a text states with one of ``labels`` (CheXpert's and the two extra acute ones)."""
     return _stated(_mentions(text), labels)
+
+
+_ALTERNATIVE_RE = re.compile(r"\s*,?\s*(?:or|and/or)\s+(?:\w+\s+){0,3}")
+
+
+def _alternatives(mentions: Sequence[Mention]) -> set[str]:
+    """Observations an impression gives as alternatives ("atelectasis or pneumonia"): a differential, a hedge."""
+    out: set[str] = set()
+    for a in mentions:
+        for b in mentions:
+            if a.clause == b.clause and a.end <= b.start and a.observation != b.observation:
+                if _ALTERNATIVE_RE.fullmatch(a.clause[a.end : b.start]):
+                    out |= {a.observation, b.observation}
+    return out
 
 
 def _phrase(m: Mention) -> str:
@@ -187,48 +249,69 @@ def _side_name(sides: set[str]) -> str:
     return "bilateral" if sides >= {"left", "right"} else next(iter(sides))
 
 
-def finding_sides(text: str) -> dict[str, str]:
+def finding_sides(text: str, labels: Sequence[str] = (PRESENT,)) -> dict[str, str]:
     """Each positive finding's side in a text: ``{"Pneumothorax": "left"}`` (left, right or bilateral).
 
-    Findings stated without a side are left out; one named on both sides reads as bilateral.
+    Findings stated without a side are left out; one named on both sides reads as bilateral. ``labels``: the
+    statuses that count (``(PRESENT, UNCERTAIN)`` adds the sides of hedged findings).
     """
-    return {obs: _side_name(s) for obs, s in _sides_by_observation(_mentions(text)).items()}
+    return {obs: _side_name(s) for obs, s in _sides_by_observation(_mentions(text), labels).items()}
 
 
-def _sides_by_observation(mentions: Iterable[Mention]) -> dict[str, set[str]]:
+def _sides_by_observation(mentions: Iterable[Mention], labels: Sequence[str] = (PRESENT,)) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
     for m in mentions:
-        if m.label == PRESENT and (sides := _mention_sides(m)):
+        if m.label in labels and (sides := _mention_sides(m)):
             out.setdefault(m.observation, set()).update(sides)
     return out
 
 
 def check(findings: str, impression: str) -> dict[str, list[str]]:
-    """Compare an impression with its findings: omitted, unsupported and wrong-side acute findings.
+    """Compare an impression with its findings: omitted, unsupported, wrong-side and hedged acute findings.
 
-    Returns ``{"omitted": [...], "unsupported": [...], "side_mismatch": [...]}``, each a sorted list of
-    observation names (from :data:`ACUTE`); empty lists when the impression is consistent.
+    Returns ``{"omitted": [...], "unsupported": [...], "side_mismatch": [...], "hedge_dropped": [...],
+    "hedge_asserted": [...]}`` (:data:`FIELDS`), each a sorted list of observation names (from :data:`ACUTE`);
+    empty lists when the impression is consistent.
     """
     f_mentions, i_mentions = _mentions(findings), _mentions(impression)
     f_present = {m.observation for m in f_mentions if m.label == PRESENT and not _is_minor(m)}
-    f_stated = _stated(f_mentions, (PRESENT, UNCERTAIN))
-    f_stated |= {o for o, pattern in SUPPORTED_BY.items() if pattern.search((findings or "").lower())}
+    f_signs = {o for o, pattern in SUPPORTED_BY.items() if pattern.search((findings or "").lower())}
+    f_stated = _stated(f_mentions, (PRESENT, UNCERTAIN)) | f_signs
+    # A hedge in advice ("if there is concern for fracture consider rib series") raises no finding.
+    f_hedged = {
+        m.observation for m in f_mentions
+        if m.label == UNCERTAIN and not _is_minor(m) and not _ADVICE_RE.search(m.clause)
+    } - f_present  # fmt: skip
+    f_certain = _stated(f_mentions, (PRESENT,)) | f_signs
     i_named = _stated(i_mentions, (PRESENT, UNCERTAIN))
     i_claims = {m.observation for m in i_mentions if m.label == PRESENT and not _ADVICE_RE.search(m.clause)}
+    i_hedges = _stated(i_mentions, (UNCERTAIN,)) | _alternatives(i_mentions)
     omitted = [o for o in ACUTE if o in f_present and not COVERED_BY[o] & i_named]
     unsupported = [o for o in ACUTE if o in i_claims and not COVERED_BY[o] & f_stated]
-    f_sides, i_sides = _sides_by_observation(f_mentions), _sides_by_observation(i_mentions)
+    hedge_dropped = [o for o in ACUTE if o in f_hedged and not COVERED_BY[o] & i_named]
+    # Asserted: the impression claims what the findings only hedge, under no certain equivalent name or sign.
+    certain_names = {o: (COVERED_BY[o] - {"Lung Opacity"}) & f_certain for o in ACUTE}
+    hedge_asserted = [o for o in ACUTE if o in i_claims - i_hedges and o in f_hedged and not certain_names[o]]
+    hedged = (PRESENT, UNCERTAIN)  # a hedged finding keeps its side too
+    f_sides, i_sides = _sides_by_observation(f_mentions, hedged), _sides_by_observation(i_mentions, hedged)
     mismatch = []
     for obs in ACUTE:
         said = i_sides.get(obs)
         known = set().union(*(f_sides.get(o, set()) for o in COVERED_BY[obs]))
         if said and known and not said <= known:
             mismatch.append(obs)
-    return {"omitted": sorted(omitted), "unsupported": sorted(unsupported), "side_mismatch": sorted(mismatch)}
+    return {
+        "omitted": sorted(omitted),
+        "unsupported": sorted(unsupported),
+        "side_mismatch": sorted(mismatch),
+        "hedge_dropped": sorted(hedge_dropped),
+        "hedge_asserted": sorted(hedge_asserted),
+    }
 
 
 def flagged(result: dict[str, list[str]]) -> bool:
-    """Whether a check result warns about anything (an omission, an unsupported finding or a wrong side)."""
+    """Whether a check result warns about anything (an omission, an unsupported finding, a wrong side, a hedged
+    finding dropped or asserted)."""
     return any(result.get(key) for key in FIELDS)
 
 
@@ -236,6 +319,8 @@ _WARNINGS = {
     "omitted": "the findings state {}, the impression does not",
     "unsupported": "the impression states {}, the findings do not support it",
     "side_mismatch": "the impression puts {} on another side than the findings",
+    "hedge_dropped": "the findings raise the possibility of {}, the impression does not mention it",
+    "hedge_asserted": "the impression states {} as certain, the findings only raise the possibility",
 }
 
 
@@ -252,6 +337,8 @@ def check_digest() -> str:
         "covered_by": {k: sorted(v) for k, v in COVERED_BY.items()},
         "supported_by": {k: v.pattern for k, v in SUPPORTED_BY.items()}, "minor": MINOR_ANY.pattern,
         "minor_by": {k: v.pattern for k, v in MINOR_BY_OBSERVATION.items()}, "advice": _ADVICE_RE.pattern,
-        "sides": _SIDE_RE.pattern,
+        "sides": _SIDE_RE.pattern, "resolved": RESOLVED_AFTER.pattern, "finite_verb": _FINITE_VERB_RE.pattern,
+        "negated_suggest": _NEGATED_SUGGEST_RE.pattern, "alternative": _ALTERNATIVE_RE.pattern,
+        "fields": FIELDS,
     }  # fmt: skip
     return hashlib.sha256(json.dumps(tables, sort_keys=True).encode()).hexdigest()[:16]

@@ -5,10 +5,17 @@ training report; then it cannot beat a retrieval baseline by much. This module m
 a predictions file: the share of answers equal to one of the ``k`` nearest training impressions
 (those a retrieval-augmented prompt shows) or to any training impression, and ROUGE-1 on the
 copied and the written cases, beside a reference system's ROUGE-1 on the same cases.
+
+An answer can also be copied from the case's own findings (issue #30): the MBR answers taken from the
+extractive candidate (the findings' acute sentences, ``"candidate": "extractive"``) and any answer that is
+whole findings sentences verbatim, in the findings' order. Those are counted apart (``copied_findings``,
+``from_findings``) and are not "written": only an answer that is neither a training impression nor findings
+sentences counts as written by the model itself.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -16,6 +23,27 @@ import numpy as np
 from radllama.data.records import text_key
 from radllama.retrieval import TfidfRetriever, retrieved_impressions
 from radllama.rouge import rouge_many
+
+# Sentence ends as the extractive candidate splits them (radllama.generate.mbr), newlines included.
+_SENTENCES = re.compile(r"(?<=[.;!?])\s+|\n")
+
+
+def _sentence_keys(text: str) -> list[str]:
+    """A text's sentences, compared as text_key does (case and spacing ignored) and without end punctuation."""
+    keys = (text_key(s).rstrip(" .;!?") for s in _SENTENCES.split(text or ""))
+    return [k for k in keys if k]
+
+
+def from_findings(record: dict) -> bool:
+    """Whether an answer is copied from its case's findings: taken from the extractive candidate, or made of
+    whole findings sentences verbatim, in the findings' order (a run of them, or the acute ones picked out)."""
+    if record.get("candidate") == "extractive":
+        return True
+    said = _sentence_keys(record.get("prediction") or "")
+    if not said:
+        return False
+    remaining = iter(_sentence_keys(record.get("findings") or ""))
+    return all(any(key == f for f in remaining) for key in said)  # an in-order subsequence
 
 
 def copy_analysis(
@@ -27,6 +55,10 @@ def copy_analysis(
     ``prediction``); ``retriever`` is the model's own retrieval index (its records are the training
     reports) and ``k`` how many neighbours its prompt shows. Texts are compared by
     :func:`~radllama.data.records.text_key` (case and whitespace ignored).
+
+    Returns the shares ``copied_nearest``, ``copied_any_training`` and ``copied_findings`` (:func:`from_findings`)
+    and the groups (n, ROUGE-1, the reference system's ROUGE-1) ``copied`` (one of the nearest), ``from_findings``
+    and ``written`` (neither a training impression nor copied from the findings).
     """
     by_id = {str(r["id"]): r for r in reference}
     missing = [str(r["id"]) for r in predictions if str(r["id"]) not in by_id]
@@ -40,6 +72,7 @@ def copy_analysis(
     answers = [text_key(r["prediction"]) for r in predictions]
     shown = np.array([a in {text_key(i) for i in row or []} for a, row in zip(answers, nearest, strict=True)])
     anywhere = np.array([a in every for a in answers])
+    findings = np.array([from_findings(r) for r in predictions], dtype=bool)
     refs = [r["reference"] for r in predictions]
     own = np.array(rouge_many([r["prediction"] for r in predictions], refs)["rouge1"])
     other = np.array(rouge_many([by_id[str(r["id"])]["prediction"] for r in predictions], refs)["rouge1"])
@@ -54,13 +87,17 @@ def copy_analysis(
         "k": k,
         "copied_nearest": float(shown.mean()),
         "copied_any_training": float(anywhere.mean()),
+        "copied_findings": float(findings.mean()),
         "copied": group(shown),
-        "written": group(~anywhere),
+        "from_findings": group(findings),
+        # Written by the model itself: neither a training impression nor sentences of the case's findings.
+        "written": group(~anywhere & ~findings),
     }
 
 
 def candidate_sources(predictions: Sequence[dict]) -> dict[str, int]:
-    """How many MBR answers came from the greedy answer, a sample, or a retrieved impression."""
+    """How many MBR answers came from the greedy answer, a sample, a retrieved impression or the extractive
+    candidate."""
     counts: dict[str, int] = {}
     for r in predictions:
         if r.get("candidate"):

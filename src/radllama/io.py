@@ -1,4 +1,4 @@
-"""Plain-file I/O shared by every stage: atomic writes and resumable JSONL.
+"""Plain-file I/O shared by every stage: atomic writes, resumable JSONL and safe extraction from tar archives.
 
 Every output is written to a temporary file in the same folder and renamed into place,
 so a crash or a full disk never leaves a half-written file behind.
@@ -6,12 +6,14 @@ so a crash or a full disk never leaves a half-written file behind.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
+import tarfile
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, BinaryIO
 
 from radllama.errors import RadLlamaError
@@ -171,3 +173,53 @@ class JsonlAppender:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# tarfile's extraction filters (PEP 706) are in 3.12 and in 3.11.4 and later only: Debian 12's own
+# Python (3.11.2) has none. Module-level so that tests can take the fallback path on any Python.
+TAR_DATA_FILTER = hasattr(tarfile, "data_filter")
+
+
+def unsafe_member(member: tarfile.TarInfo) -> str | None:
+    """Why extracting ``member`` could write outside its folder or make more than a plain file or
+    folder (a link, a device), or None when it is neither."""
+    name = member.name.replace("\\", "/")
+    if PurePosixPath(name).is_absolute() or PureWindowsPath(name).anchor:
+        return "an absolute path"
+    if ".." in PurePosixPath(name).parts:
+        return "'..' in its path"
+    if member.issym() or member.islnk():
+        return f"a link (to {member.linkname!r})"
+    if not (member.isfile() or member.isdir()):
+        return "a device, pipe or other special file"
+    return None
+
+
+def _as_data(member: tarfile.TarInfo) -> tarfile.TarInfo:
+    """``member`` as the 'data' filter would extract it: no setuid/setgid/sticky bits, not writable by
+    group or others, and owned by whoever extracts it (run as root, tarfile would give the archive's
+    owner the files, e.g. a converter that root runs later)."""
+    plain = copy.copy(member)
+    plain.mode = (member.mode & 0o755) | (0o700 if member.isdir() else 0o600)
+    if hasattr(os, "geteuid"):
+        plain.uid, plain.gid = os.geteuid(), os.getegid()
+    plain.uname = plain.gname = ""
+    return plain
+
+
+def extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path) -> None:
+    """Extract one member of ``tar`` under ``dest``: only plain files and folders, never outside ``dest``.
+
+    The same rules on every Python (so an archive extracts, or is refused, alike on 3.11.2 and 3.13),
+    with tarfile's own 'data' filter on top where this Python has it; a refused member is one line.
+    """
+    why = unsafe_member(member)
+    if why:
+        raise RadLlamaError(f"{tar.name or 'archive'}: refused to extract {member.name!r}: {why}")
+    if not TAR_DATA_FILTER:
+        tar.extract(_as_data(member), dest)
+        return
+    try:
+        tar.extract(member, dest, filter="data")
+    except tarfile.FilterError as exc:
+        raise RadLlamaError(f"{tar.name or 'archive'}: refused to extract {member.name!r}: {exc}") from exc

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from radllama.errors import RadLlamaError
-from radllama.io import atomic_write_json, atomic_write_text
+from radllama.io import atomic_write_json, atomic_write_text, extract_member
 from radllama.models.loading import RETRIEVAL_INDEX_FILE, folder_stop_ids, load_prompting
 from radllama.paths import cache_dir
 from radllama.provenance import file_digest, model_fingerprint, versions
@@ -67,26 +67,48 @@ def converter_folder() -> Path:
 
     status = console.status(f"fetching llama.cpp's converter (llama-cpp-python {version}, once)")
     with tempfile.TemporaryDirectory() as tmp, status:
-        cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
-               f"llama-cpp-python=={version}", "-d", tmp]  # fmt: skip
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        archives = list(Path(tmp).glob("*.tar.gz"))
-        if done.returncode != 0 or not archives:
-            why = done.stderr.strip()[-300:]
-            raise RadLlamaError(f"could not fetch llama-cpp-python {version}'s source with pip ({why}); "
-                                "set RADLLAMA_LLAMA_CPP to a llama.cpp checkout")  # fmt: skip
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=folder.parent))
-        with tarfile.open(archives[0]) as tar:
+        unpack_converter(_download_source(version, Path(tmp)), folder)
+    return folder
+
+
+def _download_source(version: str, into: Path) -> Path:
+    """llama-cpp-python's source release (its sdist, which vendors llama.cpp), fetched with pip into ``into``."""
+    # The sdist of this one package only: ":all:" would make pip build each of its build requirements
+    # (scikit-build-core, packaging, ...) from source too, about 7 minutes on 2 cores instead of 9 s.
+    cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", "llama-cpp-python",
+           f"llama-cpp-python=={version}", "-d", str(into)]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    archives = sorted(into.glob("*.tar.gz"))
+    if done.returncode != 0 or not archives:
+        why = done.stderr.strip()[-300:]
+        raise RadLlamaError(f"could not fetch llama-cpp-python {version}'s source with pip ({why}); "
+                            "set RADLLAMA_LLAMA_CPP to a llama.cpp checkout")  # fmt: skip
+    return archives[0]
+
+
+def unpack_converter(archive: Path, folder: Path) -> None:
+    """The converter's files of the llama.cpp vendored in ``archive`` (``*/vendor/llama.cpp/...``) as
+    ``folder``: complete or absent, each member checked by :func:`radllama.io.extract_member`."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=folder.parent))
+    try:
+        with tarfile.open(archive) as tar:
             for member in tar.getmembers():
                 parts = Path(member.name).parts
                 if len(parts) > 3 and parts[1:3] == ("vendor", "llama.cpp") and parts[3] in CONVERTER_FILES:
                     member.name = str(Path(*parts[3:]))
-                    tar.extract(member, staging, filter="data")
+                    extract_member(tar, member, staging)
+        if not (staging / "convert_hf_to_gguf.py").is_file():
+            raise RadLlamaError(f"{archive.name} has no vendor/llama.cpp/convert_hf_to_gguf.py")
+    except (tarfile.TarError, EOFError) as exc:  # not a tar.gz, or cut short
+        shutil.rmtree(staging)
+        raise RadLlamaError(f"{archive.name}: not a readable source archive ({exc})") from exc
+    except BaseException:
+        shutil.rmtree(staging)  # no half-unpacked folder left in the cache
+        raise
     if folder.exists():
         shutil.rmtree(folder)
-    staging.rename(folder)  # complete or absent
-    return folder
+    staging.rename(folder)
 
 
 def convert(model_dir: Path, out_file: Path, outtype: str) -> None:

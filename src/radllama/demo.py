@@ -264,7 +264,9 @@ def faithfulness_section(
     from radllama.io import write_jsonl
 
     folder = out / "faithfulness"
-    cases = load_edition(EDITION)[:limit]
+    cases = load_edition(EDITION)
+    if limit:  # --quick: an even spread over the file, so every kind of case is there
+        cases = cases[:: max(1, len(cases) // limit)][:limit]
     cases_path = folder / "cases.jsonl"
     ensure_writable_dir(folder)
     write_jsonl(cases_path, [{"id": c["id"], "findings": c["findings"], "impression": ""} for c in cases])

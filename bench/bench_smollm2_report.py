@@ -68,7 +68,8 @@ def main() -> None:
         f1 = clinical_f1(on_test, refs)["micro_f1"]
         for reader in ("judge", "ours"):
             cells = " | ".join("–" if both[reader][k] is None else f"{both[reader][k]:.1%}" for k in KEYS)
-            tail = f"{rouge_cells(on_test, refs)} | {f1:.4f} | {copied:.1%}" if reader == "judge" else " | ".join(["(as above)"] * 5)
+            same = " | ".join(["(as above)"] * 5)
+            tail = f"{rouge_cells(on_test, refs)} | {f1:.4f} | {copied:.1%}" if reader == "judge" else same
             lines.append(f"| {name} | {reader} | {cells} | {tail} |")
     note = (
         f"Adapter `{args.adapter}` on `{args.model}`; {len(cases)} heldout-v2 cases and {len(test)} test cases decoded "

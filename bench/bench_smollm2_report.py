@@ -16,6 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import publish, rouge_cells  # noqa: E402
+from sweep_smollm2 import answers  # noqa: E402
 
 from radllama.baselines import make_baseline  # noqa: E402
 from radllama.evaluate.clinical import clinical_f1  # noqa: E402
@@ -26,18 +27,6 @@ from radllama.io import read_jsonl  # noqa: E402
 TITLE = "Issue #29: SmolLM2-135M-Instruct + LoRA, the model alone, on heldout-v2 and test (bench_smollm2_report.py)"
 KEYS = ("named", "multi_all_named", "hedge_kept", "resolved_asserted", "invented_normal", "invented_negation",
         "side_kept")  # fmt: skip
-
-
-def greedy(model: str, adapter: str, findings: list[str]) -> list[str]:
-    """The model's greedy answers (transformers, batch 32, 64 new tokens at most)."""
-    from radllama.generate.impressions import encode_prompts, prompts_and_examples
-    from radllama.inference import Decoding, load_model
-
-    loaded = load_model(model, adapter, backend="transformers", batch_size=32)
-    prompts, _ = prompts_and_examples(loaded, findings)
-    out = [c.text for c in loaded.backend.generate(encode_prompts(loaded, prompts, 64), Decoding(64))]
-    loaded.backend.close()
-    return out
 
 
 def main() -> None:
@@ -53,9 +42,9 @@ def main() -> None:
     refs = [r["impression"] for r in test]
     seen = {r["impression"].strip().lower() for r in train}
     t0 = time.perf_counter()
-    answers = greedy(args.model, args.adapter, held_findings + test_findings)
+    texts = answers(args.model, args.adapter, held_findings + test_findings, Path(args.data) / "train.jsonl", False)
     seconds = time.perf_counter() - t0
-    systems = {"smollm2-lora (model alone, greedy)": answers}
+    systems = {"smollm2-lora (model alone, greedy)": texts}
     for name in ("acute-rule", "retrieval-consensus", "findings-verbatim"):
         systems[name] = make_baseline(name).fit(train).predict(held_findings + test_findings)
     head = " | ".join(KEYS)

@@ -17,6 +17,7 @@ impression verbatim.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -41,14 +42,13 @@ def answers(model: str, adapter: str | None, findings: list[str], train_file: Pa
     """Greedy answers of the model (with its adapter) to every findings text, in order."""
     from radllama.generate.impressions import encode_prompts, prompts_and_examples
     from radllama.inference import Decoding, load_model
-    from radllama.prompts import PromptStyle
 
     loaded = load_model(model, adapter or None, backend="transformers", batch_size=32)
     if few_shot:  # the untuned chat model shown the three most similar training impressions
         from radllama.retrieval import TfidfRetriever
 
-        loaded.style = PromptStyle(**{**loaded.style.__dict__, "retrieval_k": 3})
-        loaded.retriever = TfidfRetriever.fit(read_jsonl(train_file))
+        loaded.style = dataclasses.replace(loaded.style, retrieval_k=3)
+        loaded.retriever = TfidfRetriever(read_jsonl(train_file))
     prompts, _ = prompts_and_examples(loaded, findings)
     out = [c.text for c in loaded.backend.generate(encode_prompts(loaded, prompts, 64), Decoding(64))]
     loaded.backend.close()

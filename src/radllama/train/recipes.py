@@ -20,8 +20,8 @@ import torch
 
 from radllama.canaries import CANARY_FILE, plant_canaries
 from radllama.errors import RadLlamaError
-from radllama.io import atomic_write_json, atomic_write_text, ensure_writable_dir, read_jsonl, write_jsonl
-from radllama.models.loading import RETRIEVAL_INDEX_FILE, load_causal_lm, load_tokenizer, pick_dtype, record_base
+from radllama.io import atomic_write_json, atomic_write_text, ensure_writable_dir, read_jsonl
+from radllama.models.loading import load_causal_lm, load_tokenizer, pick_dtype, record_base, write_retrieval_index
 from radllama.models.mini import build_model, save_pretrained, train_tokenizer
 from radllama.progress import console
 from radllama.prompts import PromptStyle
@@ -425,10 +425,7 @@ def lora_sft(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) ->
             atomic_write_json(folder / CANARY_FILE, canaries)
         if retriever is not None:
             # Train split only: the index that generation and serving retrieve from.
-            write_jsonl(
-                folder / RETRIEVAL_INDEX_FILE,
-                ({"id": r["id"], "findings": r["findings"], "impression": r["impression"]} for r in records),
-            )
+            write_retrieval_index(folder, records)
 
     validation = sft_validation(cfg, tokenizer, style, retriever)
     result = _train(cfg, model, examples, cfg.optim, tokenizer, save, accelerator, resume, validation)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _helpers import task_list
 from datasets.table import MemoryMappedTable
 
 from radllama.errors import RadLlamaError
@@ -18,7 +19,7 @@ from radllama.retrieval import TfidfRetriever
 from radllama.train.batch import collate, token_loss_sum
 from radllama.train.config import load_config
 from radllama.train.example_table import ExampleTable, cached_table
-from radllama.train.examples import IGNORE_INDEX, build_task_examples, iter_task_examples
+from radllama.train.examples import IGNORE_INDEX, iter_task_examples
 from radllama.train.loop import step_indices
 from radllama.train.recipes import prompt_style, run, sft_examples
 from radllama.train.tiny import INVENTED_TEXT, build_tiny_model
@@ -47,7 +48,7 @@ def tok():
 def test_table_holds_the_list_paths_examples_memory_mapped(tok, tmp_path) -> None:
     recs, style = records(), PromptStyle(instruction="Derive the impression", system=None, retrieval_k=2)
     retriever = TfidfRetriever(recs)
-    listed, n_cut, counts = build_task_examples(recs, tok, style, 256, TASKS, seed=3, retriever=retriever)
+    listed, n_cut, counts = task_list(recs, tok, style, 256, TASKS, seed=3, retriever=retriever)
     table = cached_table(tmp_path, "k", lambda: iter_task_examples(recs, tok, style, 256, TASKS, 3, retriever))
 
     assert len(table) == len(listed) > len(recs)
@@ -122,7 +123,7 @@ def test_training_reads_the_batches_the_list_path_gives(tmp_path) -> None:
 
     tokenizer = AutoTokenizer.from_pretrained(base)
     style = prompt_style(cfg)
-    listed, _, _ = build_task_examples(recs, tokenizer, style, 448, cfg.data.tasks, 5, TfidfRetriever(recs))
+    listed, _, _ = task_list(recs, tokenizer, style, 448, cfg.data.tasks, 5, TfidfRetriever(recs))
     idx = step_indices(len(listed), 4, 5, 0, np.array([len(e.input_ids) for e in listed]))
     batch = collate([listed[i] for i in idx], tokenizer.pad_token_id)
     with torch.no_grad():

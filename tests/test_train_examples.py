@@ -4,6 +4,7 @@ packing without padding, and the diverse-instruction tasks."""
 from __future__ import annotations
 
 import pytest
+from _helpers import sft_list, task_list
 
 from radllama.errors import RadLlamaError
 from radllama.models.mini import train_tokenizer
@@ -11,11 +12,9 @@ from radllama.prompts import PromptStyle
 from radllama.retrieval import TfidfRetriever, retrieved_impressions
 from radllama.train.examples import (
     IGNORE_INDEX,
-    build_sft_examples,
-    build_task_examples,
     encode_sft,
     encode_sft_many,
-    pack_blocks,
+    iter_blocks,
     term_phrase,
 )
 from radllama.train.tiny import INVENTED_TEXT
@@ -74,13 +73,13 @@ def test_truncation_cuts_findings_never_target(tok) -> None:
 
 def test_cut_count_reported(tok) -> None:
     recs = records() + [{"id": "c", "findings": "The heart is normal. " * 80, "impression": "Normal."}]
-    examples, n_cut = build_sft_examples(recs, tok, STYLE, 150)
+    examples, n_cut = sft_list(recs, tok, STYLE, 150)
     assert len(examples) == 3 and n_cut == 1
 
 
-def test_pack_blocks_has_no_padding(tok) -> None:
+def test_blocks_have_no_padding(tok) -> None:
     texts = INVENTED_TEXT * 3
-    blocks = pack_blocks(tok, texts, 16)
+    blocks = list(iter_blocks(tok, texts, 16))
     stream_len = sum(len(tok(t, add_special_tokens=False).input_ids) + 2 for t in texts)
     assert len(blocks) == stream_len // 16
     assert all(len(b.input_ids) == 16 and b.labels == b.input_ids for b in blocks)
@@ -90,7 +89,7 @@ def test_pack_blocks_has_no_padding(tok) -> None:
 
 def test_tasks_mix_and_answers(tok) -> None:
     tasks = {"impression": 1.0, "indication_impression": 1.0, "abnormal_list": 1.0, "presence": 1.0}
-    examples, n_cut, counts = build_task_examples(records(), tok, STYLE, 512, tasks, seed=0)
+    examples, n_cut, counts = task_list(records(), tok, STYLE, 512, tasks, seed=0)
     # indication and abnormal list: only record "a" qualifies ("b" has no indication, only "normal").
     assert counts == {"impression": 2, "indication_impression": 1, "abnormal_list": 1, "presence": 2}
     assert len(examples) == 6 and n_cut == 0
@@ -103,21 +102,21 @@ def test_tasks_mix_and_answers(tok) -> None:
 
 
 def test_impression_task_prompt_unchanged_by_mixing(tok) -> None:
-    plain, _ = build_sft_examples(records(), tok, STYLE, 512)
-    mixed, _, _ = build_task_examples(records(), tok, STYLE, 512, {"impression": 1.0, "presence": 1.0})
+    plain, _ = sft_list(records(), tok, STYLE, 512)
+    mixed, _, _ = task_list(records(), tok, STYLE, 512, {"impression": 1.0, "presence": 1.0})
     assert [e.input_ids for e in mixed[:2]] == [e.input_ids for e in plain]
 
 
 def test_task_weights_are_examples_per_record(tok) -> None:
     recs = records() * 50
-    _, _, counts = build_task_examples(recs, tok, STYLE, 512, {"impression": 0.5, "abnormal_list": 2.0}, seed=1)
+    _, _, counts = task_list(recs, tok, STYLE, 512, {"impression": 0.5, "abnormal_list": 2.0}, seed=1)
     assert counts["abnormal_list"] == 100  # 50 eligible records x 2
     assert 30 <= counts["impression"] <= 70  # a seeded half of 100
 
 
 def test_unknown_task_is_clear(tok) -> None:
     with pytest.raises(RadLlamaError, match="unknown task 'summary'"):
-        build_task_examples(records(), tok, STYLE, 512, {"summary": 1.0})
+        task_list(records(), tok, STYLE, 512, {"summary": 1.0})
 
 
 def test_term_phrase() -> None:
@@ -143,7 +142,7 @@ def test_training_retrieval_leaves_out_records_with_the_same_findings(tok) -> No
     # Leave-one-out by id alone would show the twin's impression first.
     assert retriever.query([TWINS[0]["findings"]], k=1, exclude_ids=["a"])[0][0]["id"] == "a2"
     style = PromptStyle(instruction="Derive the impression", system="Be brief.", retrieval_k=2)
-    examples, _ = build_sft_examples(TWINS, tok, style, 512, retriever)
+    examples, _ = sft_list(TWINS, tok, style, 512, retriever)
     prompts = [prompt_text(tok, e) for e in examples]
     for own, twin in ((0, 1), (1, 0)):
         assert TWINS[twin]["impression"] not in prompts[own] and TWINS[own]["impression"] not in prompts[own]
@@ -200,7 +199,7 @@ def test_template_longer_than_max_seq_len_is_one_clear_error(tok) -> None:
 
 
 def test_batched_encoding_equals_one_by_one(tok) -> None:
-    """encode_sft_many (build_sft_examples' fast path) gives encode_sft's examples and cut flags,
+    """encode_sft_many (iter_sft_examples' fast path) gives encode_sft's examples and cut flags,
     cut examples included."""
     recs = records()
     findings = [r["findings"] + "  extra   words " * (i % 4) for i, r in enumerate(recs)]
@@ -218,7 +217,7 @@ def test_batched_encoding_equals_one_by_one(tok) -> None:
 
 def test_abnormal_impressions_can_be_oversampled(tok) -> None:
     tasks = {"impression": 1.0, "impression_abnormal": 2.0}
-    examples, _, counts = build_task_examples(records(), tok, STYLE, 512, tasks, seed=0)
+    examples, _, counts = task_list(records(), tok, STYLE, 512, tasks, seed=0)
     # Only "a" states an acute finding in its impression: it appears 1 + 2 times, "b" once.
     assert counts == {"impression": 2, "impression_abnormal": 2}
     assert [e.input_ids for e in examples[2:]] == [examples[0].input_ids] * 2
@@ -257,5 +256,5 @@ def test_transplant_puts_an_acute_sentence_into_normal_findings() -> None:
 
 def test_transplant_is_a_task_of_the_mix(tok) -> None:
     recs = [*records(), {"id": "c", "findings": "Large left pneumothorax.", "impression": "Left pneumothorax."}]
-    _, _, counts = build_task_examples(recs, tok, STYLE, 512, {"impression": 1.0, "acute_transplant": 1.0}, seed=0)
+    _, _, counts = task_list(recs, tok, STYLE, 512, {"impression": 1.0, "acute_transplant": 1.0}, seed=0)
     assert counts == {"impression": 3, "acute_transplant": 1}  # "b" is the only normal record

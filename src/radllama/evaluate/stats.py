@@ -140,26 +140,6 @@ def bootstrap_ci(
     return percentile_ci(means, level)
 
 
-def bootstrap_statistic_ci(
-    n: int,
-    statistic: Callable[[np.ndarray], np.ndarray],
-    resamples: int = DEFAULT_RESAMPLES,
-    seed: int = DEFAULT_SEED,
-    level: float = 0.95,
-    rows: int | None = None,
-) -> tuple[float, float]:
-    """Percentile CI of any statistic over cases.
-
-    Args:
-        n: number of cases.
-        statistic: maps a chunk of indices (rows, n) to (rows,) values; used for corpus-level
-            scores such as micro F1 that are not plain means.
-    """
-    if n == 0:
-        return (float("nan"), float("nan"))
-    return percentile_ci(bootstrap_statistics(n, statistic, resamples, seed, rows), level, skip_nan=True)
-
-
 def _flip_chunks(n: int, resamples: int, seed: int, rows: int | None = None) -> tuple[Iterator[np.ndarray], bool]:
     """The swaps of a paired permutation test, (rows, n) booleans a chunk at a time, and whether exact.
 

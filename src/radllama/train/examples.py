@@ -179,18 +179,6 @@ def iter_sft_examples(
         yield from encode_sft_many(tokenizer, style, findings, [r["impression"] for r in part], shown, max_seq_len)
 
 
-def build_sft_examples(
-    records: Sequence[dict],
-    tokenizer: Any,
-    style: PromptStyle,
-    max_seq_len: int,
-    retriever: TfidfRetriever | None = None,
-) -> tuple[list[Example], int]:
-    """:func:`iter_sft_examples` as a list; returns (examples, number cut). For small inputs."""
-    made = list(iter_sft_examples(records, tokenizer, style, max_seq_len, retriever))
-    return [example for example, _ in made], sum(cut for _, cut in made)
-
-
 def report_text(record: dict, sections: Sequence[str] = ("indication", "comparison", "findings", "impression")) -> str:
     """A report as plain text, the chosen sections in reading order (pretraining corpus)."""
     parts = []
@@ -248,11 +236,6 @@ def iter_blocks(tokenizer: Any, texts: Iterable[str], block_size: int) -> Iterat
             ids = stream[:block_size]
             del stream[:block_size]
             yield Example(ids, list(ids))
-
-
-def pack_blocks(tokenizer: Any, texts: Iterable[str], block_size: int) -> list[Example]:
-    """:func:`iter_blocks` as a list. For small inputs."""
-    return list(iter_blocks(tokenizer, texts, block_size))
 
 
 # --- Diverse instructions (paper §5.2): extra tasks derived from the same records ----------
@@ -390,20 +373,6 @@ def iter_task_examples(
                 got = task_example(name, rec, tokenizer, style, max_seq_len, rng, pool)
                 if got is not None:
                     yield name, *got
-
-
-def build_task_examples(
-    records: Sequence[dict],
-    tokenizer: Any,
-    style: PromptStyle,
-    max_seq_len: int,
-    tasks: dict[str, float],
-    seed: int = 0,
-    retriever: TfidfRetriever | None = None,
-) -> tuple[list[Example], int, dict[str, int]]:
-    """:func:`iter_task_examples` as a list; returns (examples, number cut, count per task). For small inputs."""
-    made = list(iter_task_examples(records, tokenizer, style, max_seq_len, tasks, seed, retriever))
-    return [e for _, e, _ in made], sum(cut for _, _, cut in made), {n: sum(t == n for t, _, _ in made) for n in tasks}
 
 
 def transplant_records(records: Sequence[dict], seed: int = 0) -> list[dict]:

@@ -6,6 +6,8 @@ import re
 
 _WS = re.compile(r"\s+")
 _SENT_SPLIT = re.compile(r"(?<=[.!?])\s+")
+# Clauses: also after ';' and at every line break, for impressions written as "1. X; 2. Y" or a finding a line.
+_CLAUSE_SPLIT = re.compile(r"(?<=[.;!?])\s+|\n")
 
 
 def normalize_whitespace(text: str | None) -> str:
@@ -53,6 +55,11 @@ def missing_reason(findings: str, impression: str) -> str | None:
     return None
 
 
-def split_sentences(text: str | None) -> list[str]:
-    """Sentences of a report section (decimals such as 2.5 cm stay whole)."""
-    return [s.strip() for s in _SENT_SPLIT.split(text or "") if s.strip()]
+def split_sentences(text: str | None, clauses: bool = False) -> list[str]:
+    """Sentences of a report section, stripped, none empty (decimals such as 2.5 cm stay whole).
+
+    ``clauses``: also cut after ';' and at every line break. The default stays the plain sentence rule:
+    the benchmark's sourced cases and the transplant task were built with it.
+    """
+    pattern = _CLAUSE_SPLIT if clauses else _SENT_SPLIT
+    return [s.strip() for s in pattern.split(text or "") if s.strip()]

@@ -15,22 +15,19 @@ sentences counts as written by the model itself.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 import numpy as np
 
-from radllama.data.records import text_key
+from radllama.data.records import split_sentences, text_key
 from radllama.retrieval import TfidfRetriever, retrieved_impressions
 from radllama.rouge import rouge_many
-
-# Sentence ends as the extractive candidate splits them (radllama.generate.mbr), newlines included.
-_SENTENCES = re.compile(r"(?<=[.;!?])\s+|\n")
 
 
 def _sentence_keys(text: str) -> list[str]:
     """A text's sentences, compared as text_key does (case and spacing ignored) and without end punctuation."""
-    keys = (text_key(s).rstrip(" .;!?") for s in _SENTENCES.split(text or ""))
+    # Cut as the extractive candidate (radllama.generate.mbr) cuts the findings: clauses, line breaks included.
+    keys = (text_key(s).rstrip(" .;!?") for s in split_sentences(text, clauses=True))
     return [k for k in keys if k]
 
 

@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from radllama.consistency import COVERED_BY, FREE_AIR, MALPOSITIONED_DEVICE, check, finding_sides, stated
+from radllama.data.records import split_sentences
 from radllama.evaluate.faithfulness_cases import (
     EDITIONS,
     FINDING_TYPES,
@@ -77,7 +78,7 @@ def names(impression: str, finding: str) -> bool:
 
 def names_keyword(impression: str, finding: str) -> bool:
     """Second opinion: a sentence of the impression, not opening with a negation, has the finding's word."""
-    for sentence in re.split(r"(?<=[.;!?])\s+|\n", (impression or "").lower()):
+    for sentence in split_sentences((impression or "").lower(), clauses=True):
         if _KEYWORD_RE[finding].search(sentence) and not _NEGATED_SENTENCE.search(sentence):
             return True
     return False

@@ -22,11 +22,11 @@ still has a faithful one to choose.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from radllama.consistency import COVERED_BY, check, check_digest, finding_sides, stated
+from radllama.data.records import split_sentences
 from radllama.inference.base import Completion, Decoding
 from radllama.labeller import PRESENT, UNCERTAIN
 from radllama.rouge import ROUGE_TYPES, rouge_pair
@@ -91,9 +91,6 @@ def consistency_flags(findings: str, impression: str) -> int:
     return flags
 
 
-_SENTENCES = re.compile(r"(?<=[.;!?])\s+|\n")
-
-
 def extractive_impression(findings: str) -> str | None:
     """The findings' sentences that state or hedge an acute finding, in order (None when they state none).
 
@@ -102,7 +99,7 @@ def extractive_impression(findings: str) -> str | None:
     (sides, sizes and the hedge kept: "Cannot exclude small left effusion."). A finding the findings call gone
     ("Previously seen left pneumothorax is no longer visible.") is not stated, so its sentence stays out.
     """
-    kept = [s.strip() for s in _SENTENCES.split(findings or "") if s.strip() and _acute_sentence(s)]
+    kept = [s for s in split_sentences(findings, clauses=True) if _acute_sentence(s)]
     return " ".join(kept) or None
 
 

@@ -10,8 +10,8 @@ Ollama ``Modelfile`` whose TEMPLATE is our chat template, and ``radllama_export.
 provenance of the base and adapter.
 
 The converter is the one of the installed llama-cpp-python's own llama.cpp: its PyPI source
-release, fetched once with pip into RadLlama's cache (``$RADLLAMA_LLAMA_CPP`` names a llama.cpp
-checkout instead, for machines without PyPI).
+release, fetched once with pip into RadLlama's cache, refused unless its sha256 is the pinned one
+(``$RADLLAMA_LLAMA_CPP`` names a llama.cpp checkout instead, for machines without PyPI).
 """
 
 from __future__ import annotations
@@ -37,6 +37,9 @@ INSTALL_HINT = "pip install 'radllama[llamacpp]' (builds llama-cpp-python with t
 MODELFILE = "Modelfile"
 GENERATION_CONFIG = "generation_config.json"
 CONVERTER_FILES = ("convert_hf_to_gguf.py", "conversion", "gguf-py", "LICENSE")
+# sha256 of llama-cpp-python's source release on PyPI, per version (pyproject's `llamacpp` extra pins it):
+# the converter we run comes out of it, so a release that is not this one is refused before unpacking.
+SDIST_SHA256 = {"0.3.36": "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e"}
 
 
 def gguf_name(quant: str) -> str:
@@ -72,18 +75,48 @@ def converter_folder() -> Path:
 
 
 def _download_source(version: str, into: Path) -> Path:
-    """llama-cpp-python's source release (its sdist, which vendors llama.cpp), fetched with pip into ``into``."""
+    """llama-cpp-python's source release (its sdist, which vendors llama.cpp), fetched with pip into ``into``
+    and refused unless it is the release whose sha256 is pinned in :data:`SDIST_SHA256`."""
+    expected = pinned_sha256(version)
+    # pip checks the hash itself (hash-checking mode needs a requirements file) ...
+    requirements = into / "llama-cpp-python.txt"
+    requirements.write_text(f"llama-cpp-python=={version} --hash=sha256:{expected}\n", encoding="utf-8")
     # The sdist of this one package only: ":all:" would make pip build each of its build requirements
     # (scikit-build-core, packaging, ...) from source too, about 7 minutes on 2 cores instead of 9 s.
-    cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", "llama-cpp-python",
-           f"llama-cpp-python=={version}", "-d", str(into)]  # fmt: skip
+    cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--require-hashes", "--no-binary",
+           "llama-cpp-python", "-r", str(requirements), "-d", str(into)]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True)
+    if "DO NOT MATCH THE HASHES" in done.stderr:
+        raise RadLlamaError(_mismatch(version, expected))
     archives = sorted(into.glob("*.tar.gz"))
     if done.returncode != 0 or not archives:
         why = done.stderr.strip()[-300:]
         raise RadLlamaError(f"could not fetch llama-cpp-python {version}'s source with pip ({why}); "
                             "set RADLLAMA_LLAMA_CPP to a llama.cpp checkout")  # fmt: skip
+    check_source(archives[0], version)  # ... and we check again what is unpacked, whatever pip did
     return archives[0]
+
+
+def pinned_sha256(version: str) -> str:
+    """The pinned sha256 of llama-cpp-python ``version``'s source, or one line saying none is."""
+    if version not in SDIST_SHA256:
+        raise RadLlamaError(f"no pinned sha256 for llama-cpp-python {version}'s source (pinned: "
+                            f"{', '.join(SDIST_SHA256)}): install one of those, or set RADLLAMA_LLAMA_CPP "
+                            "to a llama.cpp checkout")  # fmt: skip
+    return SDIST_SHA256[version]
+
+
+def check_source(archive: Path, version: str) -> None:
+    """Refuse (one line) a llama-cpp-python source archive that is not the pinned release of ``version``."""
+    expected = pinned_sha256(version)
+    if file_digest(archive) != expected:
+        raise RadLlamaError(_mismatch(version, expected, archive))
+
+
+def _mismatch(version: str, expected: str, archive: Path | None = None) -> str:
+    what = archive.name if archive is not None else "the archive pip fetched"
+    return (f"llama-cpp-python {version}'s source: {what} is not the pinned release (sha256 {expected}); refused, "
+            "nothing unpacked")
 
 
 def unpack_converter(archive: Path, folder: Path) -> None:
@@ -119,6 +152,11 @@ def convert(model_dir: Path, out_file: Path, outtype: str) -> None:
     here = str(Path(__file__).resolve().parents[2])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))}
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    from radllama.inference.gguf_convert import ERROR_PREFIX
+
+    last = (done.stderr.strip().splitlines() or [""])[-1]
+    if done.returncode != 0 and last.startswith(ERROR_PREFIX):  # refused by gguf_convert: its one line
+        raise RadLlamaError(last.removeprefix(ERROR_PREFIX))
     if done.returncode != 0 or not out_file.is_file():
         raise RadLlamaError(f"llama.cpp's converter failed on {model_dir}: {done.stderr.strip()[-600:]}")
 

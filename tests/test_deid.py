@@ -90,6 +90,15 @@ def test_one_replacement_loop_refuses_overlapping_spans() -> None:
         replace_spans("Li on 3/4 ok", [PhiSpan(0, 5, "NAME", 0.9), PhiSpan(3, 8, "DATE", 0.9)])
 
 
+def test_spans_side_by_side_stay_apart() -> None:
+    """presidio-anonymizer replaces, without merging same-type spans that only spaces separate."""
+    from radllama.deid import PhiSpan, replace_spans
+
+    dates = [PhiSpan(0, 3, "DATE", 0.9), PhiSpan(4, 7, "DATE", 0.9), PhiSpan(7, 9, "NAME", 0.9)]
+    assert replace_spans("3/4 5/6Li", dates) == "[DATE] [DATE][NAME]"
+    assert replace_spans("no PHI", []) == "no PHI"
+
+
 def test_deidentify_is_idempotent() -> None:
     once = deidentify("Signed by: Ana Lee, MD on 01/02/2020. Pager 4-1234. MRN: 1234567.")
     assert once == "Signed by: [NAME], MD on [DATE]. Pager [PHONE]. MRN: [ID]."

@@ -4,7 +4,8 @@ Built on ``presidio-analyzer``: its engine, its phone-number, date, e-mail and U
 own recognisers (written on its ``LocalRecognizer`` interface) for the forms radiology reports use —
 "Dr. X", "discussed with X", signatures, accession numbers and MRNs, pagers, ages over 89, times.
 No spaCy model is loaded (none can be fetched offline): presidio's no-op NLP engine runs the
-pattern recognisers alone, and every recogniser here carries its own context in its pattern.
+pattern recognisers alone, and every recogniser here carries its own context in its pattern. The spans
+found are replaced by ``presidio-anonymizer``'s engine (its "replace" operator, one placeholder per type).
 
 Already-redacted markers (OpenI's ``XXXX``, MIMIC-CXR's ``___``) are never treated as names and are
 left as they are. Shared by data (``--deidentify``), generate and serve (the output guard) and the
@@ -17,6 +18,7 @@ import functools
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import regex as re
 
@@ -285,20 +287,36 @@ def _presidio_recognizers() -> list:
     ]
 
 
+@functools.cache
+def _anonymizer() -> tuple[Any, type, dict[str, Any]]:
+    """presidio-anonymizer's engine, its result class and a "replace" operator per PHI type, made on first
+    use (as the analyzer: runs with the guard off never import presidio)."""
+    from presidio_anonymizer import AnonymizerEngine
+    from presidio_anonymizer.entities import OperatorConfig, RecognizerResult
+
+    operators = {kind: OperatorConfig("replace", {"new_value": value}) for kind, value in PLACEHOLDERS.items()}
+    return AnonymizerEngine(), RecognizerResult, operators
+
+
 def replace_spans(text: str, spans: Iterable[PhiSpan]) -> str:
     """``text`` with each span replaced by its type's placeholder; ``spans`` non-overlapping, in order.
 
-    The one replacement loop: :meth:`Deidentifier.redact` and the output guard both use it
-    (presidio-anonymizer, which would do this, is not a dependency).
+    The one replacement: :meth:`Deidentifier.redact` and the output guard both use it. presidio-anonymizer
+    does the replacing; :meth:`Deidentifier.find` has already chosen among overlapping spans, so overlaps
+    here are a bug and refused rather than left to presidio's own merging.
     """
-    pieces, last = [], 0
+    spans = list(spans)
+    last = 0
     for span in spans:
         if span.start < last:
             raise ValueError(f"overlapping or unordered PHI spans at {span.start}")
-        pieces += [text[last : span.start], PLACEHOLDERS[span.kind]]
         last = span.end
-    pieces.append(text[last:])
-    return "".join(pieces)
+    if not spans:
+        return text
+    engine, result, operators = _anonymizer()
+    found = [result(span.kind, span.start, span.end, span.score) for span in spans]
+    # No merging of same-type spans with only spaces between: "[DATE] [DATE]" stays two placeholders.
+    return engine.anonymize(text, found, operators, merge_entities_with_spaces=False).text
 
 
 def _trim_name(text: str, start: int, end: int) -> tuple[int, int]:

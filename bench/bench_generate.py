@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import publish  # noqa: E402
+from _report import generate_process, matmul_gflops, publish  # noqa: E402
 
 from radllama.generate.impressions import encode_prompts, impression_prompts  # noqa: E402
 from radllama.inference import Decoding, load_model  # noqa: E402
@@ -91,23 +91,9 @@ def whole_process(args: argparse.Namespace, backend: str, dtype: str, records: l
     """Wall seconds of ``radllama generate`` on ``records`` (a fresh output file)."""
     with tempfile.TemporaryDirectory() as tmp:
         write_jsonl(Path(tmp) / "in.jsonl", records)
-        cmd = [sys.executable, "-m", "radllama.cli", "generate", "--model", str(args.model), "--input",
-               f"{tmp}/in.jsonl", "--output", f"{tmp}/out.jsonl", "--backend", backend, "--dtype", dtype,
-               "--max-new-tokens", str(args.max_new_tokens), "--batch-size", "64"]  # fmt: skip
-        if args.adapter:
-            cmd[6:6] = ["--adapter", str(args.adapter)]
-        started = time.perf_counter()
-        subprocess.run(cmd, check=True, capture_output=True)
-        return time.perf_counter() - started
-
-
-def matmul_gflops(dtype: torch.dtype, n: int = 2048) -> float:
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    a @ b
-    started, reps = time.perf_counter(), 10
-    for _ in range(reps):
-        a @ b
-    return 2 * n**3 * reps / (time.perf_counter() - started) / 1e9
+        return generate_process(args.model, args.adapter or None, backend, Path(tmp) / "in.jsonl",
+                                Path(tmp) / "out.jsonl", "--dtype", dtype, "--max-new-tokens",
+                                str(args.max_new_tokens), "--batch-size", "64")  # fmt: skip
 
 
 def main() -> None:
@@ -152,7 +138,7 @@ def main() -> None:
     params = sum(p.numel() for p in loaded.model.parameters())
     tokens = sum(len(r) for r in ids) + new_tokens
     flop = 2 * params * tokens
-    mm32, mm16 = matmul_gflops(torch.float32), matmul_gflops(torch.bfloat16)
+    mm32, mm16 = (matmul_gflops(dtype, 2048, 2048, 2048) for dtype in (torch.float32, torch.bfloat16))
 
     table = ["| run | impressions/s | × naive | start-up s | texts equal to naive | GFLOP/s (vs matmul) |",
              "|---|---:|---:|---:|---:|---:|"]  # fmt: skip

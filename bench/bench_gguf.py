@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
-import time
+from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import publish, rouge_cells, timed  # noqa: E402
+from _report import generate_process, publish, rouge_cells, rouge_means, timed  # noqa: E402
 
 from radllama.generate.impressions import complete_impressions, encode_prompts, impression_prompts  # noqa: E402
 from radllama.inference import load_model  # noqa: E402
@@ -67,19 +66,13 @@ def answers(model: Path, adapter: Path | None, backend: str, findings: list[str]
 
 def whole_process(model: Path, adapter: Path | None, backend: str, split: Path, out: Path, max_new: int) -> float:
     """Seconds of ``radllama generate --input split`` in a fresh process."""
-    args = ["generate", "--model", str(model), "--input", str(split), "--output", str(out), "--backend", backend,
-            "--max-new-tokens", str(max_new), "--overwrite"]  # fmt: skip
-    if adapter is not None:
-        args += ["--adapter", str(adapter)]
-    started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "radllama.cli", *args], check=True, capture_output=True, text=True)
-    return time.perf_counter() - started
+    return generate_process(model, adapter, backend, split, out, "--max-new-tokens", str(max_new), "--overwrite")
 
 
-def export_all(args: argparse.Namespace, work: Path) -> tuple[dict[str, Path], str]:
-    """The three GGUF exports and their sizes."""
-    folders = {q: export_gguf(args.model, args.adapter, work / q, q) for q in QUANTS}
-    sizes = "; ".join(f"{q} {(folders[q] / gguf_name(q)).stat().st_size / 2**20:.1f} MiB" for q in QUANTS)
+def export_all(args: argparse.Namespace, work: Path, quants: Sequence[str] = QUANTS) -> tuple[dict[str, Path], str]:
+    """The GGUF exports of base + adapter (``radllama export --format gguf --quant Q``) and their sizes."""
+    folders = {q: export_gguf(args.model, args.adapter, work / q, q) for q in quants}
+    sizes = "; ".join(f"{q} {(folders[q] / gguf_name(q)).stat().st_size / 2**20:.1f} MiB" for q in quants)
     return folders, sizes
 
 
@@ -94,11 +87,9 @@ def parity(args: argparse.Namespace, test: list[dict], folders: dict[str, Path],
         "|---|---:|---:|---:|---:|---:|---|",
         f"| transformers fp32 (reference) | – | {rouge_cells(ref_texts, refs)} | – | – |",
     ]
-    from radllama.evaluate.rouge import rouge_many
 
     def rouge1(texts: list[str]) -> float:
-        scores = rouge_many(texts, refs)["rouge1"]
-        return sum(scores) / len(scores)
+        return rouge_means(texts, refs)["rouge1"]
 
     base_r1 = rouge1(ref_texts)
     for quant in QUANTS:

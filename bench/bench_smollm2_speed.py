@@ -1,6 +1,6 @@
 """Issue #32: how fast the tuned SmolLM2-135M-Instruct answers on this CPU, per backend, against a roofline.
 
-    python bench/bench_smollm2_speed.py --model runs/smollm2 --adapter runs/sweep/v1b \
+    python bench/bench_smollm2_speed.py --model runs/smollm2 --adapter runs/sweep/v2/best \
         --split runs/data/openi/test.jsonl [--limit N] [--skip BACKEND ...] [--samples 8] [--no-startup] [--no-write]
 
 In one run:
@@ -339,7 +339,7 @@ def results_tables(results: list[Result], mbr: Result | None, refs: list[str], s
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, default=Path("runs/smollm2"))
-    ap.add_argument("--adapter", default="runs/sweep/v1b", help="LoRA adapter folder; '' for the base alone")
+    ap.add_argument("--adapter", default="runs/sweep/v2/best", help="LoRA adapter folder; '' for the base alone")
     ap.add_argument("--split", type=Path, default=Path("runs/data/openi/test.jsonl"))
     ap.add_argument("--limit", type=int, help="the first N cases only")
     ap.add_argument("--skip", action="append", default=[], metavar="BACKEND",

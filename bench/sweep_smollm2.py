@@ -95,6 +95,7 @@ def main() -> None:
             t0 = time.perf_counter()
             texts = answers(args.model, adapter, findings, data / "train.jsonl", name in args.few_shot)
             seconds = (time.perf_counter() - t0) / len(findings)
+            cache.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_json(cache, {"adapter": adapter, "texts": texts, "seconds_per_case": seconds})
         val, dev = texts[:n_val], texts[n_val:]
         ours, judged = score(bench, dev), judge_score(bench, dev)

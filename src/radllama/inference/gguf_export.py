@@ -115,8 +115,10 @@ def check_source(archive: Path, version: str) -> None:
 
 def _mismatch(version: str, expected: str, archive: Path | None = None) -> str:
     what = archive.name if archive is not None else "the archive pip fetched"
-    return (f"llama-cpp-python {version}'s source: {what} is not the pinned release (sha256 {expected}); refused, "
-            "nothing unpacked")
+    return (
+        f"llama-cpp-python {version}'s source: {what} is not the pinned release (sha256 {expected}); refused, "
+        "nothing unpacked"
+    )
 
 
 def unpack_converter(archive: Path, folder: Path) -> None:

@@ -551,7 +551,7 @@ def demo_command(
     base: str = typer.Option(
         "mini",
         "--base",
-        help="mini: radllama-mini only (minutes); smollm2: also LoRA-tune SmolLM2-135M-Instruct (about an hour on "
+        help="mini: radllama-mini only (minutes); smollm2: also LoRA-tune SmolLM2-135M-Instruct (over an hour on "
         "2 CPU cores) and report its rows beside radllama-mini's.",
     ),
 ) -> None:

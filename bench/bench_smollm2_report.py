@@ -13,24 +13,22 @@ Each adapter gets its own section (``--name``); answers are cached in ``runs/swe
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import publish, rouge_cells  # noqa: E402
-from sweep_smollm2 import answers  # noqa: E402
+from sweep_smollm2 import cached_answers  # noqa: E402
 
 from radllama.baselines import make_baseline  # noqa: E402
-from radllama.evaluate.clinical import case_counts, clinical_f1  # noqa: E402
+from radllama.evaluate.clinical import clinical_f1, finding_counts  # noqa: E402
 from radllama.evaluate.edition_score import score_both  # noqa: E402
 from radllama.evaluate.editions import FINDING_TYPES, load_edition  # noqa: E402
 from radllama.evaluate.stats import paired_permutation, paired_permutation_f1  # noqa: E402
-from radllama.io import atomic_write_json, read_jsonl  # noqa: E402
-from radllama.labeller import FINDINGS, OBSERVATIONS, present_matrix  # noqa: E402
+from radllama.io import read_jsonl  # noqa: E402
+from radllama.labeller import present_matrix  # noqa: E402
 from radllama.rouge import rouge_many  # noqa: E402
 
 TITLE = "Issue #29: SmolLM2-135M-Instruct + LoRA ({name}), the model alone, on heldout-v2 and test"
@@ -52,15 +50,10 @@ def main() -> None:
     held_findings, test_findings = [c["findings"] for c in cases], [r["findings"] for r in test]
     refs = [r["impression"] for r in test]
     seen = {r["impression"].strip().lower() for r in train}
-    cache = Path(args.cache) / f"report-{args.name}.json"
-    if cache.is_file():
-        texts, seconds = (lambda d: (d["texts"], d["seconds"]))(json.loads(cache.read_text()))
-    else:
-        t0 = time.perf_counter()
-        texts = answers(args.model, args.adapter, held_findings + test_findings, Path(args.data) / "train.jsonl", False)
-        seconds = time.perf_counter() - t0
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(cache, {"adapter": args.adapter, "texts": texts, "seconds": seconds})
+    findings = held_findings + test_findings
+    texts, per_case = cached_answers(Path(args.cache) / f"report-{args.name}.json", args.model, args.adapter,
+                                     findings, Path(args.data) / "train.jsonl", False)  # fmt: skip
+    seconds = per_case * len(findings)
     systems = {"smollm2-lora (model alone, greedy)": texts}
     for name in ("acute-rule", "retrieval-consensus", "findings-verbatim"):
         systems[name] = make_baseline(name).fit(train).predict(held_findings + test_findings)
@@ -89,12 +82,10 @@ def main() -> None:
 def paired_tests(test_texts: dict[str, list[str]], refs: list[str], model: str) -> str:
     """The model against each baseline on test: paired ROUGE-1 and clinical micro F1 (A - B, p of a sign-flip
     permutation test), as a sentence."""
-    cols = [OBSERVATIONS.index(o) for o in FINDINGS]
-    ref_present = present_matrix(refs)[:, cols]
+    ref_present = present_matrix(refs)
 
     def counts(texts: list[str]) -> np.ndarray:
-        tp, fp, fn = case_counts(present_matrix(texts)[:, cols], ref_present)
-        return np.stack([tp.sum(1), fp.sum(1), fn.sum(1)], axis=1)
+        return finding_counts(present_matrix(texts), ref_present)
 
     r1 = {n: rouge_many(t, refs)["rouge1"] for n, t in test_texts.items()}
     parts = []

@@ -55,6 +55,21 @@ def answers(model: str, adapter: str | None, findings: list[str], train_file: Pa
     return out
 
 
+def cached_answers(
+    cache: Path, model: str, adapter: str | None, findings: list[str], train_file: Path, few_shot: bool
+) -> tuple[list[str], float]:
+    """:func:`answers` kept in ``cache`` (a rerun only scores): (texts, seconds per case of the decoding run)."""
+    if cache.is_file():
+        saved = json.loads(cache.read_text())
+        return saved["texts"], saved["seconds_per_case"]
+    t0 = time.perf_counter()
+    texts = answers(model, adapter, findings, train_file, few_shot)
+    seconds = (time.perf_counter() - t0) / len(findings)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(cache, {"adapter": adapter, "texts": texts, "seconds_per_case": seconds})
+    return texts, seconds
+
+
 def judge_score(cases: list[dict], texts: list[str]) -> dict:
     """The independent reader's figures for the dev cases (radllama.evaluate.edition_score)."""
     from radllama.evaluate.edition_score import judge_reader, score_edition, with_expectations
@@ -88,15 +103,8 @@ def main() -> None:
     results = {}
     for spec in args.system:
         name, _, adapter = spec.partition("=")
-        cache = Path(args.cache) / f"{name}.json"
-        if cache.is_file():
-            texts, seconds = (lambda d: (d["texts"], d["seconds_per_case"]))(json.loads(cache.read_text()))
-        else:
-            t0 = time.perf_counter()
-            texts = answers(args.model, adapter, findings, data / "train.jsonl", name in args.few_shot)
-            seconds = (time.perf_counter() - t0) / len(findings)
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(cache, {"adapter": adapter, "texts": texts, "seconds_per_case": seconds})
+        cache, few_shot = Path(args.cache) / f"{name}.json", name in args.few_shot
+        texts, seconds = cached_answers(cache, args.model, adapter, findings, data / "train.jsonl", few_shot)
         val, dev = texts[:n_val], texts[n_val:]
         ours, judged = score(bench, dev), judge_score(bench, dev)
         copied = sum(t.strip() in train_impressions for t in val) / n_val

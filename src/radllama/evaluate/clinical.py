@@ -64,6 +64,13 @@ def case_counts(pred: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarr
 _FINDING_COLS = [OBSERVATIONS.index(o) for o in FINDINGS]
 
 
+def finding_counts(pred_present: np.ndarray, ref_present: np.ndarray) -> np.ndarray:
+    """Per case: TP, FP, FN of positive labels summed over the 13 findings (cases x 3), from present
+    matrices over every observation (:func:`radllama.labeller.present_matrix`); what paired F1 tests resample."""
+    tp, fp, fn = case_counts(pred_present[:, _FINDING_COLS], ref_present[:, _FINDING_COLS])
+    return np.stack([tp.sum(1), fp.sum(1), fn.sum(1)], axis=1)
+
+
 def clinical_f1(predictions: Sequence[str], references: Sequence[str]) -> dict[str, float]:
     """The headline: micro and macro F1 of the positive labels over the 13 findings."""
     pred, ref = present_matrix(predictions), present_matrix(references)

@@ -24,7 +24,7 @@ import numpy as np
 from sklearn.metrics import precision_recall_fscore_support
 
 from radllama.errors import RadLlamaError
-from radllama.evaluate.clinical import case_counts, case_scored, f1_from_counts, word_count
+from radllama.evaluate.clinical import case_counts, case_scored, f1_from_counts, finding_counts, word_count
 from radllama.evaluate.stats import (
     DEFAULT_RESAMPLES,
     DEFAULT_SEED,
@@ -362,8 +362,7 @@ def metrics_from_cases(
 
 def _finding_counts(system: SystemCases) -> dict[str, np.ndarray]:
     """Per case: TP, FP, FN of positive labels summed over the 13 findings (cases x 3)."""
-    tp, fp, fn = case_counts(system.pred_present[:, _FINDINGS_COLS], system.ref_present[:, _FINDINGS_COLS])
-    counts = np.stack([tp.sum(1), fp.sum(1), fn.sum(1)], axis=1)
+    counts = finding_counts(system.pred_present, system.ref_present)
     return {c["id"]: counts[i] for i, c in enumerate(system.cases)}
 
 

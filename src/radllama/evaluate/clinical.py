@@ -61,20 +61,20 @@ def case_counts(pred: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return pred & ref, pred & ~ref, ~pred & ref
 
 
-_FINDING_COLS = [OBSERVATIONS.index(o) for o in FINDINGS]
+FINDING_COLS = [OBSERVATIONS.index(o) for o in FINDINGS]  # the 13 findings' columns of a present matrix
 
 
 def finding_counts(pred_present: np.ndarray, ref_present: np.ndarray) -> np.ndarray:
     """Per case: TP, FP, FN of positive labels summed over the 13 findings (cases x 3), from present
     matrices over every observation (:func:`radllama.labeller.present_matrix`); what paired F1 tests resample."""
-    tp, fp, fn = case_counts(pred_present[:, _FINDING_COLS], ref_present[:, _FINDING_COLS])
+    tp, fp, fn = case_counts(pred_present[:, FINDING_COLS], ref_present[:, FINDING_COLS])
     return np.stack([tp.sum(1), fp.sum(1), fn.sum(1)], axis=1)
 
 
 def clinical_f1(predictions: Sequence[str], references: Sequence[str]) -> dict[str, float]:
     """The headline: micro and macro F1 of the positive labels over the 13 findings."""
     pred, ref = present_matrix(predictions), present_matrix(references)
-    tp, fp, fn = case_counts(pred[:, _FINDING_COLS], ref[:, _FINDING_COLS])
+    tp, fp, fn = case_counts(pred[:, FINDING_COLS], ref[:, FINDING_COLS])
     micro, macro = f1_from_counts(tp.sum(0), fp.sum(0), fn.sum(0))
     return {"micro_f1": float(micro), "macro_f1": float(macro)}
 
@@ -95,8 +95,8 @@ def case_scored(reference: str, reference_present: np.ndarray) -> bool:
 def case_agreement(prediction: str, reference: str) -> float | None:
     """Per-case F1 of the positive findings (1.0 when both state the same, or none); ``None`` (not
     scored) when the reference states only findings outside CheXpert (:func:`case_scored`)."""
-    p = present_matrix([prediction])[0, _FINDING_COLS]
-    r = present_matrix([reference])[0, _FINDING_COLS]
+    p = present_matrix([prediction])[0, FINDING_COLS]
+    r = present_matrix([reference])[0, FINDING_COLS]
     if not case_scored(reference, r):
         return None
     tp, fp, fn = int((p & r).sum()), int((p & ~r).sum()), int((~p & r).sum())

@@ -24,7 +24,14 @@ import numpy as np
 from sklearn.metrics import precision_recall_fscore_support
 
 from radllama.errors import RadLlamaError
-from radllama.evaluate.clinical import case_counts, case_scored, f1_from_counts, finding_counts, word_count
+from radllama.evaluate.clinical import (
+    FINDING_COLS,
+    case_counts,
+    case_scored,
+    f1_from_counts,
+    finding_counts,
+    word_count,
+)
 from radllama.evaluate.stats import (
     DEFAULT_RESAMPLES,
     DEFAULT_SEED,
@@ -39,7 +46,7 @@ from radllama.evaluate.stats import (
     resample_counts,
 )
 from radllama.io import read_jsonl
-from radllama.labeller import COMPETITION5, FINDINGS, OBSERVATIONS, present_matrix
+from radllama.labeller import COMPETITION5, OBSERVATIONS, present_matrix
 from radllama.rouge import ROUGE_TYPES, SCORER_NAME, rouge_pair
 
 SUBSETS: tuple[str, ...] = ("all", "unseen")
@@ -48,7 +55,6 @@ CLINICAL_LABELLER = (
     "micro/macro over 13 findings (No Finding apart) and over the 5 competition observations"
 )
 # Column indices of the headline averages in the (cases x 14 observations) matrices.
-_FINDINGS_COLS = np.array([OBSERVATIONS.index(o) for o in FINDINGS])
 _COMP5_COLS = np.array([OBSERVATIONS.index(o) for o in COMPETITION5])
 _NO_FINDING_COL = OBSERVATIONS.index("No Finding")
 MAX_LISTED_IDS = 20  # issue lists keep the first few ids; the counts are always complete
@@ -184,14 +190,14 @@ def _add_clinical(cases: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     pred = present_matrix([c["prediction"] for c in cases])
     ref = present_matrix([c["reference"] for c in cases])
     # Per case: F1 over the 13 findings (1.0 when both state none), as in the headline.
-    tp, fp, fn = case_counts(pred[:, _FINDINGS_COLS], ref[:, _FINDINGS_COLS])
+    tp, fp, fn = case_counts(pred[:, FINDING_COLS], ref[:, FINDING_COLS])
     denom = 2 * tp.sum(1) + fp.sum(1) + fn.sum(1)
     agree = np.where(denom > 0, 2 * tp.sum(1) / np.maximum(denom, 1), 1.0)
     scored: dict[str, bool] = {}  # per distinct reference (references repeat across systems)
     for i, case in enumerate(cases):
         text = case["reference"]
         if text not in scored:
-            scored[text] = case_scored(text, ref[i, _FINDINGS_COLS])
+            scored[text] = case_scored(text, ref[i, FINDING_COLS])
         case["clinical_agreement"] = float(agree[i]) if scored[text] else None  # None: "not scored"
         case["labels_prediction"] = [o for o, on in zip(OBSERVATIONS, pred[i], strict=True) if on]
         case["labels_reference"] = [o for o, on in zip(OBSERVATIONS, ref[i], strict=True) if on]
@@ -257,7 +263,7 @@ def _clinical_metrics(pred: np.ndarray, ref: np.ndarray, boot_sums: Sequence[np.
         return {**{k: {"mean": None, "ci95": [None, None]} for k in CLINICAL_KEYS}, "clinical_per_observation": {}}
     sums = [x.sum(0) for x in case_counts(pred, ref)]
     out: dict[str, Any] = {}
-    groups = {"": _FINDINGS_COLS, "_5": _COMP5_COLS}
+    groups = {"": FINDING_COLS, "_5": _COMP5_COLS}
     for suffix, cols in groups.items():
         point = f1_from_counts(*(s[cols] for s in sums))
         boot = f1_from_counts(*(b[:, cols] for b in boot_sums))

@@ -2,11 +2,14 @@
 faithfulness benchmark's DEV edition (the old dev and held-out editions; the frozen heldout-v2 only reports).
 
     python bench/sweep_smollm2.py --model runs/smollm2 --data runs/data/openi \
-        --system untuned= --system v1=runs/sweep/v1/best [--few-shot untuned] [--no-write]
+        --system untuned= --system v1=runs/sweep/v1/best [--few-shot untuned] [--no-write] \
+        [--system gemma3-270m= --base gemma3-270m=runs/gemma3]
 
 Each ``--system NAME=ADAPTER`` (an empty adapter: the untuned base) is decoded greedily with transformers
 once over the validation findings and the dev cases; ``--few-shot NAME`` prompts that system with the three
-most similar training impressions (retrieval over the train split). Answers are cached in
+most similar training impressions (retrieval over the train split); ``--base NAME=FOLDER`` decodes that system
+with another base model (a comparison row like the paper's Table 2, e.g. Gemma 3 270M from
+``radllama models get gemma3-270m``). Answers are cached in
 ``runs/sweep/answers/NAME.json``, so a rerun only scores. Columns: validation ROUGE and clinical F1 of
 positive findings; on the dev edition, critical findings named, invented positives on normal findings, sides
 kept, invented positives on negation cases, each by our labeller (the rules the faithful decoder uses) and by
@@ -44,13 +47,16 @@ def answers(model: str, adapter: str | None, findings: list[str], train_file: Pa
     from radllama.inference import Decoding, load_model
 
     loaded = load_model(model, adapter or None, backend="transformers", batch_size=32)
+    # A model with no chat template gets the "### Input / ### Response" fallback and, being a plain language
+    # model, goes on to write the next "###" block itself: its answer ends there.
+    stop = () if getattr(loaded.tokenizer, "chat_template", None) else ("###",)
     if few_shot:  # the untuned chat model shown the three most similar training impressions
         from radllama.retrieval import TfidfRetriever
 
         loaded.style = dataclasses.replace(loaded.style, retrieval_k=3)
         loaded.retriever = TfidfRetriever(read_jsonl(train_file))
     prompts, _ = prompts_and_examples(loaded, findings)
-    out = [c.text for c in loaded.backend.generate(encode_prompts(loaded, prompts, 64), Decoding(64))]
+    out = [c.text for c in loaded.backend.generate(encode_prompts(loaded, prompts, 64), Decoding(64, stop=stop))]
     loaded.backend.close()
     return out
 
@@ -84,6 +90,7 @@ def main() -> None:
     ap.add_argument("--data", default="runs/data/openi")
     ap.add_argument("--system", action="append", default=[], help="NAME=ADAPTER (empty: untuned)")
     ap.add_argument("--few-shot", action="append", default=[])
+    ap.add_argument("--base", action="append", default=[], help="NAME=FOLDER: that system's base model")
     ap.add_argument("--cache", default="runs/sweep/answers")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
@@ -101,10 +108,12 @@ def main() -> None:
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     results = {}
+    bases = dict(spec.partition("=")[::2] for spec in args.base)
     for spec in args.system:
         name, _, adapter = spec.partition("=")
         cache, few_shot = Path(args.cache) / f"{name}.json", name in args.few_shot
-        texts, seconds = cached_answers(cache, args.model, adapter, findings, data / "train.jsonl", few_shot)
+        model = bases.get(name, args.model)
+        texts, seconds = cached_answers(cache, model, adapter, findings, data / "train.jsonl", few_shot)
         val, dev = texts[:n_val], texts[n_val:]
         ours, judged = score(bench, dev), judge_score(bench, dev)
         copied = sum(t.strip() in train_impressions for t in val) / n_val
@@ -121,7 +130,9 @@ def main() -> None:
         results[name] = {"ours": ours, "judge": judged, "copied": copied, "clinical_f1": f1}
     atomic_write_json(Path(args.cache) / "scores.json", results)
     note = (
-        f"Base `{args.model}` (dequantised SmolLM2-135M-Instruct), greedy, transformers, 64 new tokens at most. "
+        f"Base `{args.model}` (dequantised SmolLM2-135M-Instruct)"
+        + "".join(f"; {n} on `{m}`" for n, m in bases.items())
+        + ", greedy, transformers, 64 new tokens at most (a model with no chat template stops at its next `###`). "
         "Dev edition = the old dev edition (train sentences) + the old held-out edition (validation sentences). "
         "Chosen here, never on test or on heldout-v2."
     )

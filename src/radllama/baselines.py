@@ -6,16 +6,12 @@ Each baseline is a small class with ``name``, ``fit(train_records)`` and
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Sequence
 from typing import Protocol
 
-from radllama.data.records import normalize_whitespace
+from radllama.data.records import normalize_whitespace, split_sentences
 from radllama.errors import RadLlamaError
-
-# A sentence ends at . ! or ? followed by whitespace; decimals such as "2.5 cm" stay whole.
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
 class Baseline(Protocol):
@@ -64,7 +60,7 @@ class LastSentence:
         """The last non-empty sentence of each findings text ("" for empty findings)."""
         out = []
         for text in findings:
-            sentences = [s for s in _SENTENCE_END.split(normalize_whitespace(text)) if s]
+            sentences = split_sentences(normalize_whitespace(text))
             out.append(sentences[-1] if sentences else "")
         return out
 

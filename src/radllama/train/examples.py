@@ -3,6 +3,7 @@ and packed blocks of report text (for pretraining radllama-mini)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -256,8 +257,12 @@ def iter_blocks(tokenizer: Any, texts: Iterable[str], block_size: int) -> Iterat
 # "acute_transplant": a normal report whose findings get one acute sentence of another training report (and
 # lose their own sentences about that finding); the answer is that report's impression when it speaks of
 # nothing but what the sentence states, else the sentence. The same normal findings then call for different
-# impressions, so the answer can only come from reading them (see :func:`transplant_records`).
-TASKS = ("impression", "impression_abnormal", "acute_transplant", "indication_impression", "abnormal_list", "presence")
+# impressions, so the answer can only come from reading them (see :func:`transplant_records`). A weight above 1
+# draws the donors again (another seed) instead of repeating the same example.
+# "acute_transplant_pair": the same with two acute sentences about different findings, the answer naming both:
+# findings that state two things call for an impression that names two.
+TRANSPLANTS = {"acute_transplant": 1, "acute_transplant_pair": 2}  # task -> donor sentences per host
+TASKS = ("impression", "impression_abnormal", *TRANSPLANTS, "indication_impression", "abnormal_list", "presence")
 NOT_FINDINGS = {"normal", "no indexing", "technical quality of image unsatisfactory"}
 TASK_INSTRUCTIONS = {
     "indication_impression": "Derive the impression from the indication and findings in the radiology report",
@@ -356,13 +361,16 @@ def iter_task_examples(
     check_tasks(tasks)
     rng = np.random.default_rng(seed)
     for name, weight in tasks.items():
-        if name in ("impression", "impression_abnormal", "acute_transplant"):
-            if name == "impression":
-                chosen = records
-            elif name == "impression_abnormal":
-                chosen = [r for r in records if states_acute(r["impression"])]
-            else:
-                chosen = transplant_records(records, seed)
+        if name in TRANSPLANTS:
+            # One draw per started unit of weight; the last draw keeps a seeded share of its examples.
+            for draw in range(max(1, math.ceil(weight))):
+                chosen = transplant_records(records, seed + draw, donors=TRANSPLANTS[name])
+                for example, cut in iter_sft_examples(chosen, tokenizer, style, max_seq_len, retriever):
+                    for _ in range(_repeats(min(1.0, weight - draw), rng)):
+                        yield name, example, cut
+            continue
+        if name in ("impression", "impression_abnormal"):
+            chosen = records if name == "impression" else [r for r in records if states_acute(r["impression"])]
             for example, cut in iter_sft_examples(chosen, tokenizer, style, max_seq_len, retriever):
                 for _ in range(_repeats(weight, rng)):
                     yield name, example, cut
@@ -375,16 +383,18 @@ def iter_task_examples(
                     yield name, *got
 
 
-def transplant_records(records: Sequence[dict], seed: int = 0) -> list[dict]:
+def transplant_records(records: Sequence[dict], seed: int = 0, donors: int = 1) -> list[dict]:
     """One synthetic record per normal record (no finding stated in its impression): its findings with an
     acute sentence of another record set in at a random place, and that record's impression as the answer
     when the impression states nothing the sentence does not (else the sentence itself).
 
     Sentences of the host that mention the moved finding in any way ("No pneumothorax.") are dropped, so
-    the findings never contradict themselves. Deterministic for a seed; in record order.
+    the findings never contradict themselves. With ``donors=2`` two sentences about different findings go
+    in, in a random order, and the answer is both answers in that order. Deterministic for a seed; in record
+    order.
     """
     rng = np.random.default_rng(seed)
-    donors: list[tuple[str, str, set[str]]] = []  # (sentence, answer, observations the sentence mentions)
+    pool: list[tuple[str, str, set[str]]] = []  # (sentence, answer, observations the sentence mentions)
     for rec in records:
         if not states_acute(rec["impression"]):
             continue
@@ -393,18 +403,45 @@ def transplant_records(records: Sequence[dict], seed: int = 0) -> list[dict]:
             acute = stated(sentence, (PRESENT,)) & set(ACUTE)
             if acute and acute <= said:
                 answer = rec["impression"] if said <= stated(sentence) else sentence
-                donors.append((sentence, answer, stated(sentence, _ANY_LABEL)))
+                pool.append((sentence, answer, stated(sentence, _ANY_LABEL)))
     out: list[dict] = []
-    if not donors:
+    if not pool:
         return out
     for rec in records:
         if stated(rec["impression"]):
             continue
-        sentence, answer, mentioned = donors[int(rng.integers(len(donors)))]
+        picked = _pick_donors(pool, donors, rng)
+        if picked is None:
+            continue
+        mentioned = set().union(*(m for _, _, m in picked))
         kept = [s for s in split_sentences(rec["findings"]) if not stated(s, _ANY_LABEL) & mentioned]
-        kept.insert(int(rng.integers(len(kept) + 1)), sentence)
-        out.append({**rec, "id": f"{rec['id']}#transplant", "findings": " ".join(kept), "impression": answer})
+        for sentence, _, _ in picked:
+            kept.insert(int(rng.integers(len(kept) + 1)), sentence)
+        # The answer names the findings in the order their sentences now stand in the findings.
+        order = sorted(picked, key=lambda d: kept.index(d[0]))
+        answer = order[0][1] if donors == 1 else " ".join(dict.fromkeys(_sentence_end(a) for _, a, _ in order))
+        suffix = "#transplant" if donors == 1 else f"#transplant{donors}"
+        out.append({**rec, "id": f"{rec['id']}{suffix}", "findings": " ".join(kept), "impression": answer})
     return out
+
+
+def _pick_donors(
+    pool: Sequence[tuple[str, str, set[str]]], n: int, rng: np.random.Generator, tries: int = 16
+) -> list[tuple[str, str, set[str]]] | None:
+    """``n`` donor sentences that mention no finding in common (None if a few draws find none)."""
+    picked = [pool[int(rng.integers(len(pool)))]]
+    for _ in range(tries):
+        if len(picked) == n:
+            break
+        cand = pool[int(rng.integers(len(pool)))]
+        if not any(cand[2] & p[2] for p in picked):
+            picked.append(cand)
+    return picked if len(picked) == n else None
+
+
+def _sentence_end(text: str) -> str:
+    text = text.strip()
+    return text if text.endswith((".", "!", "?")) else f"{text}."
 
 
 def states_acute(impression: str) -> bool:

@@ -47,6 +47,21 @@ def test_impression_only_adapter_does_not_chat(demo_like: tuple[Path, Path]) -> 
     assert model_card(base)["chat"] is False and model_card(base)["method"] == "pretrained from scratch"
 
 
+def test_impression_family_tasks_do_not_chat_and_best_reads_its_run(tmp_path: Path, demo_like) -> None:
+    from radllama.models.card import IMPRESSION_TASKS
+    from radllama.train.examples import TASKS
+
+    base, _ = demo_like
+    tasks = {"impression": 9, "impression_abnormal": 2, "acute_transplant": 5, "acute_transplant_pair": 3}
+    run = _trained(tmp_path / "v3", tmp_path / "data", [], {"examples_per_task": tasks})
+    (run / "best").mkdir()  # weights only, as radllama.train saves the best evaluation
+    for folder in (run, run / "best"):
+        card = model_card(base, folder)
+        assert card["tasks"] == sorted(tasks) and card["chat"] is False, folder
+    # Every task of the trainer is either an impression task or another instruction, named on purpose.
+    assert set(TASKS) - IMPRESSION_TASKS == {"abnormal_list", "presence"}
+
+
 def test_more_tasks_or_unknown_provenance_may_chat(tmp_path: Path, demo_like: tuple[Path, Path]) -> None:
     base, _ = demo_like
     multi = _trained(tmp_path / "multi", tmp_path / "data", [], {"examples_per_task": {"impression": 9, "presence": 9}})

@@ -30,19 +30,26 @@ def verify_sha256(path: Path, expected: str) -> None:
 
 def download_wheel(spec: str, folder: Path, sha256: str | None = None, why: str = "") -> Path:
     """The wheel ``spec`` (``name==version``) in ``folder``, downloaded by pip once; checked when ``sha256``."""
+    from filelock import FileLock
+
     name, _, version = spec.partition("==")
     pattern = f"{name.replace('-', '_')}-{version}-*.whl"
-    wheels = sorted(Path(folder).glob(pattern))
-    if not wheels:
-        with console.status(f"pip download {spec}" + (f" ({why})" if why else "")):
-            cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", spec]
-            proc = subprocess.run([*cmd, "-d", str(folder)], capture_output=True, text=True, check=False)
-        wheels = sorted(Path(folder).glob(pattern))
-        if proc.returncode != 0 or not wheels:
-            last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-            raise RadLlamaError(f"`pip download {spec}` failed ({last})")
-    if sha256 is not None:
-        verify_sha256(wheels[0], sha256)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    # One download at a time per folder: pip writes the wheel in place, and a second process must not read
+    # (and, finding its digest wrong, delete) a wheel still being written.
+    with FileLock(folder / f".{name}.lock"):
+        wheels = sorted(folder.glob(pattern))
+        if not wheels:
+            with console.status(f"pip download {spec}" + (f" ({why})" if why else "")):
+                cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", spec]
+                proc = subprocess.run([*cmd, "-d", str(folder)], capture_output=True, text=True, check=False)
+            wheels = sorted(folder.glob(pattern))
+            if proc.returncode != 0 or not wheels:
+                last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+                raise RadLlamaError(f"`pip download {spec}` failed ({last})")
+        if sha256 is not None:
+            verify_sha256(wheels[0], sha256)
     return wheels[0]
 
 

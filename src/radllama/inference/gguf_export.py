@@ -62,15 +62,23 @@ def converter_folder() -> Path:
         if not (folder / "convert_hf_to_gguf.py").is_file():
             raise RadLlamaError(f"$RADLLAMA_LLAMA_CPP={folder} has no convert_hf_to_gguf.py (a llama.cpp checkout)")
         return folder
+    from filelock import FileLock
+
     version = llama_cpp_version()
     folder = cache_dir() / "llama.cpp" / version
     if (folder / "convert_hf_to_gguf.py").is_file():
         return folder
     from radllama.progress import console
 
-    status = console.status(f"fetching llama.cpp's converter (llama-cpp-python {version}, once)")
-    with tempfile.TemporaryDirectory() as tmp, status:
-        unpack_converter(_download_source(version, Path(tmp)), folder)
+    locks = cache_dir() / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    # Another process filling the same cache must not replace the folder while this one converts with it.
+    with FileLock(locks / f"llama.cpp-{version}.lock"):
+        if (folder / "convert_hf_to_gguf.py").is_file():
+            return folder
+        status = console.status(f"fetching llama.cpp's converter (llama-cpp-python {version}, once)")
+        with tempfile.TemporaryDirectory() as tmp, status:
+            unpack_converter(_download_source(version, Path(tmp)), folder)
     return folder
 
 

@@ -48,8 +48,22 @@ def _read(path: Path, kind: str) -> Any:
 
 
 def _training(folder: Path) -> tuple[dict, dict]:
-    """A training output's resolved config and summary (empty dicts for a model trained elsewhere)."""
+    """A training output's resolved config and summary (empty dicts for a model trained elsewhere).
+
+    A run's ``best/`` and ``step-*`` folders hold weights only: their record is the run's, one level up.
+    """
+    if not (folder / CONFIG_FILE).is_file() and _SAVED_IN_RUN.fullmatch(folder.name):
+        folder = folder.parent
     return _read(folder / CONFIG_FILE, "yaml") or {}, _read(folder / SUMMARY_FILE, "json") or {}
+
+
+_SAVED_IN_RUN = re.compile(r"best|step-\d+")  # radllama.train.evaluation.BEST_DIR and checkpoint folders
+# Tasks that all teach one thing, writing an impression from findings (radllama.train.examples.TASKS; a test
+# keeps the two in step): a model trained on these alone is not offered for chat, whatever its base was.
+IMPRESSION_TASKS = frozenset({
+    "impression", "impression_abnormal", "acute_transplant", "acute_transplant_pair", "indication_impression",
+    "pretraining on report text",
+})  # fmt: skip
 
 
 def _data(config: dict, summary: dict) -> dict | None:
@@ -157,7 +171,7 @@ def model_card(model_dir: Path, adapter_dir: Path | None = None, name: str | Non
         "data": _data(config, summary),
         "tasks": tasks,
         # Unknown provenance (a model from elsewhere) may chat; ours only when taught more than impressions.
-        "chat": tasks is None or bool(set(tasks) - {"impression", "pretraining on report text"}),
+        "chat": tasks is None or bool(set(tasks) - IMPRESSION_TASKS),
         "benchmarks": _labelled(_benchmarks(extra, card_path)),
         "serving": SERVING,
     }

@@ -21,4 +21,7 @@ if ! command -v chromium >/dev/null 2>&1; then  # headless browser for the page 
 fi
 .venv/bin/ruff check src tests bench
 .venv/bin/ruff format --check -q src tests bench
-exec .venv/bin/python -m pytest "$@"
+# Two workers (RADLLAMA_TEST_WORKERS=0: one process), each given whole files: a module's shared engine and the
+# distributed tests' fixed ports stay in one worker. Much of the suite waits on single-threaded start-up
+# (vLLM engines, subprocesses, torchrun), which a second worker overlaps.
+exec .venv/bin/python -m pytest -n "${RADLLAMA_TEST_WORKERS:-2}" --dist loadfile "$@"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from test_serve_support import FINDINGS, tiny_model_dir
 
 from radllama.errors import RadLlamaError
 from radllama.generate.impressions import complete_impressions, generate_impressions
-from radllama.inference import load_model, resolve_backend
+from radllama.inference import LoadedModel, load_model, prepare_vllm, resolve_backend
 from radllama.inference.merged import merged_key
 from radllama.io import read_jsonl, write_jsonl
 
@@ -23,10 +24,16 @@ pytestmark = pytest.mark.slow
 MAX = 10
 
 
-def both(model: Path, adapter: Path | None, findings: list[str], max_new: int = MAX) -> dict[str, list]:
-    """Completions of the same findings on each backend (each engine closed after its job)."""
+def both(
+    model: Path, adapter: Path | None, findings: list[str], max_new: int = MAX, vllm: LoadedModel | None = None
+) -> dict[str, list]:
+    """Completions of the same findings on each backend (each engine closed after its job; ``vllm``: an
+    engine already loaded on ``model``, left open)."""
     out = {}
     for backend in ("transformers", "vllm"):
+        if backend == "vllm" and vllm is not None:
+            out[backend] = complete_impressions(vllm, findings, max_new)
+            continue
         loaded = load_model(model, adapter, backend=backend, device="cpu")
         try:
             out[backend] = complete_impressions(loaded, findings, max_new)
@@ -35,8 +42,16 @@ def both(model: Path, adapter: Path | None, findings: list[str], max_new: int = 
     return out
 
 
-def test_greedy_answers_and_token_counts_are_equal_on_both_backends() -> None:
-    got = both(tiny_model_dir(), None, FINDINGS[:12])
+@pytest.fixture(scope="module")
+def tiny_vllm() -> Iterator[LoadedModel]:
+    """One vLLM engine on the tiny model, shared by the tests that need no other (a start costs tens of s)."""
+    loaded = load_model(tiny_model_dir(), backend="vllm", device="cpu")
+    yield loaded
+    loaded.backend.close()
+
+
+def test_greedy_answers_and_token_counts_are_equal_on_both_backends(tiny_vllm: LoadedModel) -> None:
+    got = both(tiny_model_dir(), None, FINDINGS[:12], vllm=tiny_vllm)
     assert len({c.text for c in got["transformers"]}) > 3  # prompt-dependent answers: a real comparison
     assert got["vllm"] == got["transformers"]  # text, prompt tokens, completion tokens, finish reason
 
@@ -85,14 +100,16 @@ def _random_adapter(base: Path, out: Path, seed: int) -> Path:
 def test_adapter_is_merged_once_per_content_and_answers_as_transformers(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("RADLLAMA_CACHE", str(tmp_path / "cache"))
     adapter = _random_adapter(tiny_model_dir(), tmp_path / "lora", seed=3)
-    plain = both(tiny_model_dir(), None, FINDINGS[:6])["transformers"]
+    plain = load_model(tiny_model_dir(), backend="transformers", device="cpu")
+    plain = complete_impressions(plain, FINDINGS[:6], MAX)  # the base alone needs no vLLM engine
     got = both(tiny_model_dir(), adapter, FINDINGS[:6])
     assert got["vllm"] == got["transformers"] and got["vllm"] != plain  # the adapter is really applied
     merged = list((tmp_path / "cache" / "merged").iterdir())
     assert [m.name for m in merged] == [merged_key(tiny_model_dir(), adapter)]
     stamp = (merged[0] / "model.safetensors").stat().st_mtime_ns
 
-    load_model(tiny_model_dir(), adapter, backend="vllm").backend.close()  # same content: reused
+    _, engine = prepare_vllm(tiny_model_dir(), adapter)  # what load_model(backend="vllm") loads: reused
+    assert engine["weights"] == merged[0]
     assert (merged[0] / "model.safetensors").stat().st_mtime_ns == stamp
     other = _random_adapter(tiny_model_dir(), tmp_path / "lora2", seed=4)
     assert merged_key(tiny_model_dir(), other) != merged_key(tiny_model_dir(), adapter)
@@ -120,18 +137,17 @@ def test_generate_cli_on_vllm_writes_the_transformers_answers_and_resumes(tmp_pa
     assert [p["prediction"] for p in read_jsonl(out)] == expected
 
 
-def test_context_window_limits_are_the_same_on_both() -> None:
+def test_context_window_limits_are_the_same_on_both(tiny_vllm: LoadedModel) -> None:
     """A prompt that fills the window is a clear error; one near its end is answered up to the end."""
     near_end = "The heart is normal in size. " * 24  # 485 prompt tokens: room for 27 of 64
     got = {}
-    for backend in ("transformers", "vllm"):
-        loaded = load_model(tiny_model_dir(), backend=backend, device="cpu")
-        try:
-            with pytest.raises(RadLlamaError, match="context window of 512 tokens"):
-                complete_impressions(loaded, ["The heart is normal in size. " * 80], MAX)
-            (got[backend],) = complete_impressions(loaded, [near_end], 64)
-        finally:
-            loaded.backend.close()
+    for backend, loaded in (
+        ("transformers", load_model(tiny_model_dir(), backend="transformers", device="cpu")),
+        ("vllm", tiny_vllm),
+    ):
+        with pytest.raises(RadLlamaError, match="context window of 512 tokens"):
+            complete_impressions(loaded, ["The heart is normal in size. " * 80], MAX)
+        (got[backend],) = complete_impressions(loaded, [near_end], 64)
     done = got["transformers"]
     assert done.prompt_tokens + done.completion_tokens == 512 and done.finish_reason == "length", done
     assert got["vllm"] == done
@@ -153,7 +169,6 @@ def test_auto_backend_without_vllm(monkeypatch) -> None:
 
 def test_trust_remote_code_reaches_the_vllm_engine_as_it_reaches_transformers(tmp_path: Path) -> None:
     """The consent is asked once and passed to both loaders; without it vLLM must not run model code."""
-    from radllama.inference import prepare_vllm
     from radllama.inference.vllm_backend import engine_options
 
     for consent in (False, True):

@@ -172,3 +172,14 @@ def _stop_the_shared_vllm_engine() -> Iterator[None]:
     support = sys.modules.get("test_serve_support")
     if support is not None and support.tiny_vllm_engine.cache_info().currsize:
         support.tiny_vllm_engine().stop()
+
+
+# The longest files first: pytest-xdist (scripts/test.sh: two workers, whole files each) hands out files in
+# collection order, so a long file collected last runs alone at the end while the other worker idles.
+# Within a file the order is kept; a serial run only changes which file comes first.
+LONGEST_FILES = ("test_train_distributed.py", "test_inference_backends.py", "test_serve_soak.py", "test_demo.py")
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    first = {name: i for i, name in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: first.get(item.path.name, len(first)))

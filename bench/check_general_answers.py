@@ -28,25 +28,17 @@ QUESTIONS: list[tuple[str, tuple[str, ...]]] = [
 
 
 def answers(model: str, adapter: str | None, max_new_tokens: int = 48) -> list[str]:
-    """Greedy answers to :data:`QUESTIONS` through the tokenizer's chat template (transformers)."""
-    import torch
-
-    from radllama.inference import load_model
+    """Greedy answers to :data:`QUESTIONS`, rendered by the model's chat template with no system prompt."""
+    from radllama.generate.impressions import encode_prompts
+    from radllama.inference import Decoding, load_model
+    from radllama.prompts import PromptStyle
 
     loaded = load_model(model, adapter or None, backend="transformers", device="cpu")
-    tok, out = loaded.tokenizer, []
-    for question, _ in QUESTIONS:
-        text = tok.apply_chat_template(
-            [{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True
-        )
-        ids = tok(text, add_special_tokens=False, return_tensors="pt").input_ids
-        with torch.no_grad():
-            got = loaded.model.generate(
-                ids, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.eos_token_id
-            )
-        out.append(tok.decode(got[0, ids.shape[1] :], skip_special_tokens=True).strip())
+    style = PromptStyle(system=None)
+    prompts = [style.render_messages(loaded.tokenizer, [{"role": "user", "content": q}]) for q, _ in QUESTIONS]
+    done = loaded.backend.generate(encode_prompts(loaded, prompts, max_new_tokens), Decoding(max_new_tokens))
     loaded.backend.close()
-    return out
+    return [c.text.strip() for c in done]
 
 
 def sensible(answer: str, words: tuple[str, ...]) -> bool:

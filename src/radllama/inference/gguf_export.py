@@ -29,7 +29,7 @@ from typing import Any
 from radllama.errors import RadLlamaError
 from radllama.io import atomic_write_json, atomic_write_text, extract_member
 from radllama.models.loading import RETRIEVAL_INDEX_FILE, folder_stop_ids, load_prompting
-from radllama.paths import cache_dir
+from radllama.paths import cache_dir, cache_lock
 from radllama.provenance import file_digest, model_fingerprint, versions
 
 QUANTS = ("f16", "q8_0", "q4_k_m")
@@ -62,18 +62,14 @@ def converter_folder() -> Path:
         if not (folder / "convert_hf_to_gguf.py").is_file():
             raise RadLlamaError(f"$RADLLAMA_LLAMA_CPP={folder} has no convert_hf_to_gguf.py (a llama.cpp checkout)")
         return folder
-    from filelock import FileLock
-
     version = llama_cpp_version()
     folder = cache_dir() / "llama.cpp" / version
     if (folder / "convert_hf_to_gguf.py").is_file():
         return folder
     from radllama.progress import console
 
-    locks = cache_dir() / "locks"
-    locks.mkdir(parents=True, exist_ok=True)
     # Another process filling the same cache must not replace the folder while this one converts with it.
-    with FileLock(locks / f"llama.cpp-{version}.lock"):
+    with cache_lock(f"llama.cpp-{version}"):
         if (folder / "convert_hf_to_gguf.py").is_file():
             return folder
         status = console.status(f"fetching llama.cpp's converter (llama-cpp-python {version}, once)")

@@ -27,7 +27,7 @@ from typing import Any
 
 from radllama.errors import RadLlamaError
 from radllama.inference.base import Completion, Decoding, OnDone, cut_at_stop, room
-from radllama.paths import cache_dir
+from radllama.paths import cache_dir, cache_lock
 from radllama.provenance import folder_digest
 
 CACHE_QUANT = "f16"  # what a model folder is served as (equal greedy answers, BENCHMARKS.md)
@@ -36,8 +36,6 @@ CACHE_QUANT = "f16"  # what a model folder is served as (equal greedy answers, B
 def gguf_model(model_dir: str | Path, adapter_dir: str | Path | None = None, allow_other_base: bool = False) -> Path:
     """The GGUF file to load: an export folder's own, or a cached f16 export of base (+ adapter),
     built once under a file lock per key (a second process waits for it and reuses it)."""
-    from filelock import FileLock
-
     from radllama.inference.gguf_export import export_gguf, gguf_name, llama_cpp_version
     from radllama.progress import console
 
@@ -56,9 +54,7 @@ def gguf_model(model_dir: str | Path, adapter_dir: str | Path | None = None, all
     out = cache_dir() / "gguf" / key
     if (out / gguf_name(CACHE_QUANT)).is_file():
         return out / gguf_name(CACHE_QUANT)
-    locks = cache_dir() / "locks"
-    locks.mkdir(parents=True, exist_ok=True)
-    with FileLock(locks / f"gguf-{key}.lock"):
+    with cache_lock(f"gguf-{key}"):
         if not (out / gguf_name(CACHE_QUANT)).is_file():  # else built while this process waited
             for stale in out.parent.glob(f".{key}.*.tmp"):  # a build that was killed (none runs: the lock)
                 shutil.rmtree(stale, ignore_errors=True)

@@ -11,7 +11,7 @@ import hashlib
 import shutil
 from pathlib import Path
 
-from radllama.paths import cache_dir
+from radllama.paths import cache_dir, cache_lock
 from radllama.provenance import folder_digest
 
 
@@ -26,8 +26,6 @@ def merged_weights(base: Path, adapter: Path, allow_other_base: bool = False) ->
     A file lock per key: a second process asking meanwhile (two jobs, a server beside a job)
     waits for the first's build and reuses it instead of building the same folder beside it.
     """
-    from filelock import FileLock
-
     from radllama.models.export import MANIFEST_FILE, export_merged
     from radllama.progress import console
 
@@ -35,9 +33,7 @@ def merged_weights(base: Path, adapter: Path, allow_other_base: bool = False) ->
     out = cache_dir() / "merged" / key
     if (out / MANIFEST_FILE).is_file():
         return out
-    locks = cache_dir() / "locks"
-    locks.mkdir(parents=True, exist_ok=True)
-    with FileLock(locks / f"merged-{key}.lock"):
+    with cache_lock(f"merged-{key}"):
         if (out / MANIFEST_FILE).is_file():  # built while this process waited
             return out
         for stale in out.parent.glob(f".{key}.*.tmp"):  # a build that was killed (none runs: the lock)

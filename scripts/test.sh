@@ -24,4 +24,9 @@ fi
 # Two workers (RADLLAMA_TEST_WORKERS=0: one process), each given whole files: a module's shared engine and the
 # distributed tests' fixed ports stay in one worker. Much of the suite waits on single-threaded start-up
 # (vLLM engines, subprocesses, torchrun), which a second worker overlaps.
-exec .venv/bin/python -m pytest -n "${RADLLAMA_TEST_WORKERS:-2}" --dist loadfile "$@"
+set +e
+.venv/bin/python -m pytest -n "${RADLLAMA_TEST_WORKERS:-2}" --dist loadfile "$@"
+rc=$?
+# The whole command's time (bash's SECONDS: since this script started), beside pytest's own on its last line.
+echo "test.sh: $((SECONDS / 60)) min $((SECONDS % 60)) s in all (venv, installs, lint and pytest); exit $rc"
+exit $rc

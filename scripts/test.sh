@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Everything the tests need on a fresh machine, then the tests. CI runs exactly this (.ci/run).
-#   bash scripts/test.sh            # whole suite: 18 min 40 s from a fresh clone with an empty HOME at 86e4a95 (pytest 11 min 36 s in two workers; 2 cores, the demo beside it at low priority; BENCHMARKS.md, issue #31)
+#   bash scripts/test.sh            # whole suite: 15 min 0 s from a fresh clone with an empty HOME at aeace8e (pytest 9 min 26 s in two workers; 2 cores, nothing beside it; BENCHMARKS.md, issue #31)
 #   bash scripts/test.sh -m "not slow"  # unit tests only
 set -euo pipefail
 cd "$(dirname "$0")/.."

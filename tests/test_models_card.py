@@ -47,8 +47,8 @@ def test_impression_only_adapter_does_not_chat(demo_like: tuple[Path, Path]) -> 
     assert model_card(base)["chat"] is False and model_card(base)["method"] == "pretrained from scratch"
 
 
-def test_impression_family_tasks_do_not_chat_and_best_reads_its_run(tmp_path: Path, demo_like) -> None:
-    from radllama.models.card import IMPRESSION_TASKS
+def test_report_tasks_do_not_chat_and_best_reads_its_run(tmp_path: Path, demo_like) -> None:
+    from radllama.models.card import REPORT_TASKS
     from radllama.train.examples import TASKS
 
     base, _ = demo_like
@@ -58,15 +58,20 @@ def test_impression_family_tasks_do_not_chat_and_best_reads_its_run(tmp_path: Pa
     for folder in (run, run / "best"):
         card = model_card(base, folder)
         assert card["tasks"] == sorted(tasks) and card["chat"] is False, folder
-    # Every task of the trainer is either an impression task or another instruction, named on purpose.
-    assert set(TASKS) - IMPRESSION_TASKS == {"abnormal_list", "presence"}
+    # Every task the trainer knows reads reports: none teaches conversation.
+    assert set(TASKS) <= REPORT_TASKS
 
 
-def test_more_tasks_or_unknown_provenance_may_chat(tmp_path: Path, demo_like: tuple[Path, Path]) -> None:
+def test_other_instructions_or_unknown_provenance_may_chat(tmp_path: Path, demo_like: tuple[Path, Path]) -> None:
     base, _ = demo_like
-    multi = _trained(tmp_path / "multi", tmp_path / "data", [], {"examples_per_task": {"impression": 9, "presence": 9}})
-    assert model_card(base, multi)["tasks"] == ["impression", "presence"]
-    assert model_card(base, multi)["chat"] is True
+    record = {"examples_per_task": {"impression": 9, "abnormal_list": 9}}
+    listing = _trained(tmp_path / "list", tmp_path / "data", [], record)
+    assert model_card(base, listing)["tasks"] == ["abnormal_list", "impression"]
+    assert model_card(base, listing)["chat"] is False
+    # A run whose record names an instruction set beyond ours (trained elsewhere, recorded in our format).
+    record = {"examples_per_task": {"impression": 9, "general_chat": 9}}
+    general = _trained(tmp_path / "general", tmp_path / "data", [], record)
+    assert model_card(base, general)["chat"] is True
     elsewhere = tmp_path / "hf-model"
     elsewhere.mkdir()
     card = model_card(elsewhere)

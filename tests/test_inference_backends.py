@@ -130,7 +130,7 @@ def test_generate_cli_on_vllm_writes_the_transformers_answers_and_resumes(tmp_pa
 
     r = run({**os.environ, "VLLM_LOGGING_LEVEL": "INFO"})
     assert r.returncode == 0, r.stderr
-    # The CLI's engine core runs in its own process's main process (vLLM's log names the process).
+    # The CLI runs the engine core in its own main process, not a child (vLLM's log names the process).
     started = [line for line in (r.stdout + r.stderr).splitlines() if "Initializing a V1 LLM engine" in line]
     assert started and all(line.startswith("(MainProcess") for line in started), started
     assert [p["prediction"] for p in read_jsonl(out)] == expected

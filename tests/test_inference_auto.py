@@ -22,6 +22,9 @@ from radllama.inference.auto import (
     GPU_VLLM_MIN_CASES,
     MINI_PARAMS,
     MINI_VLLM_FROM_CASES,
+    SMOLLM2_PARAMS,
+    SMOLLM2_SECTION,
+    SMOLLM2_VLLM_FROM_CASES,
     Job,
     choose,
     installed_backends,
@@ -48,6 +51,16 @@ def test_every_measurement_the_rule_rests_on_is_a_section_of_benchmarks() -> Non
         assert sorted(ranking.fastest_first) == sorted(EVERY), ranking
     measured = [("offline", 1), ("offline", 576), ("offline", 13_676), ("server", 1), ("server", 8), ("server", 32)]
     assert sorted((r.job, r.size) for r in CPU_RANKINGS) == measured
+
+
+def test_for_smollm2_the_rule_gives_the_measured_offline_order() -> None:
+    # BENCHMARKS.md, SMOLLM2_SECTION: behind transformers for one case, ahead for the 292 validation cases.
+    assert any(line == f"## {SMOLLM2_SECTION}" for line in BENCHMARKS.read_text(encoding="utf-8").splitlines())
+    smol = Job(1, params=SMOLLM2_PARAMS, installed=frozenset({"transformers", "vllm"}))
+    assert choose(smol).backend == "transformers"
+    assert choose(replace(smol, cases=292)).backend == "vllm" and "134.52M-parameter model" in choose(smol).reason
+    assert choose(replace(smol, cases=SMOLLM2_VLLM_FROM_CASES - 1)).backend == "transformers"
+    assert choose(replace(smol, cases=SMOLLM2_VLLM_FROM_CASES)).backend == "vllm"
 
 
 @pytest.mark.parametrize("ranking", CPU_RANKINGS, ids=lambda r: f"{r.job}-{r.size}")
@@ -79,13 +92,15 @@ def test_one_client_is_not_sized_as_32_and_larger_models_repay_vllm_sooner() -> 
     one, many = Job(None, 1, installed=EVERY), Job(None, 32, installed=EVERY)
     assert choose(one).backend == "transformers" and "a server for 1 client(s)" in choose(one).reason
     assert choose(many).backend == "vllm" and "a server for 32 client(s)" in choose(many).reason
-    # Offline on CPU: vLLM from 13,676 cases for radllama-mini or an unknown size, sooner for larger models.
+    # Offline on CPU: vLLM from 13,676 cases for radllama-mini or an unknown size, from 36 for SmolLM2-135M and
+    # larger models (both measured), in between on a log-log line.
     assert offline_vllm_from(None) == offline_vllm_from(MINI_PARAMS) == offline_vllm_from(10_000) == 13_676
-    assert offline_vllm_from(30_500_000) == 1_368 and offline_vllm_from(135_000_000) == GPU_VLLM_MIN_CASES
+    assert offline_vllm_from(SMOLLM2_PARAMS) == offline_vllm_from(7_000_000_000) == 36
+    assert offline_vllm_from(30_500_000) == 369
     assert choose(Job(576, installed=EVERY)).backend == "transformers"
     assert choose(Job(MINI_VLLM_FROM_CASES, installed=EVERY)).backend == "vllm"
-    big = Job(1_368, params=30_500_000, installed=EVERY)
-    assert choose(big).backend == "vllm" and choose(replace(big, cases=1_367)).backend == "transformers"
+    big = Job(369, params=30_500_000, installed=EVERY)
+    assert choose(big).backend == "vllm" and choose(replace(big, cases=368)).backend == "transformers"
     assert "a 30.50M-parameter model" in choose(big).reason
     assert "a model of unknown size" in choose(Job(5, installed=EVERY)).reason
 

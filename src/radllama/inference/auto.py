@@ -27,23 +27,26 @@ cases, or a server for N expected concurrent clients) and which backends are ins
    On GPU: vllm > transformers for a server, and for an offline job from :data:`GPU_VLLM_MIN_CASES`
    cases (continuous batching, paged attention); transformers > vllm below that.
 
-3. :func:`offline_vllm_from`: for a model up to radllama-mini's size (:data:`MINI_PARAMS`), and for
-   one whose size is unknown, :data:`MINI_VLLM_FROM_CASES` cases; for a larger model that figure
-   scaled down by its parameter count, never below :data:`GPU_VLLM_MIN_CASES`. This scaling is an
-   assumption, not a measurement: vLLM's start-up is roughly fixed, while each case costs in
-   proportion to the parameters, so a larger model repays the start-up sooner.
+3. :func:`offline_vllm_from`, from two measured sizes: for a model up to radllama-mini's size
+   (:data:`MINI_PARAMS`), and for one whose size is unknown, :data:`MINI_VLLM_FROM_CASES` cases; from
+   SmolLM2-135M's size (:data:`SMOLLM2_PARAMS`) on, :data:`SMOLLM2_VLLM_FROM_CASES`; in between, the
+   two figures interpolated on a log-log scale. The interpolation, and keeping SmolLM2's figure for
+   larger models, are assumptions, not measurements: vLLM's start-up grows slowly with the model while
+   each case costs in proportion to its parameters, so a larger model repays the start-up sooner.
 
 **What the rule rests on.** For radllama-mini on a 2-core CPU it gives the orders one benchmark run
 measured (:data:`CPU_RANKINGS`, each with its BENCHMARKS.md section), except at one client of a
 server, where vLLM measured ahead of transformers by less than the spread of the runs (15.8 against
-15.0 impressions/s) and the rule prefers transformers' cheaper start. Nothing was measured for other
-model sizes, other machines, or on GPU: there the rule is reasoning, and the line says "rule".
+15.0 impressions/s) and the rule prefers transformers' cheaper start. For SmolLM2-135M-Instruct +
+LoRA one run measured the offline threshold (:data:`SMOLLM2_SECTION`). Nothing was measured for
+other model sizes, other machines, or on GPU: there the rule is reasoning, and the line says "rule".
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +58,12 @@ MINI_PARAMS = 3_050_000
 # The smallest offline job at which bench_gguf.py measured vLLM ahead of transformers for radllama-mini
 # on 2 CPU cores (behind at 576 cases; nothing was measured in between).
 MINI_VLLM_FROM_CASES = 13_676
+SMOLLM2_SECTION = "Issue #32: --backend auto's offline threshold for SmolLM2-135M, vLLM in-process (written by hand)"
+# SmolLM2-135M-Instruct (model_parameters of its folder). On 2 CPU cores with vLLM's engine core in the
+# command's process, vLLM was behind transformers for one case (start-up) and ahead at 292; a straight
+# line in the job size through both runs of each backend crosses at 36 cases (SMOLLM2_SECTION).
+SMOLLM2_PARAMS = 134_515_008
+SMOLLM2_VLLM_FROM_CASES = 36
 LOADS_HF_FOLDER = frozenset({"transformers", "vllm"})
 
 
@@ -101,7 +110,10 @@ def offline_vllm_from(params: int | None) -> int:
     """The offline job size (cases) from which vLLM comes before transformers on CPU (module docstring, 3)."""
     if params is None or params <= MINI_PARAMS:
         return MINI_VLLM_FROM_CASES
-    return max(GPU_VLLM_MIN_CASES, round(MINI_VLLM_FROM_CASES * MINI_PARAMS / params))
+    if params >= SMOLLM2_PARAMS:
+        return SMOLLM2_VLLM_FROM_CASES
+    at = math.log(params / MINI_PARAMS) / math.log(SMOLLM2_PARAMS / MINI_PARAMS)  # 0 at mini, 1 at SmolLM2
+    return round(MINI_VLLM_FROM_CASES ** (1 - at) * SMOLLM2_VLLM_FROM_CASES**at)
 
 
 def preference(job: Job) -> tuple[tuple[str, ...], str]:

@@ -57,6 +57,40 @@ def test_greedy_answers_and_token_counts_are_equal_on_both_backends(tiny_vllm: L
     assert got["vllm"] == got["transformers"]  # text, prompt tokens, completion tokens, finish reason
 
 
+def test_nucleus_processor_keeps_exactly_the_tokens_vllms_own_top_p_keeps() -> None:
+    from vllm.v1.sample.ops.topk_topp_sampler import apply_top_k_top_p_pytorch
+
+    from radllama.inference.vllm_nucleus import TOP, nucleus_logits
+
+    torch.manual_seed(0)
+    for scale in (1.0, 8.0):  # flat rows: nuclei of thousands of tokens (the sort); peaked: a few (no sort)
+        logits = torch.randn(32, 4096) * scale
+        top_p = torch.rand(32) * 0.9 + 0.05
+        ours = nucleus_logits(logits.clone(), top_p)
+        theirs = apply_top_k_top_p_pytorch(logits.clone(), None, top_p, allow_cpu_sync=True)
+        kept = torch.isfinite(ours)
+        assert torch.equal(kept, torch.isfinite(theirs)) and torch.equal(ours[kept], logits[kept])
+        widths = kept.sum(dim=1)
+        assert (widths > TOP).any() if scale == 1.0 else (widths <= TOP).all() and (widths > 1).any()
+
+
+def test_sampling_on_cpu_applies_top_p_in_our_processor_not_vllms_sort(tiny_vllm: LoadedModel) -> None:
+    """vLLM is asked for top_p=1 (no sort of the vocabulary) and our processor keeps the nucleus: one that holds
+    only the most probable token gives the greedy answers, and a full one does not."""
+    from radllama.generate.impressions import encode_prompts, prompts_and_examples
+    from radllama.inference import Decoding
+    from radllama.inference.vllm_backend import NUCLEUS_FQCN, NUCLEUS_KEY, sampling_options
+
+    assert NUCLEUS_FQCN in tiny_vllm.backend.options["logits_processors"]
+    assert sampling_options(Decoding(8, 0.7, 0.95), 8) == {
+        "max_tokens": 8, "stop": None, "temperature": 0.7, "top_p": 1.0, "extra_args": {NUCLEUS_KEY: 0.95}}  # fmt: skip
+    prompts = encode_prompts(tiny_vllm, prompts_and_examples(tiny_vllm, FINDINGS[:12])[0], MAX)
+    greedy = [c.text for c in tiny_vllm.backend.generate(prompts, Decoding(MAX))]
+    narrow = [c.text for c in tiny_vllm.backend.generate(prompts, Decoding(MAX, temperature=1.5, top_p=1e-6))]
+    full = [c.text for c in tiny_vllm.backend.generate(prompts, Decoding(MAX, temperature=1.5, top_p=1.0))]
+    assert narrow == greedy and full != greedy
+
+
 def _model_that_ends_on_its_fourth_token(folder: Path) -> Path:
     """The tiny model with one more EOS id in generation_config (as Llama-3's end-of-turn): the token
     it generates fourth for FINDINGS[0]. Both backends must stop there."""

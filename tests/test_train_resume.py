@@ -77,10 +77,14 @@ def test_sigkill_then_resume_matches_uninterrupted(setup) -> None:
     config.write_text("recipe: lora_sft\n")
     at_kill = kill_at_first_checkpoint(config, overrides(setup, killed), killed)
     assert 0 < at_kill < STEPS
+    kept = json.loads((killed / f"step-{at_kill:06d}" / "trainer_state.json").read_text())["seconds"]
 
     summary = run(load_config(None, overrides(setup, killed)), resume=True)
     straight = setup["root"] / "straight"
     reference = run(load_config(None, overrides(setup, straight)))
+    # The resumed run's time goes on from the checkpoint's, and the summary says it was resumed.
+    assert summary["resumed_at_step"] == at_kill and "timed_from_step" not in summary
+    assert summary["seconds"] >= round(kept, 2) > 0 and "resumed_at_step" not in reference
 
     a, b = adapter(killed), adapter(straight)
     assert a.keys() == b.keys()
@@ -103,10 +107,15 @@ def test_half_written_checkpoints_are_ignored_or_named(setup, capsys) -> None:
     (out / "step-000009").mkdir()
     (out / "step-000009" / "weights.pt").write_bytes(b"partial")
     assert list_checkpoints(out) == good
+    # A checkpoint written before checkpoints kept their time: the summary says what its seconds cover.
+    state_file = good[-1] / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    state.pop("seconds"), state.pop("eval_seconds")
+    state_file.write_text(json.dumps(state))
     summary = run(load_config(None, overrides(setup, out, steps=10)), resume=True)
     text = capsys.readouterr().out
     assert "ignoring incomplete checkpoint" in text and "step-000009" in text and "step-000008" in text
-    assert summary["steps"] == 10
+    assert summary["steps"] == 10 and summary["resumed_at_step"] == summary["timed_from_step"] == 8
     # A complete-looking checkpoint that lost a file: one clear line naming it.
     (good[-1] / "optimizer.pt").unlink()
     with pytest.raises(RadLlamaError, match=r"step-000008/optimizer\.pt is missing"):

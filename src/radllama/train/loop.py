@@ -71,6 +71,11 @@ class LoopResult:
     evaluation: BestTracker | None = None  # the validation record (None without data.validation)
     stopped_early: bool = False
     eval_seconds: float = 0.0  # of ``seconds``, spent evaluating (and saving best/)
+    resumed_at_step: int = 0  # 0: not resumed
+    # ``seconds`` covers the steps from this one on: 0, unless the run resumed from a checkpoint that kept no time
+    # (written before checkpoints kept it); time between the last checkpoint and an interruption is never counted.
+    timed_from_step: int = 0
+    timed_tokens: int = 0  # of ``tokens_seen``, those processed in the timed steps
 
 
 # Global batches whose examples are grouped by length together (see step_indices).
@@ -187,12 +192,14 @@ def train(
     if accelerator.process_index > 0:
         torch.manual_seed(int(np.random.SeedSequence([seed, accelerator.process_index]).generate_state(1)[0]))
     start, losses = 0, []
-    counters = {"tokens_seen": 0, "padded_tokens": 0, "target_tokens": 0}
+    counters = {"tokens_seen": 0, "padded_tokens": 0, "target_tokens": 0, "seconds": 0.0, "eval_seconds": 0.0}
+    timed_from = 0
     if resume:
         state = _resume(output_dir, par, model, optimizer, scheduler, config_yaml, provenance)
         if state is not None:
             start, losses = state["step"], state["losses"]
             counters = {k: state.get(k, 0) for k in counters}
+            timed_from = 0 if "seconds" in state else start
             if tracker is not None and state.get("eval"):
                 tracker = BestTracker.from_state(state["eval"])
             _note_newer_best(output_dir, accelerator, start)
@@ -202,9 +209,10 @@ def train(
     lengths = examples.lengths
     tokens_seen, padded, target_total = counters["tokens_seen"], counters["padded_tokens"], counters["target_tokens"]
     per_epoch = max(1, len(examples) // args.batch_size)  # as step_indices counts epochs
-    done, stopped, eval_seconds = start, False, 0.0
+    done, stopped, eval_seconds = start, False, float(counters["eval_seconds"])
+    timed_tokens_before = tokens_seen if timed_from else 0
     model.train()
-    t0 = time.perf_counter()
+    t0 = time.perf_counter() - float(counters["seconds"])  # a resumed run goes on with the time it had spent
     with progress_bar() as bar:
         task = bar.add_task("train", total=steps, completed=start)
         for step in range(start, steps):
@@ -265,6 +273,8 @@ def train(
                     "padded_tokens": padded,
                     "target_tokens": target_total,
                     "eval": tracker.state() if tracker is not None else None,  # best so far, patience used
+                    "seconds": time.perf_counter() - t0,
+                    "eval_seconds": eval_seconds,
                 }
                 _checkpoint(output_dir, done, par, model, optimizer, scheduler, state, config_yaml, keep_last)
             if stopped:
@@ -282,8 +292,9 @@ def train(
     accelerator.wait_for_everyone()
     final = losses[-1] if losses else float("nan")
     return LoopResult(
-        done, final, tokens_seen, target_total, padded, seconds, losses, steps, tracker, stopped, eval_seconds
-    )
+        done, final, tokens_seen, target_total, padded, seconds, losses, steps, tracker, stopped, eval_seconds,
+        resumed_at_step=start, timed_from_step=timed_from, timed_tokens=tokens_seen - timed_tokens_before,
+    )  # fmt: skip
 
 
 def _evaluate(

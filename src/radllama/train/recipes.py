@@ -118,10 +118,12 @@ def _finish(cfg: TrainConfig, out: Path, result: loop.LoopResult, extra: dict, m
         "steps": result.steps,
         "planned_steps": result.planned_steps,
         "final_loss": result.final_loss,
-        "seconds": round(result.seconds, 2),
+        "seconds": round(result.seconds, 2),  # a resumed run's time over all its runs (see timed_from_step)
         "eval_seconds": round(result.eval_seconds, 2),
         # Training throughput: the time spent evaluating is not training.
-        "tokens_per_second": round(result.tokens_seen / max(result.seconds - result.eval_seconds, 1e-9), 1),
+        "tokens_per_second": round(result.timed_tokens / max(result.seconds - result.eval_seconds, 1e-9), 1),
+        **({"resumed_at_step": result.resumed_at_step} if result.resumed_at_step else {}),
+        **({"timed_from_step": result.timed_from_step} if result.timed_from_step else {}),
         "target_tokens": result.target_tokens,
         "padding_fraction": round(result.padded_tokens / max(1, result.tokens_seen), 4),
         "validation": validation_summary(cfg, result),

@@ -122,3 +122,22 @@ def test_export_merged_matches_base_plus_adapter(trained) -> None:
     print(f"merged vs base+adapter max |dlogit| {diff:.2e}; adapter effect {effect:.2e}")
     assert diff < 1e-4 < effect / 10, (diff, effect)
     assert (out / "prompt_style.yaml").is_file() and (out / "retrieval_index.jsonl").is_file()
+
+
+def test_an_adapter_whose_prompt_shows_no_neighbours_still_gives_mbr_its_retrieved_candidates(trained) -> None:
+    from radllama.models.loading import RETRIEVAL_INDEX_FILE
+
+    root = trained["root"]
+    lora0 = root / "lora-k0"
+    common = [f"data.train={root / 'train.jsonl'}", "optim.batch_size=4", "optim.micro_batch_size=2", "seed=0"]
+    invoke(["train", "--config", str(_cfg(root, "lora")), *common, f"output_dir={lora0}", "prompt.retrieval_k=0"])
+    assert (lora0 / RETRIEVAL_INDEX_FILE).is_file()  # the train split, though the prompt shows none
+    mbr = ["generate", "--model", str(trained["base"]), "--adapter", str(lora0), "--findings", FINDINGS[1],
+           "--decode", "mbr", "--samples", "0", "--backend", "transformers"]  # fmt: skip
+    # With the training impression of these very findings as a candidate, the consensus of 4 is one of the three
+    # copies of it (the greedy answer of 3 steps' training is not).
+    assert "Cardiomegaly with effusion." in invoke([*mbr, "--retrieved", "4"])
+    (lora0 / RETRIEVAL_INDEX_FILE).unlink()  # an adapter trained before the index was always written
+    result = runner.invoke(app, [*mbr, "--retrieved", "4"])
+    assert result.exit_code == 1 and "has no retrieval index" in str(result.exception)
+    assert "--retrieved 0" in str(result.exception)

@@ -36,6 +36,12 @@ def generate_command(
     extractive: bool = typer.Option(
         False, "--extractive", help="MBR: the findings' sentences that state an acute finding compete as a candidate."
     ),
+    retrieved: int | None = typer.Option(
+        None,
+        "--retrieved",
+        min=0,
+        help="MBR: this many nearest training impressions compete as candidates (default: those the prompt shows).",
+    ),  # fmt: skip
     shard: str | None = typer.Option(
         None, "--shard", help="K/N: only shard K of N of --input (by a hash of each id); join with generate-merge."
     ),
@@ -79,10 +85,11 @@ def generate_command(
     check_guard_mode(phi_guard)
     if decode not in ("greedy", "mbr"):
         raise RadLlamaError(f"--decode must be greedy or mbr, not {decode!r}")
-    if decode == "greedy" and (clinical or extractive):
-        raise RadLlamaError("--clinical and --extractive are MBR settings: add --decode mbr")
+    if decode == "greedy" and (clinical or extractive or retrieved is not None):
+        raise RadLlamaError("--clinical, --extractive and --retrieved are MBR settings: add --decode mbr")
     part = parse_shard(shard) if shard is not None else None
-    mbr = MbrSettings(samples, mbr_temperature, clinical=clinical, extractive=extractive) if decode == "mbr" else None
+    mbr = (MbrSettings(samples, mbr_temperature, retrieved=retrieved, clinical=clinical, extractive=extractive)
+           if decode == "mbr" else None)  # fmt: skip
     name = system or (adapter or model).name
     fresh = False  # this run recorded a new fingerprint for --output
     if findings is not None:

@@ -15,7 +15,7 @@ from radllama.generate.shards import in_shard
 from radllama.inference import Completion, Decoding, load_model
 from radllama.inference.base import OnDone
 from radllama.io import JsonlAppender, iter_jsonl
-from radllama.models.loading import LoadedModel, default_device
+from radllama.models.loading import RETRIEVAL_INDEX_FILE, LoadedModel, default_device
 from radllama.progress import progress_bar
 from radllama.provenance import file_digest, model_fingerprint, versions
 from radllama.retrieval import retrieved_impressions
@@ -162,6 +162,11 @@ def mbr_pool(loaded: LoadedModel, findings: Sequence[str], shown: list, mbr: Mbr
     """The retrieved impressions that compete in MBR, per case: the prompt's own, or ``mbr.retrieved`` nearest."""
     if mbr.retrieved is None:
         return shown
+    if mbr.retrieved > 0 and loaded.retriever is None:
+        raise RadLlamaError(
+            f"--retrieved {mbr.retrieved}: {loaded.name} has no retrieval index ({RETRIEVAL_INDEX_FILE}); retrain it "
+            "with this version of radllama, which writes one for every adapter, or use --retrieved 0"
+        )
     return retrieved_impressions(loaded.retriever, findings, mbr.retrieved)
 
 

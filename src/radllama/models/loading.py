@@ -241,11 +241,10 @@ def load_prompting(
         check_adapter_base(model_dir, adapter_dir, allow_other_base)
     tokenizer = load_tokenizer(tokenizer_folder(model_dir, adapter_dir), trust_remote_code)
     style = PromptStyle.load(source) if (source / PROMPT_STYLE_FILE).is_file() else PromptStyle.load(model_dir)
-    retriever = None
-    if style.retrieval_k > 0:
-        index = source / RETRIEVAL_INDEX_FILE
-        if not index.is_file():
-            raise RadLlamaError(f"{source}: prompt style uses retrieval but {RETRIEVAL_INDEX_FILE} is missing")
+    retriever, index = None, source / RETRIEVAL_INDEX_FILE
+    if style.retrieval_k > 0 and not index.is_file():
+        raise RadLlamaError(f"{source}: prompt style uses retrieval but {RETRIEVAL_INDEX_FILE} is missing")
+    if index.is_file():  # the prompt's examples, and MBR's retrieved candidates even where the prompt shows none
         retriever = TfidfRetriever(read_jsonl(index))
     return LoadedModel(None, tokenizer, style, retriever, source.name)
 

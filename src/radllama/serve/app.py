@@ -150,9 +150,10 @@ def create_app(service: ModelService) -> FastAPI:
         if len(rows) * (1 + samples) > 4 * MAX_ROWS_PER_REQUEST:
             raise ApiError(400, f"{len(rows)} findings x {1 + samples} candidates is over {4 * MAX_ROWS_PER_REQUEST} "
                            "per request; split it", "too_many_completions")  # fmt: skip
-        mbr = MbrSettings(
-            samples=samples, temperature=req.temperature, clinical=req.clinical, extractive=req.extractive
-        )
+        if req.decode == "mbr" and req.retrieved and service.loaded.retriever is None:
+            raise ApiError(400, f"retrieved={req.retrieved}: this model has no retrieval index", "no_retrieval_index")
+        mbr = MbrSettings(samples=samples, temperature=req.temperature, retrieved=req.retrieved,
+                          clinical=req.clinical, extractive=req.extractive)  # fmt: skip
         sampled = [Row(r.prompt_ids, r.max_new_tokens) for r in rows for _ in range(samples)]
         started = time.perf_counter()
         jobs = [_submit(service, rows, Sampling(), stream=False)]

@@ -93,6 +93,7 @@ class ImpressionRequest(_Body):
     temperature: StrictFloat = Field(0.7, gt=0, le=2)  # mbr: their sampling temperature
     clinical: StrictFloat = Field(0.0, ge=0, le=10)  # mbr: utility lost per consistency flag (issue #20)
     extractive: StrictBool = False  # mbr: the findings' acute sentences compete as a candidate
+    retrieved: StrictInt | None = Field(None, ge=0, le=16)  # mbr: nearest training impressions as candidates
 
 
 def parse_body(raw: bytes, schema: type[BaseModel]) -> Any:

@@ -425,9 +425,9 @@ def lora_sft(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) ->
             record_base(folder, cfg.model.path)
         if canaries is not None:  # which secrets were planted where, for `radllama audit`
             atomic_write_json(folder / CANARY_FILE, canaries)
-        if retriever is not None:
-            # Train split only: the index that generation and serving retrieve from.
-            write_retrieval_index(folder, records)
+        # Train split only: the index that generation and serving retrieve from (the prompt's examples when
+        # retrieval_k > 0; MBR's retrieved candidates, --retrieved, whatever the prompt shows).
+        write_retrieval_index(folder, records)
 
     validation = sft_validation(cfg, tokenizer, style, retriever)
     result = _train(cfg, model, examples, cfg.optim, tokenizer, save, accelerator, resume, validation)

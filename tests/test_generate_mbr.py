@@ -63,9 +63,13 @@ def test_server_mbr_equals_offline_mbr_without_samples(backend: str) -> None:
     """With no samples MBR is deterministic (greedy + retrieved): the server must pick as offline does."""
     findings = FINDINGS[:4]
     expected = [c.text for c in complete_impressions(_loaded(), findings, 8, mbr=MbrSettings(samples=0))]
+    nearest3 = [c.text for c in complete_impressions(_loaded(), findings, 8, mbr=MbrSettings(samples=0, retrieved=3))]
+    assert nearest3 != expected  # the request's "retrieved" must change the candidates to pass below
     with live_server(backend=backend) as url:
         body = {"findings": findings, "max_tokens": 8, "decode": "mbr", "samples": 0}
         assert httpx.post(f"{url}/v1/impressions", json=body, timeout=120).json()["impressions"] == expected
+        three = httpx.post(f"{url}/v1/impressions", json={**body, "retrieved": 3}, timeout=120).json()
+        assert three["impressions"] == nearest3
         sampled = httpx.post(f"{url}/v1/impressions", json={**body, "samples": 3}, timeout=120).json()
         greedy = httpx.post(f"{url}/v1/impressions", json={**body, "decode": "greedy"}, timeout=120).json()
         assert len(sampled["impressions"]) == 4 and all(sampled["impressions"])

@@ -3,9 +3,10 @@
 vLLM's CPU sampler applies ``top_p`` by sorting each row's logits over the whole vocabulary at every
 decode step (``vllm.v1.sample.ops.topk_topp_sampler.apply_top_k_top_p_pytorch``), which makes the
 sort, not the model, the cost of sampled decoding (MBR's samples) for a model with a large vocabulary.
-:class:`NucleusLogitsProcessor` keeps the same tokens: it reads the ``TOP`` most probable tokens of a
-row, and when they already hold the nucleus (the usual case for a trained model) it masks the rest
-without sorting; only the rows whose nucleus is wider are sorted.
+:class:`NucleusLogitsProcessor` keeps the same tokens (up to float rounding at the nucleus's edge):
+it reads the ``TOP`` most probable tokens of a row, and when they already hold the nucleus (the usual
+case for a trained model) it masks the rest without sorting; only the rows whose nucleus is wider
+are sorted.
 
 A request asks for it with ``top_p=1.0`` (so vLLM skips its own sort) and
 ``extra_args={NUCLEUS_KEY: p}`` (:func:`radllama.inference.vllm_backend.sampling_options` does this on CPU).

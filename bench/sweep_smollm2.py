@@ -84,6 +84,11 @@ def judge_score(cases: list[dict], texts: list[str]) -> dict:
     return score_edition([with_expectations(c) for c in cases], texts, judge_reader(), FINDING_TYPES)
 
 
+def cell(d: dict | None, key: str) -> str:
+    """A share from a scores dict as a table cell ("–" where there is none)."""
+    return "–" if d is None or d.get(key) is None else f"{d[key]:.1%}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="runs/smollm2")
@@ -118,9 +123,6 @@ def main() -> None:
         ours, judged = score(bench, dev), judge_score(bench, dev)
         copied = sum(t.strip() in train_impressions for t in val) / n_val
         f1 = clinical_f1(val, refs)["micro_f1"]
-
-        def cell(d: dict | None, key: str) -> str:
-            return "–" if d is None or d.get(key) is None else f"{d[key]:.1%}"
 
         lines.append(
             f"| {name} | {rouge_cells(val, refs)} | {f1:.4f} | {cell(ours, 'recall')} | {cell(judged, 'named')} | "

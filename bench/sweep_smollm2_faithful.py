@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import publish, rouge_cells  # noqa: E402
-from sweep_smollm2 import cached_answers, dev_cases, judge_score  # noqa: E402
+from sweep_smollm2 import cached_answers, cell, dev_cases, judge_score  # noqa: E402
 
 from radllama.evaluate.clinical import clinical_f1  # noqa: E402
 from radllama.evaluate.faithfulness import score  # noqa: E402
@@ -52,10 +52,6 @@ def sampled(model: str, adapter: str, findings: list[str], samples: int, cache: 
     per_case = [texts[i * samples : (i + 1) * samples] for i in range(len(findings))]
     atomic_write_json(cache, {"adapter": adapter, "samples": per_case, "seconds": time.perf_counter() - t0})
     return per_case
-
-
-def cell(scores: dict, key: str) -> str:
-    return "–" if scores.get(key) is None else f"{scores[key]:.1%}"
 
 
 def main() -> None:

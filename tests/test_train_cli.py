@@ -125,13 +125,15 @@ def test_export_merged_matches_base_plus_adapter(trained) -> None:
 
 
 def test_an_adapter_whose_prompt_shows_no_neighbours_still_gives_mbr_its_retrieved_candidates(trained) -> None:
-    from radllama.models.loading import RETRIEVAL_INDEX_FILE
+    from radllama.models.loading import RETRIEVAL_INDEX_FILE, load_prompting
 
     root = trained["root"]
     lora0 = root / "lora-k0"
     common = [f"data.train={root / 'train.jsonl'}", "optim.batch_size=4", "optim.micro_batch_size=2", "seed=0"]
     invoke(["train", "--config", str(_cfg(root, "lora")), *common, f"output_dir={lora0}", "prompt.retrieval_k=0"])
     assert (lora0 / RETRIEVAL_INDEX_FILE).is_file()  # the train split, though the prompt shows none
+    loaded = load_prompting(trained["base"], lora0)
+    assert loaded.retriever is None and loaded.index_retriever() is loaded.retriever is not None  # read when asked
     mbr = ["generate", "--model", str(trained["base"]), "--adapter", str(lora0), "--findings", FINDINGS[1],
            "--decode", "mbr", "--samples", "0", "--backend", "transformers"]  # fmt: skip
     # With the training impression of these very findings as a candidate, the consensus of 4 is one of the three

@@ -162,12 +162,13 @@ def mbr_pool(loaded: LoadedModel, findings: Sequence[str], shown: list, mbr: Mbr
     """The retrieved impressions that compete in MBR, per case: the prompt's own, or ``mbr.retrieved`` nearest."""
     if mbr.retrieved is None:
         return shown
-    if mbr.retrieved > 0 and loaded.retriever is None:
+    retriever = loaded.index_retriever() if mbr.retrieved > 0 else None
+    if mbr.retrieved > 0 and retriever is None:
         raise RadLlamaError(
             f"--retrieved {mbr.retrieved}: {loaded.name} has no retrieval index ({RETRIEVAL_INDEX_FILE}); retrain it "
             "with this version of radllama, which writes one for every adapter, or use --retrieved 0"
         )
-    return retrieved_impressions(loaded.retriever, findings, mbr.retrieved)
+    return retrieved_impressions(retriever, findings, mbr.retrieved)
 
 
 def generate_impressions(

@@ -33,6 +33,16 @@ class LoadedModel:
     retriever: TfidfRetriever | None
     name: str
     backend: Any = None
+    # The folder's retrieval index when its prompt shows no neighbours: read only when MBR asks for retrieved
+    # candidates (:meth:`index_retriever`), so a load pays for no index it does not use.
+    retrieval_index: Path | None = None
+
+    def index_retriever(self) -> TfidfRetriever | None:
+        """The retriever MBR's retrieved candidates come from: the prompt's own, else one built from the
+        folder's index on first use; None where the folder has no index."""
+        if self.retriever is None and self.retrieval_index is not None:
+            self.retriever = TfidfRetriever(read_jsonl(self.retrieval_index))
+        return self.retriever
 
 
 def pick_dtype(name: str, device: str) -> Any:
@@ -242,11 +252,13 @@ def load_prompting(
     tokenizer = load_tokenizer(tokenizer_folder(model_dir, adapter_dir), trust_remote_code)
     style = PromptStyle.load(source) if (source / PROMPT_STYLE_FILE).is_file() else PromptStyle.load(model_dir)
     retriever, index = None, source / RETRIEVAL_INDEX_FILE
-    if style.retrieval_k > 0 and not index.is_file():
-        raise RadLlamaError(f"{source}: prompt style uses retrieval but {RETRIEVAL_INDEX_FILE} is missing")
-    if index.is_file():  # the prompt's examples, and MBR's retrieved candidates even where the prompt shows none
+    if style.retrieval_k > 0:
+        if not index.is_file():
+            raise RadLlamaError(f"{source}: prompt style uses retrieval but {RETRIEVAL_INDEX_FILE} is missing")
         retriever = TfidfRetriever(read_jsonl(index))
-    return LoadedModel(None, tokenizer, style, retriever, source.name)
+    # Where the prompt shows none, MBR's retrieved candidates still come from the index (LoadedModel.index_retriever).
+    kept = index if index.is_file() else None
+    return LoadedModel(None, tokenizer, style, retriever, source.name, retrieval_index=kept)
 
 
 def write_retrieval_index(folder: Path, records: Iterable[dict]) -> None:

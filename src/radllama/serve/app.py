@@ -150,7 +150,8 @@ def create_app(service: ModelService) -> FastAPI:
         if len(rows) * (1 + samples) > 4 * MAX_ROWS_PER_REQUEST:
             raise ApiError(400, f"{len(rows)} findings x {1 + samples} candidates is over {4 * MAX_ROWS_PER_REQUEST} "
                            "per request; split it", "too_many_completions")  # fmt: skip
-        if req.decode == "mbr" and req.retrieved and service.loaded.retriever is None:
+        # Before any decoding; the index is read on the first request that asks for it (off the event loop).
+        if req.decode == "mbr" and req.retrieved and await asyncio.to_thread(service.loaded.index_retriever) is None:
             raise ApiError(400, f"retrieved={req.retrieved}: this model has no retrieval index", "no_retrieval_index")
         mbr = MbrSettings(samples=samples, temperature=req.temperature, retrieved=req.retrieved,
                           clinical=req.clinical, extractive=req.extractive)  # fmt: skip

@@ -14,7 +14,9 @@ with another base model (a comparison row like the paper's Table 2, e.g. Gemma 3
 positive findings; on the dev edition, critical findings named, invented positives on normal findings, sides
 kept, invented positives on negation cases, each by our labeller (the rules the faithful decoder uses) and by
 the independent reader (:mod:`radllama.evaluate.judge`), and the share of answers that copy a training
-impression verbatim.
+impression verbatim. Beside them, by the judge, the dev edition's hedged, resolved and multi-finding cases
+(:func:`radllama.evaluate.faithfulness_cases.kind_cases`, cached apart in ``NAME.kinds.json``): hedges kept,
+resolved findings asserted, multi-finding texts with every finding named.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from _report import publish, rouge_cells  # noqa: E402
 
 from radllama.evaluate.clinical import clinical_f1  # noqa: E402
 from radllama.evaluate.faithfulness import build_benchmark, score  # noqa: E402
+from radllama.evaluate.faithfulness_cases import kind_cases  # noqa: E402
 from radllama.io import atomic_write_json, read_jsonl  # noqa: E402
 
 TITLE = "Issue #29: SmolLM2-135M-Instruct, the model alone, on validation and the dev edition (sweep_smollm2.py)"
@@ -101,7 +104,8 @@ def main() -> None:
     args = ap.parse_args()
     data = Path(args.data)
     train, validation = read_jsonl(data / "train.jsonl"), read_jsonl(data / "validation.jsonl")
-    bench = dev_cases(train, validation)
+    bench, kinds = dev_cases(train, validation), kind_cases("dev")
+    kind_findings = [c["findings"] for c in kinds]
     findings = [r["findings"] for r in validation] + [c["findings"] for c in bench]
     refs = [r["impression"] for r in validation]
     train_impressions = {r["impression"].strip() for r in train}
@@ -109,8 +113,11 @@ def main() -> None:
     lines = [
         f"| system (validation n={n_val}, dev n={len(bench)}) | R-1 | R-2 | R-L | clinical F1 | named (ours) | "
         "named (judge) | invented on normal (judge) | invented on negation (judge) | side kept (judge) | "
-        "training impression verbatim | s per case |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "training impression verbatim | s per case | "
+        f"hedge kept (judge, n={sum(c['kind'] == 'hedged' for c in kinds)}) | "
+        f"resolved asserted (judge, n={sum(c['kind'] == 'resolved' for c in kinds)}) | "
+        f"multi all named (judge, n={sum(c['kind'] == 'multi' for c in kinds)}) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     results = {}
     bases = dict(spec.partition("=")[::2] for spec in args.base)
@@ -121,22 +128,28 @@ def main() -> None:
         texts, seconds = cached_answers(cache, model, adapter, findings, data / "train.jsonl", few_shot)
         val, dev = texts[:n_val], texts[n_val:]
         ours, judged = score(bench, dev), judge_score(bench, dev)
+        # Cached in a file of their own, so answers cached before these cases existed stay valid.
+        kinds_cache = Path(args.cache) / f"{name}.kinds.json"
+        kinds_texts, _ = cached_answers(kinds_cache, model, adapter, kind_findings, data / "train.jsonl", few_shot)
+        by_kind = judge_score(kinds, kinds_texts)
         copied = sum(t.strip() in train_impressions for t in val) / n_val
         f1 = clinical_f1(val, refs)["micro_f1"]
 
         lines.append(
             f"| {name} | {rouge_cells(val, refs)} | {f1:.4f} | {cell(ours, 'recall')} | {cell(judged, 'named')} | "
             f"{cell(judged, 'invented_normal')} | {cell(judged, 'invented_negation')} | {cell(judged, 'side_kept')} | "
-            f"{copied:.1%} | {seconds:.3f} |"
+            f"{copied:.1%} | {seconds:.3f} | {cell(by_kind, 'hedge_kept')} | {cell(by_kind, 'resolved_asserted')} | "
+            f"{cell(by_kind, 'multi_all_named')} |"
         )
-        results[name] = {"ours": ours, "judge": judged, "copied": copied, "clinical_f1": f1}
+        results[name] = {"ours": ours, "judge": judged, "kinds": by_kind, "copied": copied, "clinical_f1": f1}
     atomic_write_json(Path(args.cache) / "scores.json", results)
     note = (
         f"Base `{args.model}` (dequantised SmolLM2-135M-Instruct)"
         + "".join(f"; {n} on `{m}`" for n, m in bases.items())
         + ", greedy, transformers, 64 new tokens at most (a model with no chat template stops at its next `###`). "
-        "Dev edition = the old dev edition (train sentences) + the old held-out edition (validation sentences). "
-        "Chosen here, never on test or on heldout-v2."
+        "Dev edition = the old dev edition (train sentences) + the old held-out edition (validation sentences); "
+        "the last three columns: the dev edition's hedged, resolved and multi-finding cases (`kind_cases`, "
+        "writers A-C, the dev phrasings). Chosen here, never on test or on heldout-v2."
     )
     print("\n".join(lines))
     publish(TITLE, note, "\n".join(lines), write=not args.no_write)

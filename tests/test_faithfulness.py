@@ -1,5 +1,8 @@
 """The clinical faithfulness benchmark (issue #20): its cases and its scoring."""
 
+from collections import Counter
+
+from radllama.evaluate.edition_score import judge_reader
 from radllama.evaluate.faithfulness import build_benchmark, describe, names, names_keyword, score
 from radllama.evaluate.faithfulness_cases import FINDING_TYPES
 
@@ -61,3 +64,31 @@ def test_omissions_are_flagged_by_the_shipped_check() -> None:
     assert len(copied["missed"]) == len(cases)
     assert copied["omissions_flagged"] >= 0.95
     assert score(cases, [c["findings"] for c in cases])["omissions_flagged"] is None  # nothing omitted
+
+
+def test_kind_cases_are_dev_writers_with_what_each_case_expects() -> None:
+    from radllama.evaluate.edition_score import score_edition
+    from radllama.evaluate.editions import FINDING_TYPES as EDITION_TYPES
+    from radllama.evaluate.editions import load_edition
+    from radllama.evaluate.faithfulness_cases import EDITIONS, kind_cases
+
+    cases = kind_cases("dev")
+    assert cases == kind_cases("dev")  # seeded
+    assert Counter(c["kind"] for c in cases) == {"multi": 60, "hedged": 44, "resolved": 20}
+    assert {c["writer"] for c in cases} == set(EDITIONS["dev"])
+    for c in cases:
+        statuses = {e["status"] for e in c["expect"]}
+        if c["kind"] == "multi":
+            assert statuses == {"present"} and len({e["finding"] for e in c["expect"]}) in (2, 3)
+        else:
+            assert statuses == {"uncertain" if c["kind"] == "hedged" else "absent"} and len(c["expect"]) == 1
+    # Nothing of the frozen held-out edition: no sentence in common.
+    held = {s for case in load_edition("heldout-v2") for s in case["findings"].split(". ")}
+    assert not {s for c in cases for s in c["findings"].split(". ")} & held
+    # The independent reader reads its own cases: the findings pasted back keep every hedge, name every finding
+    # of a multi-finding text with its side, and assert no resolved finding; a normal answer does none of it.
+    verbatim = score_edition(cases, [c["findings"] for c in cases], judge_reader(), EDITION_TYPES)
+    assert verbatim["hedge_kept"] == verbatim["multi_all_named"] == verbatim["side_kept"] == 1.0
+    assert verbatim["resolved_asserted"] == 0.0
+    normal = score_edition(cases, ["No acute cardiopulmonary abnormality."] * len(cases), judge_reader(), EDITION_TYPES)
+    assert normal["hedge_kept"] == normal["multi_all_named"] == 0.0

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import httpx
 import pytest
+from live_server import live_uvicorn
 from test_serve_support import BACKENDS, FINDINGS, live_server, tiny_loaded, tiny_model_dir
 
 from radllama.generate.impressions import complete_impressions
 from radllama.generate.mbr import MbrSettings, consensus
 from radllama.inference.transformers_backend import TransformersBackend
 from radllama.io import read_jsonl, write_jsonl
+from radllama.models.loading import RETRIEVAL_INDEX_FILE, load_for_inference
+from radllama.prompts import PromptStyle
 from radllama.retrieval import retrieved_impressions
+from radllama.serve.app import create_app
+from radllama.serve.service import ModelService, ServeSettings
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -76,6 +82,22 @@ def test_server_mbr_equals_offline_mbr_without_samples(backend: str) -> None:
         assert sampled["usage"]["completion_tokens"] > greedy["usage"]["completion_tokens"]
         too_many = httpx.post(f"{url}/v1/impressions", json={"findings": ["x"] * 64, "decode": "mbr", "samples": 16})
         assert too_many.status_code == 400 and too_many.json()["error"]["code"] == "too_many_completions"
+
+
+def test_server_refuses_retrieved_candidates_without_an_index(tmp_path: Path) -> None:
+    """A model folder with no retrieval index: asking MBR for retrieved candidates is a 400 before any
+    decoding, not an answer that silently lacks them; without "retrieved" the same request is answered."""
+    folder = tmp_path / "no-index"
+    shutil.copytree(tiny_model_dir(), folder)
+    (folder / RETRIEVAL_INDEX_FILE).unlink()
+    PromptStyle(retrieval_k=0).save(folder)  # a prompt that shows no neighbours, like SmolLM2's
+    service = ModelService(load_for_inference(folder, device="cpu"), ServeSettings())
+    with live_uvicorn(create_app(service)) as url:
+        body = {"findings": FINDINGS[:2], "max_tokens": 4, "decode": "mbr", "samples": 0}
+        refused = httpx.post(f"{url}/v1/impressions", json={**body, "retrieved": 3}, timeout=120)
+        assert refused.status_code == 400 and refused.json()["error"]["code"] == "no_retrieval_index"
+        answered = httpx.post(f"{url}/v1/impressions", json={**body, "retrieved": 0}, timeout=120)
+        assert answered.status_code == 200 and len(answered.json()["impressions"]) == 2
 
 
 @pytest.mark.slow

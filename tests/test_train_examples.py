@@ -295,3 +295,30 @@ def test_transplant_weight_above_one_draws_again(tok) -> None:
     assert counts == {"acute_transplant": 2 * normals}
     _, _, half = task_list(recs, tok, STYLE, 512, {"acute_transplant_pair": 1.0}, seed=0)
     assert set(half) <= {"acute_transplant_pair"}
+
+
+def test_hedged_transplant_keeps_the_hedge_as_the_answer(tok) -> None:
+    from radllama.train.examples import transplant_records
+
+    donors = [
+        {"id": "p", "findings": "Large right pneumothorax.", "impression": "Right pneumothorax."},
+        {
+            "id": "q",
+            "findings": "Heart normal. Cannot exclude small left pleural effusion.",
+            "impression": "No acute cardiopulmonary abnormality.",
+        },  # fmt: skip
+    ]
+    host = {"id": "h", "findings": "Lungs are clear. No pneumothorax. No pleural effusion. Heart normal.",
+            "impression": "No acute cardiopulmonary abnormality."}  # fmt: skip
+    for seed in range(8):
+        made = transplant_records([*donors, host], seed=seed, hedged=True)
+        # Every record with a normal impression hosts ("q" too); only the hedged sentence is a donor (the
+        # pneumothorax is stated, not hedged), and the answer is that sentence, not the donor's normal
+        # impression; the host's "No pleural effusion." goes.
+        assert [m["id"] for m in made] == ["q#transplant-hedged", "h#transplant-hedged"]
+        got = made[1]
+        assert got["impression"] == "Cannot exclude small left pleural effusion."
+        assert "Cannot exclude small left pleural effusion." in got["findings"]
+        assert "No pleural effusion." not in got["findings"] and "No pneumothorax." in got["findings"]
+    _, _, counts = task_list([*donors, host], tok, STYLE, 512, {"acute_transplant_hedged": 1.0}, seed=0)
+    assert counts == {"acute_transplant_hedged": 2}  # both normal-impression records host one

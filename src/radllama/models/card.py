@@ -63,8 +63,8 @@ _SAVED_IN_RUN = re.compile(r"best|step-\d+")  # radllama.train.evaluation.BEST_D
 # was. The list task counts too: a SmolLM2 adapter taught it answered "- France" to "What is the capital of
 # France?" (bench/check_general_answers.py, BENCHMARKS.md).
 REPORT_TASKS = frozenset({
-    "impression", "impression_abnormal", "acute_transplant", "acute_transplant_pair", "indication_impression",
-    "abnormal_list", "presence", "pretraining on report text",
+    "impression", "impression_abnormal", "acute_transplant", "acute_transplant_pair", "acute_transplant_hedged",
+    "indication_impression", "abnormal_list", "presence", "pretraining on report text",
 })  # fmt: skip
 
 

@@ -261,7 +261,13 @@ def iter_blocks(tokenizer: Any, texts: Iterable[str], block_size: int) -> Iterat
 # draws the donors again (another seed) instead of repeating the same example.
 # "acute_transplant_pair": the same with two acute sentences about different findings, the answer naming both:
 # findings that state two things call for an impression that names two.
-TRANSPLANTS = {"acute_transplant": 1, "acute_transplant_pair": 2}  # task -> donor sentences per host
+# "acute_transplant_hedged": the same with one sentence that only hedges an acute finding ("cannot exclude early
+# pulmonary edema"), the answer that sentence itself: the impression keeps the hedge, neither dropping the
+# finding nor asserting it.
+# task -> (donor sentences per host, hedged donors)
+TRANSPLANTS = {
+    "acute_transplant": (1, False), "acute_transplant_pair": (2, False), "acute_transplant_hedged": (1, True),
+}  # fmt: skip
 TASKS = ("impression", "impression_abnormal", *TRANSPLANTS, "indication_impression", "abnormal_list", "presence")
 NOT_FINDINGS = {"normal", "no indexing", "technical quality of image unsatisfactory"}
 TASK_INSTRUCTIONS = {
@@ -364,7 +370,8 @@ def iter_task_examples(
         if name in TRANSPLANTS:
             # One draw per started unit of weight; the last draw keeps a seeded share of its examples.
             for draw in range(max(1, math.ceil(weight))):
-                chosen = transplant_records(records, seed + draw, donors=TRANSPLANTS[name])
+                donors, hedged = TRANSPLANTS[name]
+                chosen = transplant_records(records, seed + draw, donors=donors, hedged=hedged)
                 for example, cut in iter_sft_examples(chosen, tokenizer, style, max_seq_len, retriever):
                     for _ in range(_repeats(min(1.0, weight - draw), rng)):
                         yield name, example, cut
@@ -383,10 +390,12 @@ def iter_task_examples(
                     yield name, *got
 
 
-def transplant_records(records: Sequence[dict], seed: int = 0, donors: int = 1) -> list[dict]:
+def transplant_records(records: Sequence[dict], seed: int = 0, donors: int = 1, hedged: bool = False) -> list[dict]:
     """One synthetic record per normal record (no finding stated in its impression): its findings with an
     acute sentence of another record set in at a random place, and that record's impression as the answer
-    when the impression states nothing the sentence does not (else the sentence itself).
+    when the impression states nothing the sentence does not (else the sentence itself). With ``hedged`` the
+    donors are sentences that only hedge an acute finding (uncertain, never present), and the answer is the
+    sentence itself, whatever the donor's impression says.
 
     Sentences of the host that mention the moved finding in any way ("No pneumothorax.") are dropped, so
     the findings never contradict themselves. With ``donors=2`` two sentences about different findings go
@@ -396,6 +405,11 @@ def transplant_records(records: Sequence[dict], seed: int = 0, donors: int = 1) 
     rng = np.random.default_rng(seed)
     pool: list[tuple[str, str, set[str]]] = []  # (sentence, answer, observations the sentence mentions)
     for rec in records:
+        if hedged:
+            for sentence in split_sentences(rec["findings"]):
+                if stated(sentence, (UNCERTAIN,)) & set(ACUTE) and not stated(sentence, (PRESENT,)) & set(ACUTE):
+                    pool.append((sentence, sentence, stated(sentence, _ANY_LABEL)))
+            continue
         if not states_acute(rec["impression"]):
             continue
         said = stated(rec["impression"])
@@ -421,7 +435,7 @@ def transplant_records(records: Sequence[dict], seed: int = 0, donors: int = 1) 
         order = sorted(picked, key=lambda d: kept.index(d[0]))
         # One donor's answer stays exactly as its impression is written (the recipes trained so far saw it so).
         answer = order[0][1] if donors == 1 else " ".join(dict.fromkeys(_sentence_end(a) for _, a, _ in order))
-        suffix = "#transplant" if donors == 1 else f"#transplant{donors}"
+        suffix = ("#transplant" if donors == 1 else f"#transplant{donors}") + ("-hedged" if hedged else "")
         out.append({**rec, "id": f"{rec['id']}{suffix}", "findings": " ".join(kept), "impression": answer})
     return out
 

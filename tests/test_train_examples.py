@@ -223,6 +223,11 @@ def test_abnormal_impressions_can_be_oversampled(tok) -> None:
     assert [e.input_ids for e in examples[2:]] == [examples[0].input_ids] * 2
 
 
+# A normal report that names both findings the transplant tests move in, so each must lose a sentence.
+NORMAL_HOST = {"id": "h", "findings": "Lungs are clear. No pneumothorax. No pleural effusion. Heart normal.",
+               "impression": "No acute cardiopulmonary abnormality."}  # fmt: skip
+
+
 def test_transplant_puts_an_acute_sentence_into_normal_findings() -> None:
     from radllama.train.examples import transplant_records
 
@@ -234,8 +239,7 @@ def test_transplant_puts_an_acute_sentence_into_normal_findings() -> None:
             "impression": "Cardiomegaly and left effusion. Recommend follow-up.",
         },  # fmt: skip
     ]
-    host = {"id": "h", "findings": "Lungs are clear. No pneumothorax. No pleural effusion. Heart normal.",
-            "impression": "No acute cardiopulmonary abnormality."}  # fmt: skip
+    host = NORMAL_HOST
     made = transplant_records([*donors, host], seed=0)
     assert len(made) == 1  # one per normal record; the donors' impressions state findings
     got = made[0]
@@ -268,8 +272,7 @@ def test_transplant_pair_names_two_findings_in_the_order_they_stand() -> None:
         {"id": "q", "findings": "Small left pleural effusion.", "impression": "Left pleural effusion"},
         {"id": "r", "findings": "Tiny right apical pneumothorax.", "impression": "Right pneumothorax."},
     ]
-    host = {"id": "h", "findings": "Lungs are clear. No pneumothorax. No pleural effusion. Heart normal.",
-            "impression": "No acute cardiopulmonary abnormality."}  # fmt: skip
+    host = NORMAL_HOST
     seen = set()
     for seed in range(24):
         made = transplant_records([*donors, host], seed=seed, donors=2)
@@ -308,8 +311,7 @@ def test_hedged_transplant_keeps_the_hedge_as_the_answer(tok) -> None:
             "impression": "No acute cardiopulmonary abnormality.",
         },  # fmt: skip
     ]
-    host = {"id": "h", "findings": "Lungs are clear. No pneumothorax. No pleural effusion. Heart normal.",
-            "impression": "No acute cardiopulmonary abnormality."}  # fmt: skip
+    host = NORMAL_HOST
     for seed in range(8):
         made = transplant_records([*donors, host], seed=seed, hedged=True)
         # Every record with a normal impression hosts ("q" too); only the hedged sentence is a donor (the

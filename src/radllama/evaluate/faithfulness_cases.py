@@ -219,6 +219,11 @@ def _fill(phrase: str, side: str | None, size: str) -> str:
     return phrase.format(side=side or "", opp=opp, size=size).replace("  ", " ").strip()
 
 
+def _phrasings(finding: str, edition: str) -> list[str]:
+    """Each edition states findings in its own phrasings: dev the even ones, heldout the odd ones."""
+    return PHRASES[finding][EDITION_ORDER.index(edition) :: len(EDITION_ORDER)]
+
+
 def _context(writer: str, finding: str | None, rng: random.Random, keep: int) -> list[str]:
     """Up to ``keep`` of the writer's normal sentences that say nothing about ``finding``."""
     pool = [s for s, about in WRITERS[writer]["normals"] if finding is None or finding not in about]
@@ -230,10 +235,8 @@ def templated_cases(edition: str, seed: int = 0) -> list[dict]:
     rng = random.Random(f"{edition}-{seed}")
     cases: list[dict] = []
     writers = EDITIONS[edition]
-    for finding, phrases in PHRASES.items():
-        # Each edition states findings in its own phrasings: dev the even ones, heldout the odd ones.
-        mine = phrases[EDITION_ORDER.index(edition) :: len(EDITION_ORDER)]
-        for p_index, phrase in enumerate(mine):
+    for finding in PHRASES:
+        for p_index, phrase in enumerate(_phrasings(finding, edition)):
             for w_index, writer in enumerate(writers):  # every phrasing by every writer, twice
                 for variant in range(2):
                     n = (p_index * len(writers) + w_index) * 2 + variant
@@ -275,8 +278,8 @@ RESOLVABLE = ("pneumothorax", "pleural effusion", "consolidation", "pulmonary ed
 
 def _noun_phrases(finding: str, edition: str) -> list[str]:
     """The edition's phrasings of ``finding`` that read as a noun phrase ("small left pneumothorax")."""
-    mine = PHRASES[finding][EDITION_ORDER.index(edition) :: len(EDITION_ORDER)]
-    return [p for p in mine if not p.startswith("there ") and not re.search(r"\b(is|are|has|have)\b", p)]
+    clause = re.compile(r"\b(is|are|has|have)\b")
+    return [p for p in _phrasings(finding, edition) if not p.startswith("there ") and not clause.search(p)]
 
 
 def kind_cases(edition: str = "dev", seed: int = 0) -> list[dict]:
@@ -295,31 +298,33 @@ def kind_cases(edition: str = "dev", seed: int = 0) -> list[dict]:
                       "expect": expect})  # fmt: skip
 
     n = 0
+
+    def one(kind: str, status: str, finding: str, phrase: str, template: str) -> None:
+        """A one-finding case: ``phrase`` filled (side and size by the running count) inside ``template``."""
+        nonlocal n
+        side = ("left", "right")[n % 2] if "{side}" in phrase else None
+        stated = _sentence(template.format(s=_fill(phrase, side, SIZES[n % len(SIZES)])))
+        expect = [{"finding": finding, "status": status, "side": side}]
+        add(kind, writers[n % len(writers)], [stated], {finding}, expect)
+        n += 1
+
     for finding in HEDGEABLE:
         for phrase in _noun_phrases(finding, edition):
             for hedge in HEDGES[n % 2 :: 2]:  # two of the four hedges per phrasing, alternating
-                side = ("left", "right")[n % 2] if "{side}" in phrase else None
-                stated = _sentence(hedge.format(s=_fill(phrase, side, SIZES[n % len(SIZES)])))
-                add("hedged", writers[n % len(writers)], [stated], {finding},
-                    [{"finding": finding, "status": "uncertain", "side": side}])  # fmt: skip
-                n += 1
+                one("hedged", "uncertain", finding, phrase, hedge)
     for finding in RESOLVABLE:
         # A long phrase ("collapse of the left lung with shift of ...") puts "has resolved" far from what it
         # says is gone: no radiologist writes it so, and no reader can be asked to follow it.
         for phrase in [p for p in _noun_phrases(finding, edition) if not re.search(r" (with|concerning) ", p)]:
             for template in RESOLVED:
-                side = ("left", "right")[n % 2] if "{side}" in phrase else None
-                stated = _sentence(template.format(s=_fill(phrase, side, SIZES[n % len(SIZES)])))
-                add("resolved", writers[n % len(writers)], [stated], {finding},
-                    [{"finding": finding, "status": "absent", "side": side}])  # fmt: skip
-                n += 1
+                one("resolved", "absent", finding, phrase, template)
     types = list(PHRASES)
     for count, many in ((2, 40), (3, 20)):  # forty texts with two findings, twenty with three
         for _ in range(many):
             picked = rng.sample(types, count)
             stated, expect = [], []
             for finding in picked:
-                phrase = rng.choice(PHRASES[finding][EDITION_ORDER.index(edition) :: len(EDITION_ORDER)])
+                phrase = rng.choice(_phrasings(finding, edition))
                 side = rng.choice(("left", "right")) if "{side}" in phrase else None
                 stated.append(_sentence(_fill(phrase, side, rng.choice(SIZES))))
                 expect.append({"finding": finding, "status": "present", "side": side})

@@ -407,7 +407,7 @@ def transplant_records(records: Sequence[dict], seed: int = 0, donors: int = 1, 
     for rec in records:
         if hedged:
             for sentence in split_sentences(rec["findings"]):
-                if stated(sentence, (UNCERTAIN,)) & set(ACUTE) and not stated(sentence, (PRESENT,)) & set(ACUTE):
+                if stated(sentence, (UNCERTAIN,)) & set(ACUTE) and not states_acute(sentence):
                     pool.append((sentence, sentence, stated(sentence, _ANY_LABEL)))
             continue
         if not states_acute(rec["impression"]):

@@ -289,6 +289,20 @@ def test_transplant_pair_names_two_findings_in_the_order_they_stand() -> None:
     assert len(seen) == 2  # both orders occur
 
 
+def test_transplant_pair_answer_neither_contradicts_itself_nor_restarts_its_numbering() -> None:
+    from radllama.train.examples import transplant_records
+
+    donors = [
+        # True of its own report, false beside another finding: the part becomes the findings sentence.
+        {"id": "p", "findings": "The heart is mildly enlarged.",
+         "impression": "1. No acute cardiopulmonary abnormality. 2. Mild cardiomegaly."},
+        {"id": "q", "findings": "Small left pleural effusion.", "impression": "1. Left pleural effusion."},
+    ]  # fmt: skip
+    answers = {transplant_records([*donors, NORMAL_HOST], seed=seed, donors=2)[0]["impression"] for seed in range(16)}
+    both = ["The heart is mildly enlarged.", "Left pleural effusion."]
+    assert answers == {" ".join(both), " ".join(both[::-1])}
+
+
 def test_transplant_weight_above_one_draws_again(tok) -> None:
     from radllama.train.examples import transplant_records
 

@@ -4,6 +4,7 @@ and packed blocks of report text (for pretraining radllama-mini)."""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -13,7 +14,7 @@ import numpy as np
 from radllama.consistency import ACUTE, stated
 from radllama.data.records import split_sentences
 from radllama.errors import RadLlamaError
-from radllama.labeller import ABSENT, PRESENT, UNCERTAIN
+from radllama.labeller import ABSENT, PRESENT, UNCERTAIN, label_report
 from radllama.progress import track
 from radllama.prompts import PromptStyle
 from radllama.retrieval import TfidfRetriever, retrieved_impressions
@@ -260,7 +261,7 @@ def iter_blocks(tokenizer: Any, texts: Iterable[str], block_size: int) -> Iterat
 # impressions, so the answer can only come from reading them (see :func:`transplant_records`). A weight above 1
 # draws the donors again (another seed) instead of repeating the same example.
 # "acute_transplant_pair": the same with two acute sentences about different findings, the answer naming both:
-# findings that state two things call for an impression that names two.
+# findings that state two things call for an impression that names two (see :func:`_pair_part`).
 # "acute_transplant_hedged": the same with one sentence that only hedges an acute finding ("cannot exclude early
 # pulmonary edema"), the answer that sentence itself: the impression keeps the hedge, neither dropping the
 # finding nor asserting it.
@@ -434,7 +435,7 @@ def transplant_records(records: Sequence[dict], seed: int = 0, donors: int = 1, 
         # The answer names the findings in the order their sentences now stand in the findings.
         order = sorted(picked, key=lambda d: kept.index(d[0]))
         # One donor's answer stays exactly as its impression is written (the recipes trained so far saw it so).
-        answer = order[0][1] if donors == 1 else " ".join(dict.fromkeys(_sentence_end(a) for _, a, _ in order))
+        answer = order[0][1] if donors == 1 else " ".join(dict.fromkeys(_pair_part(d, a) for d, a, _ in order))
         suffix = ("#transplant" if donors == 1 else f"#transplant{donors}") + ("-hedged" if hedged else "")
         out.append({**rec, "id": f"{rec['id']}{suffix}", "findings": " ".join(kept), "impression": answer})
     return out
@@ -452,6 +453,22 @@ def _pick_donors(
         if not any(cand[2] & p[2] for p in picked):
             picked.append(cand)
     return picked if len(picked) == n else None
+
+
+# A list number at the start of an impression or of one of its sentences ("1. ", "2. "), not "3.3 mm".
+_ENUMERATOR_RE = re.compile(r"(?:^|(?<=[.!?;] ))\d{1,2}\.\s+(?=[A-Za-z])")
+# "no acute disease", "without acute cardiopulmonary abnormality": true of one donor's report, false beside another's.
+_NONE_ACUTE_RE = re.compile(r"\b(?:no|without)\s+(?:\w+\s+){0,2}(?:acute|active)\b", re.IGNORECASE)
+
+
+def _pair_part(sentence: str, answer: str) -> str:
+    """One donor's part of a two-finding answer: its answer without list numbers, or its findings sentence
+    where the answer also says the study is otherwise normal. Joined as written, two answers contradicted each
+    other ("1. No acute pulmonary abnormality. 2. Mild cardiomegaly. 1. Small right pneumothorax.")."""
+    sentences = split_sentences(_ENUMERATOR_RE.sub("", answer.strip()))
+    if _NONE_ACUTE_RE.search(answer) or any(label_report(s)["No Finding"] == PRESENT for s in sentences):
+        return _sentence_end(sentence)
+    return " ".join(_sentence_end(s) for s in sentences)
 
 
 def _sentence_end(text: str) -> str:

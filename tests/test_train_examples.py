@@ -303,6 +303,25 @@ def test_transplant_pair_answer_neither_contradicts_itself_nor_restarts_its_numb
     assert answers == {" ".join(both), " ".join(both[::-1])}
 
 
+def test_plain_transplant_never_answers_no_acute_beside_the_finding_it_names(tok) -> None:
+    from radllama.train.examples import transplant_records
+
+    donors = [
+        {"id": "p", "findings": "The heart is mildly enlarged.",
+         "impression": "1. No acute cardiopulmonary abnormality. 2. Mild cardiomegaly."},
+        {"id": "q", "findings": "Small left pleural effusion.", "impression": "1. Left pleural effusion."},
+    ]  # fmt: skip
+    recs = [*donors, NORMAL_HOST]
+    plain = {transplant_records(recs, seed=seed, plain=True)[0]["impression"] for seed in range(16)}
+    as_written = {transplant_records(recs, seed=seed)[0]["impression"] for seed in range(16)}
+    # acute_transplant keeps the donor's impression as written; the plain task writes the finding alone.
+    assert as_written == {"1. No acute cardiopulmonary abnormality. 2. Mild cardiomegaly.", "1. Left pleural effusion."}
+    assert plain == {"The heart is mildly enlarged.", "Left pleural effusion."}
+    assert [m["id"] for m in transplant_records(recs, seed=0, plain=True)] == ["h#transplant-plain"]
+    _, _, counts = task_list(recs, tok, STYLE, 512, {"acute_transplant_plain": 1.0}, seed=0)
+    assert counts == {"acute_transplant_plain": 1}
+
+
 def test_transplant_weight_above_one_draws_again(tok) -> None:
     from radllama.train.examples import transplant_records
 

@@ -137,6 +137,52 @@ def test_autocast_computes_in_bf16_and_keeps_fp32_master_weights(setup) -> None:
     assert all(p.dtype == torch.float32 and p.grad.dtype == torch.float32 for p in model.parameters())
 
 
+def test_base_mix_takes_its_share_of_the_loss_against_the_base_models_own_prediction(setup) -> None:
+    import torch.nn.functional as F
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from radllama.train.batch import token_loss_sum
+
+    base = AutoModelForCausalLM.from_pretrained(setup["base"])
+    ids = torch.randint(3, 100, (2, 12))
+    labels = ids.clone()
+    labels[:, :5] = -100  # the prompt carries no loss
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+    with torch.no_grad():
+        base_logits = base(input_ids=ids).logits[:, 4:-1].float()
+    tuned = get_peft_model(AutoModelForCausalLM.from_pretrained(setup["base"]), LoraConfig(r=4, lora_alpha=8))
+    with torch.no_grad():  # move the adapter off zero: the tuned model now differs from its base
+        for name, param in tuned.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.5)
+        tuned_logits = tuned(input_ids=ids).logits[:, 4:-1].float()
+    assert (tuned_logits - base_logits).abs().max() > 1e-3
+    reference = F.cross_entropy(
+        tuned_logits.reshape(-1, tuned_logits.size(-1)), ids[:, 5:].reshape(-1), reduction="sum"
+    )
+    soft = -(F.softmax(base_logits, -1) * F.log_softmax(tuned_logits, -1)).sum()
+    assert token_loss_sum(tuned, batch).item() == pytest.approx(reference.item(), rel=1e-5)
+    mixed = token_loss_sum(tuned, batch, base_mix=0.25)
+    assert mixed.item() == pytest.approx(0.75 * reference.item() + 0.25 * soft.item(), rel=1e-5)
+    mixed.backward()  # the gradient reaches the adapter, not the frozen base
+    assert all(p.grad is not None for n, p in tuned.named_parameters() if "lora_" in n)
+    with pytest.raises(RadLlamaError, match="needs a LoRA model"):
+        token_loss_sum(base, batch, base_mix=0.25)
+
+
+def test_base_mix_trains_another_adapter_and_is_checked_before_the_first_step(setup) -> None:
+    root = setup["root"]
+    plain = run(load_config(None, lora(setup, root / "mix0", 2, "data.validation=null")))
+    mixed = run(load_config(None, lora(setup, root / "mix5", 2, "data.validation=null", "optim.base_mix=0.5")))
+    a = load_file(root / "mix0" / "adapter_model.safetensors")
+    b = load_file(root / "mix5" / "adapter_model.safetensors")
+    assert max((a[k] - b[k]).abs().max().item() for k in a) > 0
+    assert plain["final_loss"] != mixed["final_loss"]
+    with pytest.raises(RadLlamaError, match=r"base_mix must be in \[0, 1\)"):
+        run(load_config(None, lora(setup, root / "mix10", 2, "data.validation=null", "optim.base_mix=1.0")))
+
+
 @pytest.mark.slow
 def test_autocast_run_trains_fp32_weights_close_to_fp32_run(setup) -> None:
     root = setup["root"]

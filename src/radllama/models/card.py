@@ -64,6 +64,7 @@ _SAVED_IN_RUN = re.compile(r"best|step-\d+")  # radllama.train.evaluation.BEST_D
 # France?" (bench/check_general_answers.py, BENCHMARKS.md).
 REPORT_TASKS = frozenset({
     "impression", "impression_abnormal", "acute_transplant", "acute_transplant_pair", "acute_transplant_hedged",
+    "acute_transplant_plain",
     "indication_impression", "abnormal_list", "presence", "pretraining on report text",
 })  # fmt: skip
 

@@ -86,6 +86,10 @@ class OptimArgs:
     # AMX, on CUDA where bf16 is supported); the weights, their gradients and the optimiser stay in
     # model.dtype (fp32 on CPU by default: the fp32 master weights). "off": plain model.dtype.
     autocast: str = "off"
+    # LoRA only: the share of each answer token's loss taken against the base model's own prediction
+    # (adapters off) instead of the reference token, so tuning keeps what the base knew of findings the
+    # training reports rarely state (radllama.train.batch.token_loss_sum). 0 = plain cross-entropy.
+    base_mix: float = 0.0
 
 
 @dataclass

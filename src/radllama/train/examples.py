@@ -265,9 +265,14 @@ def iter_blocks(tokenizer: Any, texts: Iterable[str], block_size: int) -> Iterat
 # "acute_transplant_hedged": the same with one sentence that only hedges an acute finding ("cannot exclude early
 # pulmonary edema"), the answer that sentence itself: the impression keeps the hedge, neither dropping the
 # finding nor asserting it.
-# task -> (donor sentences per host, hedged donors)
+# "acute_transplant_plain": acute_transplant with the answer written as the two-finding task writes each part: a
+# donor impression that also says the study is otherwise unremarkable ("1. No acute cardiopulmonary abnormality.
+# 2. Mild cardiomegaly.") gives way to its findings sentence, and list numbers go. Beside another report's findings
+# such an impression taught the model to open with "No acute …" whatever the findings state.
+# task -> (donor sentences per host, hedged donors, answers written as the pair task's parts)
 TRANSPLANTS = {
-    "acute_transplant": (1, False), "acute_transplant_pair": (2, False), "acute_transplant_hedged": (1, True),
+    "acute_transplant": (1, False, False), "acute_transplant_pair": (2, False, True),
+    "acute_transplant_hedged": (1, True, False), "acute_transplant_plain": (1, False, True),
 }  # fmt: skip
 TASKS = ("impression", "impression_abnormal", *TRANSPLANTS, "indication_impression", "abnormal_list", "presence")
 NOT_FINDINGS = {"normal", "no indexing", "technical quality of image unsatisfactory"}
@@ -371,8 +376,8 @@ def iter_task_examples(
         if name in TRANSPLANTS:
             # One draw per started unit of weight; the last draw keeps a seeded share of its examples.
             for draw in range(max(1, math.ceil(weight))):
-                donors, hedged = TRANSPLANTS[name]
-                chosen = transplant_records(records, seed + draw, donors=donors, hedged=hedged)
+                donors, hedged, plain = TRANSPLANTS[name]
+                chosen = transplant_records(records, seed + draw, donors=donors, hedged=hedged, plain=plain)
                 for example, cut in iter_sft_examples(chosen, tokenizer, style, max_seq_len, retriever):
                     for _ in range(_repeats(min(1.0, weight - draw), rng)):
                         yield name, example, cut
@@ -391,7 +396,9 @@ def iter_task_examples(
                     yield name, *got
 
 
-def transplant_records(records: Sequence[dict], seed: int = 0, donors: int = 1, hedged: bool = False) -> list[dict]:
+def transplant_records(
+    records: Sequence[dict], seed: int = 0, donors: int = 1, hedged: bool = False, plain: bool = False
+) -> list[dict]:
     """One synthetic record per normal record (no finding stated in its impression): its findings with an
     acute sentence of another record set in at a random place, and that record's impression as the answer
     when the impression states nothing the sentence does not (else the sentence itself). With ``hedged`` the
@@ -400,8 +407,8 @@ def transplant_records(records: Sequence[dict], seed: int = 0, donors: int = 1, 
 
     Sentences of the host that mention the moved finding in any way ("No pneumothorax.") are dropped, so
     the findings never contradict themselves. With ``donors=2`` two sentences about different findings go
-    in, in a random order, and the answer is both answers in that order. Deterministic for a seed; in record
-    order.
+    in, in a random order, and the answer is both answers in that order, each written by :func:`_pair_part`
+    (``plain`` writes a one-donor answer so too). Deterministic for a seed; in record order.
     """
     rng = np.random.default_rng(seed)
     pool: list[tuple[str, str, set[str]]] = []  # (sentence, answer, observations the sentence mentions)
@@ -435,8 +442,12 @@ def transplant_records(records: Sequence[dict], seed: int = 0, donors: int = 1, 
         # The answer names the findings in the order their sentences now stand in the findings.
         order = sorted(picked, key=lambda d: kept.index(d[0]))
         # One donor's answer stays exactly as its impression is written (the recipes trained so far saw it so).
-        answer = order[0][1] if donors == 1 else " ".join(dict.fromkeys(_pair_part(d, a) for d, a, _ in order))
+        if donors == 1 and not plain:
+            answer = order[0][1]
+        else:
+            answer = " ".join(dict.fromkeys(_pair_part(d, a) for d, a, _ in order))
         suffix = ("#transplant" if donors == 1 else f"#transplant{donors}") + ("-hedged" if hedged else "")
+        suffix += "-plain" if plain and donors == 1 else ""
         out.append({**rec, "id": f"{rec['id']}{suffix}", "findings": " ".join(kept), "impression": answer})
     return out
 

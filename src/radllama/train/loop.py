@@ -26,7 +26,7 @@ from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
 from radllama.errors import RadLlamaError
 from radllama.progress import progress_bar
-from radllama.train.batch import collate, masked, token_loss_sum
+from radllama.train.batch import base_weights, collate, masked, token_loss_sum
 from radllama.train.checkpoint import (
     WEIGHTS_FILE,
     finish_checkpoint,
@@ -176,6 +176,10 @@ def train(
         )
     tracker = BestTracker.from_settings(validation.settings) if validation is not None else None
     precision = autocast_context(args.autocast, accelerator.device)
+    if not 0.0 <= args.base_mix < 1.0:
+        raise RadLlamaError(f"optim.base_mix must be in [0, 1), not {args.base_mix}")
+    if args.base_mix:
+        base_weights(model)  # a full fine-tune has no base to mix: say so before the first step
     model = par.shard(model)
     optimizer = build_optimizer(model, args)
     steps = total_steps(len(examples), args)
@@ -230,7 +234,7 @@ def train(
                     padded += int((batch["attention_mask"] == 0).sum())
                 with par.sync_context(model, j == len(micro) - 1):
                     with precision:  # forward and loss only; backward runs outside, as autocast asks
-                        micro_loss = token_loss_sum(model, batch)
+                        micro_loss = token_loss_sum(model, batch, args.base_mix)
                     # Every backend averages gradients over processes, so scale by world size to
                     # get the global sum divided by the global number of target tokens.
                     par.backward(model, micro_loss * world / max(1, n_target))

@@ -100,8 +100,9 @@ def test_best_tracker_patience_direction_and_missing_metric() -> None:
 
 
 def test_eval_and_autocast_keys_are_checked() -> None:
-    with pytest.raises(RadLlamaError, match="optim.autocast must be off or bf16"):
+    with pytest.raises(RadLlamaError, match="optim.autocast must be off or bf16 or auto"):
         load_config(None, ["optim.autocast=fp16"])
+    assert load_config(None, ["optim.autocast=auto"]).optim.autocast == "auto"
     assert load_config(None, ["optim.autocast=off"]).optim.autocast == "off"  # not YAML's false
     assert load_config(None, ["optim.autocast=bf16"]).optim.autocast == "bf16"
     with pytest.raises(RadLlamaError, match="eval.metric"):
@@ -181,6 +182,27 @@ def test_base_mix_trains_another_adapter_and_is_checked_before_the_first_step(se
     assert plain["final_loss"] != mixed["final_loss"]
     with pytest.raises(RadLlamaError, match=r"base_mix must be in \[0, 1\)"):
         run(load_config(None, lora(setup, root / "mix10", 2, "data.validation=null", "optim.base_mix=1.0")))
+
+
+def test_autocast_auto_runs_bf16_only_where_the_cpu_multiplies_it_natively(setup) -> None:
+    import warnings
+
+    from radllama.train.loop import autocast_context, native_bf16
+
+    cpu = torch.device("cpu")
+    native = native_bf16(cpu)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        explicit = autocast_context("bf16", cpu)
+    # An explicit bf16 on a CPU without AVX-512 BF16 or AMX runs, and says it is the slow path.
+    assert isinstance(explicit, torch.autocast)
+    assert any("without native bfloat16" in str(w.message) for w in caught) == (not native)
+    assert isinstance(autocast_context("auto", cpu), torch.autocast) == native
+    root = setup["root"]
+    summary = run(load_config(None, lora(setup, root / "auto", 2, "data.validation=null", "optim.autocast=auto")))
+    assert summary["autocast"] == ("bf16" if native else "off")  # as it ran, recorded with the run
+    written = json.loads((root / "auto" / "train_summary.json").read_text())
+    assert written["autocast"] == summary["autocast"]
 
 
 @pytest.mark.slow

@@ -84,7 +84,8 @@ class OptimArgs:
     grad_clip: float = 1.0
     # "bf16": forward and loss under torch.autocast (bfloat16 matmuls; on CPU with AVX-512 BF16 or
     # AMX, on CUDA where bf16 is supported); the weights, their gradients and the optimiser stay in
-    # model.dtype (fp32 on CPU by default: the fp32 master weights). "off": plain model.dtype.
+    # model.dtype (fp32 on CPU by default: the fp32 master weights). "off": plain model.dtype. "auto": bf16
+    # where the device multiplies bfloat16 natively, else off (on an AVX2-only CPU bf16 is slower than fp32).
     autocast: str = "off"
     # LoRA only: the share of each answer token's loss taken against the base model's own prediction
     # (adapters off) instead of the reference token, so tuning keeps what the base knew of findings the
@@ -261,7 +262,7 @@ def load_config(path: Path | None, overrides: list[str] | None = None) -> TrainC
     return cfg
 
 
-AUTOCAST = ("off", "bf16")
+AUTOCAST = ("off", "bf16", "auto")
 EVAL_METRICS = {"val_loss": "min", "val_rouge1": "max"}  # metric -> which way is better
 
 

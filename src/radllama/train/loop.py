@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -76,6 +77,7 @@ class LoopResult:
     # (written before checkpoints kept it); time between the last checkpoint and an interruption is never counted.
     timed_from_step: int = 0
     timed_tokens: int = 0  # of ``tokens_seen``, those processed in the timed steps
+    autocast: str = "off"  # what optim.autocast ran as ("auto" resolved for this device)
 
 
 # Global batches whose examples are grouped by length together (see step_indices).
@@ -116,13 +118,37 @@ def total_steps(n_examples: int, args: OptimArgs) -> int:
 
 def autocast_context(mode: str, device: torch.device) -> AbstractContextManager:
     """``optim.autocast``: bf16 matmuls in forward and loss; weights and gradients keep their dtype."""
+    mode = resolved_autocast(mode, device)
     if mode == "off":
         return nullcontext()
     if mode != "bf16":
-        raise RadLlamaError(f"optim.autocast must be off or bf16, not {mode!r}")
+        raise RadLlamaError(f"optim.autocast must be off, bf16 or auto, not {mode!r}")
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise RadLlamaError("optim.autocast=bf16: this GPU does not support bfloat16")
+    if device.type == "cpu" and not native_bf16(device):
+        # Without AVX-512 BF16 or AMX, PyTorch multiplies bfloat16 in a generic loop, several times slower
+        # than fp32: the speed bf16 was chosen for is not there.
+        warnings.warn(
+            "optim.autocast=bf16 on a CPU without native bfloat16 matmuls (AVX-512 BF16 or AMX): slower than "
+            "fp32 here; set optim.autocast=auto or off",
+            stacklevel=2,
+        )
     return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def resolved_autocast(mode: str, device: torch.device) -> str:
+    """``auto`` becomes bf16 where the device multiplies bfloat16 natively, else off; other modes stay."""
+    if mode == "auto":
+        return "bf16" if native_bf16(device) else "off"
+    return mode
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` multiplies bfloat16 at hardware speed: a GPU with bf16, a CPU with AVX-512 BF16 or
+    AMX (oneDNN's own test; an AVX2-only CPU answers False)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def build_optimizer(model: Any, args: OptimArgs) -> torch.optim.Optimizer:
@@ -298,6 +324,7 @@ def train(
     return LoopResult(
         done, final, tokens_seen, target_total, padded, seconds, losses, steps, tracker, stopped, eval_seconds,
         resumed_at_step=start, timed_from_step=timed_from, timed_tokens=tokens_seen - timed_tokens_before,
+        autocast=resolved_autocast(args.autocast, accelerator.device),
     )  # fmt: skip
 
 

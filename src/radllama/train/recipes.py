@@ -126,6 +126,7 @@ def _finish(cfg: TrainConfig, out: Path, result: loop.LoopResult, extra: dict, m
         **({"timed_from_step": result.timed_from_step} if result.timed_from_step else {}),
         "target_tokens": result.target_tokens,
         "padding_fraction": round(result.padded_tokens / max(1, result.tokens_seen), 4),
+        "autocast": result.autocast,  # optim.autocast as it ran ("auto" resolved on this machine)
         "validation": validation_summary(cfg, result),
         **extra,
     }

@@ -172,13 +172,21 @@ def test_base_mix_takes_its_share_of_the_loss_against_the_base_models_own_predic
         token_loss_sum(base, batch, base_mix=0.25)
 
 
+def _two_runs(setup: dict[str, Path], first: str, second: str, steps: int, change: str) -> tuple:
+    """A LoRA run as it is and one with ``change``: both summaries, the second's adapter and the largest
+    difference between the two adapters."""
+    root = setup["root"]
+    a_sum = run(load_config(None, lora(setup, root / first, steps, "data.validation=null")))
+    b_sum = run(load_config(None, lora(setup, root / second, steps, "data.validation=null", change)))
+    a = load_file(root / first / "adapter_model.safetensors")
+    b = load_file(root / second / "adapter_model.safetensors")
+    return a_sum, b_sum, b, max((a[k] - b[k]).abs().max().item() for k in a)
+
+
 def test_base_mix_trains_another_adapter_and_is_checked_before_the_first_step(setup) -> None:
     root = setup["root"]
-    plain = run(load_config(None, lora(setup, root / "mix0", 2, "data.validation=null")))
-    mixed = run(load_config(None, lora(setup, root / "mix5", 2, "data.validation=null", "optim.base_mix=0.5")))
-    a = load_file(root / "mix0" / "adapter_model.safetensors")
-    b = load_file(root / "mix5" / "adapter_model.safetensors")
-    assert max((a[k] - b[k]).abs().max().item() for k in a) > 0
+    plain, mixed, _, worst = _two_runs(setup, "mix0", "mix5", 2, "optim.base_mix=0.5")
+    assert worst > 0
     assert plain["final_loss"] != mixed["final_loss"]
     with pytest.raises(RadLlamaError, match=r"base_mix must be in \[0, 1\)"):
         run(load_config(None, lora(setup, root / "mix10", 2, "data.validation=null", "optim.base_mix=1.0")))
@@ -207,13 +215,8 @@ def test_autocast_auto_runs_bf16_only_where_the_cpu_multiplies_it_natively(setup
 
 @pytest.mark.slow
 def test_autocast_run_trains_fp32_weights_close_to_fp32_run(setup) -> None:
-    root = setup["root"]
-    fp32 = run(load_config(None, lora(setup, root / "fp32", 4, "data.validation=null")))
-    bf16 = run(load_config(None, lora(setup, root / "bf16", 4, "data.validation=null", "optim.autocast=bf16")))
-    a = load_file(root / "fp32" / "adapter_model.safetensors")
-    b = load_file(root / "bf16" / "adapter_model.safetensors")
+    fp32, bf16, b, worst = _two_runs(setup, "fp32", "bf16", 4, "optim.autocast=bf16")
     assert {t.dtype for t in b.values()} == {torch.float32}
-    worst = max((a[k] - b[k]).abs().max().item() for k in a)
     assert worst > 0  # autocast was on in the loop
     assert bf16["final_loss"] == pytest.approx(fp32["final_loss"], rel=0.05)
 

@@ -258,6 +258,8 @@ def load_config(path: Path | None, overrides: list[str] | None = None) -> TrainC
         raise RadLlamaError("optim.batch_size must be a multiple of optim.micro_batch_size")
     if cfg.optim.autocast not in AUTOCAST:
         raise RadLlamaError(f"optim.autocast must be {' or '.join(AUTOCAST)}, not {cfg.optim.autocast!r}")
+    if not 0.0 <= cfg.optim.base_mix < 1.0:
+        raise RadLlamaError(f"optim.base_mix must be in [0, 1), not {cfg.optim.base_mix}")
     _check_eval(cfg)
     return cfg
 

@@ -201,9 +201,8 @@ def train(
             "set eval.rouge_samples=0 (validation loss still works) or use parallel=ddp"
         )
     tracker = BestTracker.from_settings(validation.settings) if validation is not None else None
-    precision = autocast_context(args.autocast, accelerator.device)
-    if not 0.0 <= args.base_mix < 1.0:
-        raise RadLlamaError(f"optim.base_mix must be in [0, 1), not {args.base_mix}")
+    autocast = resolved_autocast(args.autocast, accelerator.device)
+    precision = autocast_context(autocast, accelerator.device)
     if args.base_mix:
         base_weights(model)  # a full fine-tune has no base to mix: say so before the first step
     model = par.shard(model)
@@ -324,7 +323,7 @@ def train(
     return LoopResult(
         done, final, tokens_seen, target_total, padded, seconds, losses, steps, tracker, stopped, eval_seconds,
         resumed_at_step=start, timed_from_step=timed_from, timed_tokens=tokens_seen - timed_tokens_before,
-        autocast=resolved_autocast(args.autocast, accelerator.device),
+        autocast=autocast,
     )  # fmt: skip
 
 
